@@ -1,0 +1,151 @@
+"""Render the Envoy edge config from ``envoy.yaml.j2``.
+
+Library::
+
+    from deploy.envoy.render import render
+    yaml_text = render(listen_port=8080, admin_port=9901,
+                       descriptor_path="gen/openhr.binpb",
+                       clusters=[{"name": "profile", "host": "127.0.0.1", "port": 50061}])
+
+CLI::
+
+    python -m deploy.envoy.render --out gen/envoy.yaml --listen-port 8080 \\
+        --admin-port 9901 --descriptor gen/openhr.binpb \\
+        --cluster profile=127.0.0.1:50061 --cluster enrichment=127.0.0.1:50064 \\
+        --cors-origin http://localhost:5173 --cors-origin 'regex:^http://127\\.0\\.0\\.1:[0-9]+$'
+
+A ``--cors-origin`` is an exact origin unless it starts with ``regex:`` (RE2, whole header).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+TEMPLATE_DIR = Path(__file__).resolve().parent
+TEMPLATE_NAME = "envoy.yaml.j2"
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+
+
+def known_clusters() -> tuple[str, ...]:
+    """Cluster names the template knows routes for (read from the template itself)."""
+    module = _env.get_template(TEMPLATE_NAME).make_module(
+        {"listen_port": 0, "admin_port": 0, "descriptor_path": "", "clusters": []}
+    )
+    return tuple(module.PUBLIC_SERVICES)
+
+
+def _normalise_clusters(clusters: Sequence[Any]) -> list[dict[str, Any]]:
+    known = known_clusters()
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for c in clusters:
+        c = dict(c)
+        name = c.get("name")
+        if name not in known:
+            raise ValueError(f"unknown cluster {name!r}; known: {', '.join(known)}")
+        if name in seen:
+            raise ValueError(f"cluster {name!r} given twice")
+        seen.add(name)
+        if not c.get("host"):
+            raise ValueError(f"cluster {name!r} has no host")
+        c["port"] = int(c["port"])
+        out.append(c)
+    return out
+
+
+def render(**values: Any) -> str:
+    """Render the template. See the variable list at the top of envoy.yaml.j2."""
+    values["clusters"] = _normalise_clusters(values.get("clusters") or [])
+    values["descriptor_path"] = os.fspath(values["descriptor_path"])
+    values.setdefault("access_log_path", "/dev/stdout")
+    values.setdefault("cors_allowed_origins", [])
+    return _env.get_template(TEMPLATE_NAME).render(**values)
+
+
+def _parse_cluster(text: str) -> dict[str, Any]:
+    try:
+        name, hostport = text.split("=", 1)
+        host, port = hostport.rsplit(":", 1)
+        host = host.strip("[]")  # allow [::1]:50061
+        return {"name": name, "host": host, "port": int(port)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected name=host:port, got {text!r}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m deploy.envoy.render",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", required=True, help="output path ('-' for stdout)")
+    p.add_argument("--listen-address", default="0.0.0.0")
+    p.add_argument("--listen-port", type=int, required=True)
+    p.add_argument("--admin-address", default="127.0.0.1")
+    p.add_argument("--admin-port", type=int, required=True)
+    p.add_argument("--descriptor", required=True, help="FileDescriptorSet from `buf build`")
+    p.add_argument(
+        "--cluster",
+        type=_parse_cluster,
+        action="append",
+        default=[],
+        metavar="NAME=HOST:PORT",
+        help="a running service cluster (repeatable)",
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allowed browser origin: exact, or 'regex:<RE2>' (repeatable)",
+    )
+    p.add_argument("--access-log-path", default="/dev/stdout")
+    p.add_argument(
+        "--dns-type",
+        choices=["STATIC", "STRICT_DNS", "LOGICAL_DNS"],
+        help="force the cluster discovery type (default: STATIC for IPs, else STRICT_DNS)",
+    )
+    p.add_argument("--stream-idle-timeout", default="300s")
+    args = p.parse_args(argv)
+
+    values: dict[str, Any] = {
+        "listen_address": args.listen_address,
+        "listen_port": args.listen_port,
+        "admin_address": args.admin_address,
+        "admin_port": args.admin_port,
+        "descriptor_path": os.path.abspath(args.descriptor),
+        "clusters": args.cluster,
+        "cors_allowed_origins": args.cors_origin,
+        "access_log_path": args.access_log_path,
+        "stream_idle_timeout": args.stream_idle_timeout,
+    }
+    if args.dns_type:
+        values["dns_type"] = args.dns_type
+    try:
+        text = render(**values)
+    except ValueError as exc:
+        p.error(str(exc))
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,294 @@
+"""The whole mesh on one machine: embedded Postgres and Redis (unless DATABASE_URL / REDIS_URL
+point elsewhere), migrations, every service and Envoy, supervised by honcho.
+
+    python -m deploy.local.stack run       # what `make run` does
+    python -m deploy.local.stack migrate   # start Postgres if embedded, run all migrations
+
+The same definitions start the stack for the test suites (tests/conftest.py)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from deploy.envoy.render import render
+from deploy.local.infra import EmbeddedPostgres, LocalRedis, PortInUseError, port_in_use
+from services.common.devkeys import ensure_keys
+from services.common.migrations import upgrade_to_head
+from services.common.settings import REPO_ROOT
+
+GEN_DIR = REPO_ROOT / "gen"
+DESCRIPTOR = GEN_DIR / "openhr.binpb"
+
+
+@dataclass(frozen=True)
+class ServiceDef:
+    """A service of the mesh: its module, its ports and the env vars that set them."""
+
+    name: str
+    port: int
+    metrics_port: int
+    migrations: bool
+
+    @property
+    def module(self) -> str:
+        return f"services.{self.name}"
+
+    @property
+    def port_env(self) -> str:
+        return f"{self.name.upper()}_PORT"
+
+    @property
+    def metrics_env(self) -> str:
+        return f"{self.name.upper()}_METRICS_PORT"
+
+    @property
+    def addr_env(self) -> str:
+        return f"{self.name.upper()}_ADDR"
+
+    @property
+    def directory(self) -> Path:
+        return REPO_ROOT / "services" / self.name
+
+
+# Started in this order; a service's peers come before it.
+SERVICES = (
+    ServiceDef("enrichment", 50064, 9464, migrations=False),
+    ServiceDef("profile", 50061, 9461, migrations=True),
+)
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return int(env.get(name) or default)
+
+
+@dataclass
+class StackConfig:
+    data_dir: Path
+    edge_host: str = "127.0.0.1"
+    edge_port: int = 8080
+    admin_port: int = 9901
+    pg_port: int = 54329
+    redis_port: int = 63799
+    database_url: str | None = None  # None: the embedded Postgres
+    redis_url: str | None = None  # None: the local redis-server
+    ports: dict[str, int] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+    cors_origins: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> StackConfig:
+        return cls(
+            data_dir=Path(env.get("OPENHR_DATA_DIR") or REPO_ROOT / ".data"),
+            edge_host=env.get("OPENHR_EDGE_HOST") or "127.0.0.1",
+            edge_port=_int(env, "OPENHR_EDGE_PORT", 8080),
+            admin_port=_int(env, "OPENHR_ENVOY_ADMIN_PORT", 9901),
+            pg_port=_int(env, "OPENHR_PG_PORT", 54329),
+            redis_port=_int(env, "OPENHR_REDIS_PORT", 63799),
+            database_url=env.get("DATABASE_URL") or None,
+            redis_url=env.get("REDIS_URL") or None,
+            ports={s.name: _int(env, s.port_env, s.port) for s in SERVICES},
+            metrics_ports={s.name: _int(env, s.metrics_env, s.metrics_port) for s in SERVICES},
+            cors_origins=[o for o in (env.get("OPENHR_CORS_ORIGINS") or "").split(",") if o],
+        )
+
+    @property
+    def postgres(self) -> EmbeddedPostgres:
+        return EmbeddedPostgres(data_dir=self.data_dir / "postgres", port=self.pg_port)
+
+    @property
+    def redis(self) -> LocalRedis:
+        return LocalRedis(data_dir=self.data_dir / "redis", port=self.redis_port)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or self.postgres.url
+
+    @property
+    def effective_redis_url(self) -> str:
+        return self.redis_url or self.redis.url
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://{self.edge_host}:{self.edge_port}"
+
+    def service_env(self) -> dict[str, str]:
+        """The environment every service process gets."""
+        env = {
+            "DATABASE_URL": self.effective_database_url,
+            "REDIS_URL": self.effective_redis_url,
+            "OPENHR_JWKS": str(self.data_dir / "dev-keys" / "jwks.json"),
+            "PYTHONPATH": f"{REPO_ROOT}:{GEN_DIR / 'python'}",
+            "PYTHONUNBUFFERED": "1",
+        }
+        for service in SERVICES:
+            env[service.port_env] = str(self.ports[service.name])
+            env[service.metrics_env] = str(self.metrics_ports[service.name])
+            env[service.addr_env] = f"127.0.0.1:{self.ports[service.name]}"
+        return env
+
+    def envoy_config_path(self) -> Path:
+        """Renders the edge config for the services of this stack; returns its path."""
+        path = self.data_dir / "envoy.yaml"
+        path.write_text(
+            render(
+                listen_address=self.edge_host,
+                listen_port=self.edge_port,
+                admin_address="127.0.0.1",
+                admin_port=self.admin_port,
+                descriptor_path=str(DESCRIPTOR),
+                clusters=[{"name": s.name, "host": "127.0.0.1", "port": self.ports[s.name]} for s in SERVICES],
+                cors_allowed_origins=self.cors_origins or ["regex:^https?://(localhost|127\\.0\\.0\\.1)(:[0-9]+)?$"],
+            )
+        )
+        return path
+
+    def commands(self) -> dict[str, list[str]]:
+        """Process name -> argv, in start order."""
+        python = sys.executable
+        commands: dict[str, list[str]] = {}
+        if self.redis_url is None:
+            commands["redis"] = [
+                python,
+                "-m",
+                "deploy.local.infra",
+                "redis",
+                "start",
+                "--data-dir",
+                str(self.redis.data_dir),
+                "--port",
+                str(self.redis_port),
+            ]
+        for service in SERVICES:
+            commands[service.name] = [python, "-m", service.module]
+        commands["envoy"] = [
+            str(Path(python).with_name("envoy")),
+            "-c",
+            str(self.envoy_config_path()),
+            "--use-dynamic-base-id",
+            "--log-level",
+            "warn",
+        ]
+        return commands
+
+    def ports_in_use(self) -> list[str]:
+        """Names of the ports this stack needs that something else holds."""
+        wanted = {"OPENHR_EDGE_PORT": self.edge_port, "OPENHR_ENVOY_ADMIN_PORT": self.admin_port}
+        if self.redis_url is None:
+            wanted["OPENHR_REDIS_PORT"] = self.redis_port
+        for service in SERVICES:
+            wanted[service.port_env] = self.ports[service.name]
+            wanted[service.metrics_env] = self.metrics_ports[service.name]
+        return [f"{name}={port}" for name, port in wanted.items() if port_in_use("127.0.0.1", port)]
+
+
+def migrate(database_url: str) -> None:
+    for service in SERVICES:
+        if service.migrations:
+            upgrade_to_head(service.directory, database_url)
+
+
+def serving(port: int, timeout: float = 1.0) -> bool:
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        return response.status == health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
+
+
+def edge_ready(config: StackConfig) -> bool:
+    """Envoy is live and sees every cluster healthy."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{config.admin_port}/clusters", timeout=1) as response:
+            clusters = response.read().decode()
+    except OSError:
+        return False
+    flags = [line for line in clusters.splitlines() if "::health_flags::" in line]
+    return bool(flags) and all(line.endswith("::healthy") for line in flags)
+
+
+def wait_until_ready(config: StackConfig, timeout: float = 120.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(serving(config.ports[s.name]) for s in SERVICES) and edge_ready(config):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _announce_when_ready(config: StackConfig, manager) -> None:
+    if wait_until_ready(config):
+        print(
+            f"\n  OpenHR is up.  Edge (REST + grpc-web + gRPC): {config.edge_url}\n"
+            f"  Try:  TOKEN=$(make -s token USER=you@example.com)\n"
+            f"        curl -H \"Authorization: Bearer $TOKEN\" '{config.edge_url}/v1/skills:search?query=pyth'\n"
+            f"  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+    else:
+        print("\n  OpenHR did not become healthy within 120 s; see the logs above.\n", flush=True)
+        manager.terminate()
+
+
+def run(config: StackConfig) -> int:
+    from honcho.manager import Manager
+
+    busy = config.ports_in_use()
+    if busy:
+        print(
+            f"error: port(s) already in use: {', '.join(busy)}; stop what holds them or set these variables",
+            file=sys.stderr,
+        )
+        return 2
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    ensure_keys(config.data_dir / "dev-keys")
+    postgres = None if config.database_url else config.postgres
+    if postgres is not None:
+        postgres.start()
+    try:
+        migrate(config.effective_database_url)
+        manager = Manager()
+        env = {**os.environ, **config.service_env()}
+        for name, argv in config.commands().items():
+            manager.add_process(name, shlex.join(argv), env=env, cwd=str(REPO_ROOT))
+        threading.Thread(target=_announce_when_ready, args=(config, manager), daemon=True).start()
+        manager.loop()
+        # Ctrl-C / SIGTERM is how a user stops the stack: that is a clean exit.
+        return 0 if manager.returncode in (None, 0, 130, 143) else manager.returncode
+    finally:
+        if postgres is not None:
+            postgres.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["run", "migrate"])
+    args = parser.parse_args(argv)
+    config = StackConfig.from_env()
+    try:
+        if args.command == "migrate":
+            postgres = None if config.database_url else config.postgres
+            if postgres is not None:
+                postgres.start()
+            migrate(config.effective_database_url)
+            return 0
+        return run(config)
+    except PortInUseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Channels to peer services. Outgoing calls carry the request id and the caller's token
+(on-behalf-of), get a deadline when the caller set none, and retry only idempotent methods."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import grpc
+import structlog
+
+from services.common import auth
+
+DEFAULT_TIMEOUT = 5.0
+
+
+def _outgoing_metadata(metadata: grpc.aio.Metadata | None) -> grpc.aio.Metadata:
+    out = grpc.aio.Metadata(*(metadata or ()))
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    if request_id and "x-request-id" not in out:
+        out.add("x-request-id", request_id)
+    principal = auth.optional_principal()
+    if principal is not None and "authorization" not in out:
+        out.add("authorization", f"Bearer {principal.token}")
+    return out
+
+
+class _ForwardContext(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+    async def _forward(self, continuation, details, request):
+        details = details._replace(
+            metadata=_outgoing_metadata(details.metadata),
+            timeout=details.timeout if details.timeout is not None else DEFAULT_TIMEOUT,
+        )
+        return await continuation(details, request)
+
+    async def intercept_unary_unary(self, continuation, client_call_details, request):
+        return await self._forward(continuation, client_call_details, request)
+
+    async def intercept_unary_stream(self, continuation, client_call_details, request):
+        return await self._forward(continuation, client_call_details, request)
+
+
+def _service_config(idempotent_services: Iterable[str]) -> str:
+    """gRPC retry policy for services whose methods are all safe to repeat."""
+    names = [{"service": s} for s in idempotent_services]
+    if not names:
+        return json.dumps({})
+    return json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": names,
+                    "retryPolicy": {
+                        "maxAttempts": 3,
+                        "initialBackoff": "0.05s",
+                        "maxBackoff": "0.5s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ]
+        }
+    )
+
+
+def channel(target: str, *, idempotent_services: Iterable[str] = ()) -> grpc.aio.Channel:
+    options = [
+        ("grpc.service_config", _service_config(idempotent_services)),
+        ("grpc.enable_retries", 1),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+    ]
+    return grpc.aio.insecure_channel(target, options=options, interceptors=[_ForwardContext()])

@@ -1,0 +1,167 @@
+"""The server interceptor every service runs: request id, authentication, error mapping,
+metrics and one log line per RPC.
+
+It wraps the method handler rather than the call so that one code path covers unary and
+server-streaming RPCs alike."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+from grpc_status import rpc_status
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from services.common import auth, errors
+from services.common.metrics import RPC_HANDLED, RPC_LATENCY, RPC_STARTED
+
+log = structlog.get_logger("rpc")
+
+# Infrastructure answers without a token: Kubernetes probes and grpcurl-style reflection.
+PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+_UNAVAILABLE_ERRORS = (
+    OSError,
+    asyncio.TimeoutError,
+    OperationalError,
+    InterfaceError,
+    RedisConnectionError,
+    RedisTimeoutError,
+)
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, _UNAVAILABLE_ERRORS)
+
+
+def as_domain_error(exc: BaseException) -> errors.DomainError:
+    """What the client is told about an exception: its own message only for DomainError."""
+    if isinstance(exc, errors.DomainError):
+        return exc
+    if _is_unavailable(exc):
+        return errors.unavailable()
+    return errors.internal()
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, verifier: auth.TokenVerifier, public_methods: frozenset[str] = frozenset()) -> None:
+        self._verifier = verifier
+        self._public_methods = public_methods
+
+    def _requires_auth(self, method: str) -> bool:
+        return method not in self._public_methods and not method.startswith(PUBLIC_PREFIXES)
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method: str = handler_call_details.method
+        metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._wrap_unary(handler.unary_unary, method, metadata, "unary"),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(handler.unary_stream, method, metadata),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler  # client/bidi streaming: none in our contracts.
+
+    def _enter(self, method: str, metadata: dict[str, str], rpc_type: str) -> None:
+        """Binds request id and caller to the RPC's context (grpc.aio runs each RPC in its own task)."""
+        request_id = metadata.get("x-request-id") or str(uuid.uuid4())
+        structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
+        service, _, name = method.strip("/").partition("/")
+        RPC_STARTED.labels(service, name, rpc_type).inc()
+        if self._requires_auth(method):
+            token = auth.bearer_token(metadata)
+            if token is None:
+                raise errors.unauthenticated("missing access token: send 'authorization: Bearer <token>'")
+            principal = self._verifier.verify(token)
+            auth.set_principal(principal)
+            structlog.contextvars.bind_contextvars(user_id=principal.user_id)
+
+    @staticmethod
+    def _exit(method: str, rpc_type: str, code: grpc.StatusCode, start: float) -> None:
+        service, _, name = method.strip("/").partition("/")
+        elapsed = time.perf_counter() - start
+        RPC_HANDLED.labels(service, name, rpc_type, code.name).inc()
+        RPC_LATENCY.labels(service, name, rpc_type).observe(elapsed)
+        if method.startswith(PUBLIC_PREFIXES):
+            return  # probes every few seconds: counted, not logged
+        level = "info" if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else "warning"
+        getattr(log, level)("rpc", code=code.name, duration_ms=round(elapsed * 1000, 2))
+
+    @staticmethod
+    async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> grpc.StatusCode:
+        error = as_domain_error(exc)
+        if error.code == grpc.StatusCode.INTERNAL:
+            log.error("unhandled error", exc_info=exc)
+        status = rpc_status.to_status(error.to_status())
+        await context.abort(status.code, status.details, status.trailing_metadata)
+        return error.code  # unreachable: abort raises
+
+    def _wrap_unary(
+        self,
+        behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
+        method: str,
+        metadata: dict[str, str],
+        rpc_type: str,
+    ):
+        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            start, code = time.perf_counter(), grpc.StatusCode.OK
+            try:
+                self._enter(method, metadata, rpc_type)
+                return await behavior(request, context)
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as exc:
+                code = as_domain_error(exc).code
+                await self._abort(context, exc)
+            finally:
+                self._exit(method, rpc_type, code, start)
+
+        return wrapper
+
+    def _wrap_stream(
+        self,
+        behavior: Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]],
+        method: str,
+        metadata: dict[str, str],
+    ):
+        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            start, code = time.perf_counter(), grpc.StatusCode.OK
+            try:
+                self._enter(method, metadata, "server_stream")
+                async for response in behavior(request, context):
+                    yield response
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception as exc:
+                code = as_domain_error(exc).code
+                await self._abort(context, exc)
+            finally:
+                self._exit(method, "server_stream", code, start)
+
+        return wrapper

@@ -1,0 +1,134 @@
+"""Serving a service: grpc.aio server with the kit's interceptor, health (NOT_SERVING while
+a dependency is down), reflection, metrics, background tasks and a graceful SIGTERM drain."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common.auth import TokenVerifier
+from services.common.interceptors import ServerInterceptor
+from services.common.metrics import DEPENDENCY_UP, serve_metrics
+from services.common.settings import ServiceSettings
+
+log = structlog.get_logger("server")
+Check = Callable[[], Awaitable[object]]
+
+
+@dataclass
+class ServiceSpec:
+    """What a service plugs into the runtime."""
+
+    name: str
+    port: int
+    # Adds the servicers to the server; returns the full names of the services added.
+    register: Callable[[grpc.aio.Server], Iterable[str]]
+    # Dependency name -> a check that raises when it is unreachable.
+    checks: dict[str, Check] = field(default_factory=dict)
+    # Long-running coroutines (outbox relay, consumers), cancelled on shutdown.
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Called after the server stopped (close pools).
+    cleanup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # Full method names callable without a token.
+    public_methods: frozenset[str] = frozenset()
+    metrics_port: int = 0
+
+
+class Service:
+    def __init__(self, spec: ServiceSpec, settings: ServiceSettings) -> None:
+        self.spec, self.settings = spec, settings
+        self.health = health.aio.HealthServicer()
+        self._service_names: list[str] = []
+        self._tasks: list[asyncio.Task] = []
+        self._stopping = asyncio.Event()
+        verifier = TokenVerifier(settings.jwks, settings.jwt_issuer, settings.jwt_audience)
+        self.server = grpc.aio.server(
+            interceptors=[ServerInterceptor(verifier, spec.public_methods)],
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+            ],
+        )
+        self.port = 0
+
+    async def _set_health(self, status: int) -> None:
+        for name in ("", *self._service_names):
+            await self.health.set(name, status)
+
+    async def check_dependencies(self) -> bool:
+        healthy = True
+        for name, check in self.spec.checks.items():
+            try:
+                await asyncio.wait_for(check(), timeout=max(1.0, self.settings.health_interval))
+                DEPENDENCY_UP.labels(name).set(1)
+            except Exception as exc:
+                DEPENDENCY_UP.labels(name).set(0)
+                log.warning("dependency unreachable", dependency=name, error=type(exc).__name__)
+                healthy = False
+        return healthy
+
+    async def _watch_health(self) -> None:
+        serving = None
+        while True:
+            healthy = await self.check_dependencies()
+            if healthy != serving:
+                serving = healthy
+                status = (
+                    health_pb2.HealthCheckResponse.SERVING if healthy else health_pb2.HealthCheckResponse.NOT_SERVING
+                )
+                await self._set_health(status)
+                log.info("health", serving=healthy)
+            await asyncio.sleep(self.settings.health_interval)
+
+    async def start(self) -> int:
+        self._service_names = list(self.spec.register(self.server))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        reflection.enable_server_reflection(
+            [*self._service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self.server,
+        )
+        address = f"{self.settings.grpc_host}:{self.spec.port}"
+        self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {address}: port in use?")
+        await self.server.start()
+        serve_metrics(self.spec.metrics_port, self.settings.grpc_host)
+        self._tasks = [asyncio.create_task(self._watch_health(), name="health")]
+        self._tasks += [
+            asyncio.create_task(job(), name=getattr(job, "__qualname__", "job")) for job in self.spec.background
+        ]
+        log.info("listening", address=f"{self.settings.grpc_host}:{self.port}", services=self._service_names)
+        return self.port
+
+    async def stop(self) -> None:
+        """NOT_SERVING first (so Envoy and Kubernetes stop routing here), then drain and stop."""
+        await self.health.enter_graceful_shutdown()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.server.stop(self.settings.shutdown_grace)
+        for cleanup in self.spec.cleanup:
+            await cleanup()
+        log.info("stopped")
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def serve_until_signal(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        await self._stopping.wait()
+        log.info("shutting down", grace_seconds=self.settings.shutdown_grace)
+        await self.stop()

@@ -1,0 +1,42 @@
+"""Settings every service shares, read only from environment variables.
+
+Defaults make `make run` work on a laptop. Each service subclasses `ServiceSettings` and adds
+its own fields (its port, its peers' addresses)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATA_DIR = REPO_ROOT / ".data"
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    # "local" enables the development signing key and `make token`; never in production.
+    env: Literal["local", "production"] = Field("local", validation_alias="OPENHR_ENV")
+    grpc_host: str = Field("127.0.0.1", validation_alias="OPENHR_GRPC_HOST")
+    database_url: str = Field("postgresql://openhr@127.0.0.1:54329/openhr", validation_alias="DATABASE_URL")
+    redis_url: str = Field("redis://127.0.0.1:63799/0", validation_alias="REDIS_URL")
+    # A JWKS URL (http…) or file path used to verify access tokens.
+    jwks: str = Field(str(DATA_DIR / "dev-keys" / "jwks.json"), validation_alias="OPENHR_JWKS")
+    jwt_issuer: str = Field("openhr-identity", validation_alias="OPENHR_JWT_ISSUER")
+    jwt_audience: str = Field("openhr", validation_alias="OPENHR_JWT_AUDIENCE")
+    log_level: str = Field("INFO", validation_alias="OPENHR_LOG_LEVEL")
+    # Seconds in-flight RPCs get to finish on SIGTERM.
+    shutdown_grace: float = Field(10.0, validation_alias="OPENHR_SHUTDOWN_GRACE")
+    # Seconds between dependency checks that drive the health status.
+    health_interval: float = Field(2.0, validation_alias="OPENHR_HEALTH_INTERVAL")
+    db_pool_size: int = Field(10, validation_alias="OPENHR_DB_POOL_SIZE")
+    otlp_endpoint: str = Field("", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+
+    @property
+    def async_database_url(self) -> str:
+        """The same URL in the form SQLAlchemy's asyncpg dialect wants."""
+        scheme, rest = self.database_url.split("://", 1)
+        return f"postgresql+asyncpg://{rest}" if scheme.startswith("postgres") else self.database_url
