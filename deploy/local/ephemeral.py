@@ -1,0 +1,140 @@
+"""A throwaway mesh for the test suites and benchmarks: embedded Postgres + pgvector, Redis, migrations, every
+service as its own process and Envoy, all on free ports with data in a fresh folder.
+
+Tests start it once per session (tests/conftest.py) and isolate themselves by data (fresh
+users), not by restarting servers. Tests that break infrastructure start their own copy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy.local.infra import EmbeddedPostgres, LocalRedis, free_port
+from deploy.local.stack import SERVICES, StackConfig, migrate, serving, wait_until_ready
+from services.common.devkeys import mint_token, user_id_for
+from services.common.settings import REPO_ROOT, ServiceSettings
+
+ISSUER = ServiceSettings.model_fields["jwt_issuer"].default
+AUDIENCE = ServiceSettings.model_fields["jwt_audience"].default
+
+
+@dataclass
+class Mesh:
+    config: StackConfig
+    postgres: EmbeddedPostgres
+    redis: LocalRedis
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def edge_url(self) -> str:
+        return self.config.edge_url
+
+    @property
+    def edge_target(self) -> str:
+        return f"127.0.0.1:{self.config.edge_port}"
+
+    def target(self, service: str) -> str:
+        return f"127.0.0.1:{self.config.ports[service]}"
+
+    @property
+    def key_dir(self) -> Path:
+        return self.config.data_dir / "dev-keys"
+
+    def token(self, email: str | None = None, **kwargs) -> str:
+        """An access token for a user (a fresh one unless an email is given)."""
+        email = email or f"user-{uuid.uuid4().hex[:12]}@example.com"
+        return mint_token(user_id_for(email), issuer=ISSUER, audience=AUDIENCE, key_dir=self.key_dir, **kwargs)
+
+    def log(self, name: str) -> str:
+        path = self.config.data_dir / "logs" / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start_process(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        logs = self.config.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / f"{name}.log", "ab") as out:
+            process = subprocess.Popen(
+                argv,
+                cwd=REPO_ROOT,
+                env={**os.environ, **self.config.service_env(), **(env or {})},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.processes[name] = process
+        return process
+
+    def stop_process(self, name: str, timeout: float = 15) -> int:
+        process = self.processes.pop(name)
+        process.terminate()
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            self.stop_process(name)
+        self.redis.stop()
+        self.postgres.stop()
+
+
+def config_on_free_ports(data_dir: Path) -> StackConfig:
+    """A stack config on free ports, with Postgres and Redis given by URL (started by us)."""
+    pg_port, redis_port = free_port(), free_port()
+    config = StackConfig(
+        data_dir=data_dir,
+        edge_port=free_port(),
+        admin_port=free_port(),
+        pg_port=pg_port,
+        redis_port=redis_port,
+        ports={s.name: free_port() for s in SERVICES},
+        metrics_ports={s.name: free_port() for s in SERVICES},
+    )
+    config.database_url = config.postgres.url
+    config.redis_url = config.redis.url
+    return config
+
+
+def start_mesh(data_dir: Path) -> Mesh:
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
+    config = config_on_free_ports(data_dir)
+    mesh = Mesh(config=config, postgres=config.postgres, redis=config.redis)
+    try:
+        mesh.postgres.start()
+        mesh.redis.start()
+        migrate(config.effective_database_url)
+        from services.common.devkeys import ensure_keys
+
+        ensure_keys(mesh.key_dir)
+        for name, argv in config.commands().items():
+            mesh.start_process(name, argv)
+            if name in config.ports:
+                _wait_serving(mesh, name)
+        if not wait_until_ready(config, timeout=60):
+            raise RuntimeError("the mesh did not become ready:\n" + _tails(mesh))
+    except BaseException:
+        mesh.stop()
+        raise
+    return mesh
+
+
+def _wait_serving(mesh: Mesh, name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if serving(mesh.config.ports[name]):
+            return
+        if mesh.processes[name].poll() is not None:
+            break
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} did not start:\n{mesh.log(name)[-3000:]}")
+
+
+def _tails(mesh: Mesh) -> str:
+    return "\n".join(f"--- {name}\n{mesh.log(name)[-1500:]}" for name in mesh.processes)

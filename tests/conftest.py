@@ -1,0 +1,37 @@
+"""Session fixtures: one real mesh for the whole run (see deploy/local/ephemeral.py)."""
+
+from __future__ import annotations
+
+import grpc
+import httpx
+import pytest
+
+from deploy.local.ephemeral import Mesh, start_mesh
+from services.common.settings import REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def mesh() -> Mesh:
+    started = start_mesh(REPO_ROOT / ".data" / "test")
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def rest(mesh: Mesh) -> httpx.AsyncClient:
+    """REST through Envoy (no token: tests pass headers)."""
+    return httpx.AsyncClient(base_url=mesh.edge_url, timeout=10)
+
+
+@pytest.fixture(scope="session")
+async def profile_channel(mesh: Mesh):
+    """gRPC straight to the profile service."""
+    async with grpc.aio.insecure_channel(mesh.target("profile")) as channel:
+        yield channel
+
+
+@pytest.fixture(scope="session")
+async def edge_channel(mesh: Mesh):
+    """gRPC through Envoy."""
+    async with grpc.aio.insecure_channel(mesh.edge_target) as channel:
+        yield channel
