@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from google.protobuf import descriptor_pb2
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
 TEMPLATE_NAME = "envoy.yaml.j2"
@@ -42,7 +43,7 @@ _env = jinja2.Environment(
 def known_clusters() -> tuple[str, ...]:
     """Cluster names the template knows routes for (read from the template itself)."""
     module = _env.get_template(TEMPLATE_NAME).make_module(
-        {"listen_port": 0, "admin_port": 0, "descriptor_path": "", "clusters": []}
+        {"listen_port": 0, "admin_port": 0, "descriptor_path": "", "clusters": [], "streaming_paths": []}
     )
     return tuple(module.PUBLIC_SERVICES)
 
@@ -66,10 +67,25 @@ def _normalise_clusters(clusters: Sequence[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def streaming_paths(descriptor_path: str | os.PathLike) -> list[str]:
+    """gRPC paths of every server-streaming RPC in the descriptor set: their routes get no
+    timeout (the stream idle timeout bounds them instead). Read from the contracts, so a new
+    stream needs no template change."""
+    descriptors = descriptor_pb2.FileDescriptorSet.FromString(Path(descriptor_path).read_bytes())
+    return sorted(
+        f"/{file.package}.{service.name}/{method.name}"
+        for file in descriptors.file
+        for service in file.service
+        for method in service.method
+        if method.server_streaming
+    )
+
+
 def render(**values: Any) -> str:
     """Render the template. See the variable list at the top of envoy.yaml.j2."""
     values["clusters"] = _normalise_clusters(values.get("clusters") or [])
     values["descriptor_path"] = os.fspath(values["descriptor_path"])
+    values["streaming_paths"] = streaming_paths(values["descriptor_path"])
     values.setdefault("access_log_path", "/dev/stdout")
     values.setdefault("cors_allowed_origins", [])
     return _env.get_template(TEMPLATE_NAME).render(**values)

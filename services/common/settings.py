@@ -32,6 +32,8 @@ class ServiceSettings(BaseSettings):
     shutdown_grace: float = Field(10.0, validation_alias="OPENHR_SHUTDOWN_GRACE")
     # Seconds between dependency checks that drive the health status.
     health_interval: float = Field(2.0, validation_alias="OPENHR_HEALTH_INTERVAL")
+    # Seconds between heartbeats on idle server streams (well inside Envoy's stream idle timeout).
+    stream_heartbeat: float = Field(15.0, validation_alias="OPENHR_STREAM_HEARTBEAT")
     db_pool_size: int = Field(10, validation_alias="OPENHR_DB_POOL_SIZE")
     otlp_endpoint: str = Field("", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import structlog
-from google.protobuf import field_mask_pb2, json_format, struct_pb2
+from google.protobuf import field_mask_pb2, json_format, struct_pb2, timestamp_pb2
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openhr.common.v1 import user_data_pb2, user_data_pb2_grpc
@@ -11,6 +11,7 @@ from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 from services.common import errors
 from services.common.auth import current_principal
 from services.common.db import Database
+from services.common.fanout import StreamFanout, SubscriberOverflow
 from services.common.outbox import add_event, new_event
 from services.profile import store
 from services.profile.skills import SkillNormalizer
@@ -60,9 +61,18 @@ async def _refresh_after_skill_change(session: AsyncSession, profile_id: str, ch
     await _emit_changed(session, profile, [changed])
 
 
+def _now() -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.GetCurrentTime()
+    return stamp
+
+
 class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
-    def __init__(self, db: Database, normalizer: SkillNormalizer) -> None:
-        self._db, self._normalizer = db, normalizer
+    def __init__(
+        self, db: Database, normalizer: SkillNormalizer, changes: StreamFanout, heartbeat_seconds: float
+    ) -> None:
+        self._db, self._normalizer, self._changes = db, normalizer, changes
+        self._heartbeat = heartbeat_seconds
 
     async def CreateProfile(self, request, context):
         user_id = _caller()
@@ -112,6 +122,27 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
             updated = await store.get_by_id(session, profile_id)
             await _emit_changed(session, updated, paths)
         return profile_pb2.UpdateProfileResponse(profile=updated)
+
+    async def WatchMyProfile(self, request, context):
+        user_id = _caller()
+        # Subscribe before reading, so that no change between the two is missed.
+        async with self._changes.subscribe(user_id) as changes:
+            async with self._db.transaction(user_id) as session:
+                profile = await store.get_by_user(session, user_id)
+            if profile is None:
+                raise errors.not_found("profile (create it with POST /v1/profiles)")
+            yield profile_pb2.WatchMyProfileResponse(profile=profile)
+            version = profile.version
+            while True:
+                try:
+                    event = await changes.next(self._heartbeat)
+                except SubscriberOverflow:
+                    raise errors.unavailable("the stream fell behind; reconnect") from None
+                if event is None:
+                    yield profile_pb2.WatchMyProfileResponse(heartbeat=_now())
+                elif event.profile_changed.profile.version > version:
+                    version = event.profile_changed.profile.version
+                    yield profile_pb2.WatchMyProfileResponse(profile=event.profile_changed.profile)
 
     async def ListSkills(self, request, context):
         profile_id = parse_uuid(request.profile_id, "profile_id")

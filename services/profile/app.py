@@ -15,6 +15,7 @@ from services.common.cache import connect_redis, ping
 from services.common.clients import channel
 from services.common.consumer import EventConsumer, first_delivery
 from services.common.db import Database
+from services.common.fanout import StreamFanout
 from services.common.migrations import app_role
 from services.common.outbox import OutboxRelay
 from services.common.server import ServiceSpec
@@ -45,6 +46,8 @@ def build(settings: ProfileSettings) -> ServiceSpec:
     enrichment = channel(settings.enrichment_addr, idempotent_services=["openhr.enrichment.v1.SkillsService"])
     normalizer = SkillNormalizer(enrichment)
     relay = OutboxRelay(db, redis, store.outbox)
+    # Profile changes by owner, for WatchMyProfile streams on this replica.
+    changes = StreamFanout(redis, "profile", key=lambda event: event.user_id)
 
     async def on_matching_event(event: events_pb2.Event) -> None:
         """MatchCreated: matched users may see each other's MATCHES_ONLY profiles."""
@@ -60,7 +63,9 @@ def build(settings: ProfileSettings) -> ServiceSpec:
     )
 
     def register(server: grpc.aio.Server) -> list[str]:
-        profile_pb2_grpc.add_ProfileServiceServicer_to_server(ProfileApi(db, normalizer), server)
+        profile_pb2_grpc.add_ProfileServiceServicer_to_server(
+            ProfileApi(db, normalizer, changes, settings.stream_heartbeat), server
+        )
         profile_pb2_grpc.add_ProfileInternalServiceServicer_to_server(ProfileInternalApi(db, normalizer), server)
         user_data_pb2_grpc.add_UserDataServiceServicer_to_server(UserDataApi(db), server)
         return [
@@ -79,7 +84,7 @@ def build(settings: ProfileSettings) -> ServiceSpec:
         port=settings.port,
         register=register,
         checks={"postgres": db.ping, "redis": lambda: ping(redis)},
-        background=[relay.run, consumer.run],
+        background=[relay.run, consumer.run, changes.run],
         cleanup=[close],
         metrics_port=settings.metrics_port,
     )

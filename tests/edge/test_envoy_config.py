@@ -292,6 +292,7 @@ def test_all_clusters_stream_routes_have_no_timeout(descriptor):
         "/openhr.matching.v1.MatchingService/StreamMatchFeed",
         "/openhr.messaging.v1.MessagingService/StreamEvents",
         "/openhr.enrichment.v1.EnrichmentService/WatchEnrichmentJob",
+        "/openhr.profile.v1.ProfileService/WatchMyProfile",
     }
     assert all(r["timeout"] == "0s" and "max_stream_duration" not in r for r in streams.values())
     unary = [

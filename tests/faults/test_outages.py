@@ -1,0 +1,147 @@
+"""What users and peers see when a dependency fails, and that nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from redis.asyncio import Redis
+
+from deploy.local.ephemeral import Mesh
+from openhr.events.v1 import events_pb2
+from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
+from services.common.consumer import EventConsumer
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def auth(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+async def _health(channel: grpc.aio.Channel) -> int:
+    try:
+        response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+    except grpc.aio.AioRpcError:
+        return -1
+    return response.status
+
+
+async def _eventually(predicate, within: float = 20.0, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + within
+    while not await predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(interval)
+
+
+async def test_event_committed_while_redis_is_down_is_delivered_once_it_is_back(
+    faulty_mesh: Mesh, profile_direct
+) -> None:
+    received: list[events_pb2.Event] = []
+
+    async def record(event: events_pb2.Event) -> None:
+        received.append(event)
+
+    redis = Redis.from_url(faulty_mesh.redis.url)
+    consumer = EventConsumer(redis, "profile", "test-outbox", "test-1", record, block_ms=200)
+    await consumer.ensure_group()
+    consuming = asyncio.create_task(consumer.run())
+    try:
+        faulty_mesh.redis.stop()
+        stub = profile_pb2_grpc.ProfileServiceStub(profile_direct)
+        created = await stub.CreateProfile(
+            profile_pb2.CreateProfileRequest(profile=profile_pb2.Profile(display_name="Outbox Olivia")),
+            metadata=auth(faulty_mesh.token()),
+            timeout=10,
+        )
+        connection = await asyncpg.connect(faulty_mesh.config.database_url)
+        try:
+            pending = await connection.fetchval("SELECT count(*) FROM profile.outbox WHERE published_at IS NULL")
+        finally:
+            await connection.close()
+        assert pending >= 1, "the event must wait in the outbox while Redis is down"
+
+        faulty_mesh.redis.start()
+
+        async def delivered() -> bool:
+            return any(e.profile_changed.profile.profile_id == created.profile.profile_id for e in received)
+
+        await _eventually(delivered, within=45)
+        event = next(e for e in received if e.profile_changed.profile.profile_id == created.profile.profile_id)
+        assert event.profile_changed.created
+        assert event.producer == "profile"
+        assert event.profile_changed.profile.display_name == "Outbox Olivia"
+    finally:
+        if not faulty_mesh.redis.is_running():
+            faulty_mesh.redis.start()
+        consuming.cancel()
+        await asyncio.gather(consuming, return_exceptions=True)
+        await redis.aclose()
+
+
+async def test_health_is_not_serving_while_postgres_is_down(faulty_mesh: Mesh, profile_direct) -> None:
+    assert await _health(profile_direct) == health_pb2.HealthCheckResponse.SERVING
+    token = faulty_mesh.token()
+    stub = profile_pb2_grpc.ProfileServiceStub(profile_direct)
+    faulty_mesh.postgres.stop()
+    try:
+
+        async def not_serving() -> bool:
+            return await _health(profile_direct) == health_pb2.HealthCheckResponse.NOT_SERVING
+
+        await _eventually(not_serving)
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await stub.GetMyProfile(profile_pb2.GetMyProfileRequest(), metadata=auth(token), timeout=15)
+        assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "SELECT" not in (failure.value.details() or "")
+    finally:
+        faulty_mesh.postgres.start()
+
+    async def serving() -> bool:
+        return await _health(profile_direct) == health_pb2.HealthCheckResponse.SERVING
+
+    await _eventually(serving)
+
+
+async def test_skill_normalization_outage_stores_nothing(faulty_mesh: Mesh, profile_direct) -> None:
+    token = faulty_mesh.token()
+    stub = profile_pb2_grpc.ProfileServiceStub(profile_direct)
+    created = await stub.CreateProfile(
+        profile_pb2.CreateProfileRequest(profile=profile_pb2.Profile(display_name="Norma")),
+        metadata=auth(token),
+        timeout=10,
+    )
+    profile_id = created.profile.profile_id
+    argv = faulty_mesh.config.commands()["enrichment"]
+    faulty_mesh.stop_process("enrichment")
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as failure:
+            await stub.AddSkill(
+                profile_pb2.AddSkillRequest(profile_id=profile_id, name="golang", proficiency=3),
+                metadata=auth(token),
+                timeout=15,
+            )
+        assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
+        listed = await stub.ListSkills(
+            profile_pb2.ListSkillsRequest(profile_id=profile_id), metadata=auth(token), timeout=10
+        )
+        assert list(listed.skills) == []
+    finally:
+        faulty_mesh.start_process("enrichment", argv)
+
+    async def normalized_again() -> bool:
+        try:
+            added = await stub.AddSkill(
+                profile_pb2.AddSkillRequest(profile_id=profile_id, name="golang", proficiency=3),
+                metadata=auth(token),
+                timeout=5,
+            )
+        except grpc.aio.AioRpcError:
+            return False
+        return added.skill.name == "Go" and added.skill.taxonomy_id == "go"
+
+    await _eventually(normalized_again)
