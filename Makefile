@@ -49,7 +49,7 @@ protos: $(GEN)/.stamp
 
 lint: protos
 	$(BUF) lint
-	$(VENV)/bin/ruff check services deploy tests bench
+	$(VENV)/bin/ruff check .
 
 migrate: protos
 	$(PY) -m deploy.local.stack migrate

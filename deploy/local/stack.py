@@ -26,7 +26,7 @@ from deploy.envoy.render import render
 from deploy.local.infra import EmbeddedPostgres, LocalRedis, PortInUseError, port_in_use
 from services.common.devkeys import ensure_keys
 from services.common.migrations import upgrade_to_head
-from services.common.settings import REPO_ROOT
+from services.common.settings import DATA_DIR, REPO_ROOT
 
 GEN_DIR = REPO_ROOT / "gen"
 DESCRIPTOR = GEN_DIR / "openhr.binpb"
@@ -90,7 +90,7 @@ class StackConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> StackConfig:
         return cls(
-            data_dir=Path(env.get("OPENHR_DATA_DIR") or REPO_ROOT / ".data"),
+            data_dir=Path(env.get("OPENHR_DATA_DIR") or DATA_DIR),
             edge_host=env.get("OPENHR_EDGE_HOST") or "127.0.0.1",
             edge_port=_int(env, "OPENHR_EDGE_PORT", 8080),
             admin_port=_int(env, "OPENHR_ENVOY_ADMIN_PORT", 9901),

@@ -5,6 +5,7 @@ its own fields (its port, its peers' addresses)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -12,7 +13,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA_DIR = REPO_ROOT / ".data"
+# Local state of `make run`: the embedded database, Redis, the development signing key.
+DATA_DIR = Path(os.environ.get("OPENHR_DATA_DIR") or REPO_ROOT / ".data")
 
 
 class ServiceSettings(BaseSettings):

@@ -145,3 +145,54 @@ async def test_skill_normalization_outage_stores_nothing(faulty_mesh: Mesh, prof
         return added.skill.name == "Go" and added.skill.taxonomy_id == "go"
 
     await _eventually(normalized_again)
+
+
+async def test_sigterm_drains_in_flight_calls(faulty_mesh: Mesh, profile_direct) -> None:
+    """SIGTERM: health NOT_SERVING at once, the call in flight still completes, exit 0."""
+    token = faulty_mesh.token()
+    stub = profile_pb2_grpc.ProfileServiceStub(profile_direct)
+    created = await stub.CreateProfile(
+        profile_pb2.CreateProfileRequest(profile=profile_pb2.Profile(display_name="Drain")),
+        metadata=auth(token),
+        timeout=10,
+    )
+    blocker = await asyncpg.connect(faulty_mesh.config.database_url)
+    transaction = blocker.transaction()
+    await transaction.start()
+    await blocker.execute(
+        "SELECT 1 FROM profile.profiles WHERE profile_id = $1 FOR UPDATE", created.profile.profile_id
+    )
+    argv = faulty_mesh.config.commands()["profile"]
+    process = faulty_mesh.processes["profile"]
+    try:
+        in_flight = asyncio.ensure_future(
+            stub.UpdateProfile(
+                profile_pb2.UpdateProfileRequest(
+                    profile=profile_pb2.Profile(profile_id=created.profile.profile_id, headline="drained"),
+                    update_mask={"paths": ["headline"]},
+                ),
+                metadata=auth(token),
+                timeout=20,
+            )
+        )
+        await asyncio.sleep(0.5)  # the update is now waiting for the row lock
+        assert not in_flight.done()
+        process.terminate()
+
+        async def not_serving() -> bool:
+            return await _health(profile_direct) != health_pb2.HealthCheckResponse.SERVING
+
+        await _eventually(not_serving, within=5)
+        await transaction.rollback()
+        updated = await in_flight
+        assert updated.profile.headline == "drained"
+        assert await asyncio.to_thread(process.wait, 15) == 0
+    finally:
+        await blocker.close()
+        faulty_mesh.processes.pop("profile")
+        faulty_mesh.start_process("profile", argv)
+
+    async def serving() -> bool:
+        return await _health(profile_direct) == health_pb2.HealthCheckResponse.SERVING
+
+    await _eventually(serving)

@@ -1,0 +1,238 @@
+"""The peer the Envoy REST path is compared with: a minimal FastAPI + asyncpg handler, the stack the
+original spec used, doing the same read as `ProfileService/GetProfile`.
+
+`GET /profiles/{profile_id}` with `Authorization: Bearer <token>`:
+  1. verifies the JWT like services/common/auth.py (PyJWT, EdDSA only, key by kid from the JWKS file,
+     issuer, audience, exp/iat/sub/iss/aud required, 5 s leeway);
+  2. opens a transaction that switches to the `profile_app` role and sets `app.user_id` in one statement
+     (as services/common/db.py does), so the same row-level security policies apply;
+  3. runs the same three queries as services/profile/store.py `get_by_id` (profile row, its skills,
+     endorsement counts per skill);
+  4. returns the same JSON as Envoy's transcoder prints for GetProfileResponse (lowerCamel names, enum
+     names, int64 as strings, RFC 3339 timestamps, every field printed) - checked by bench/get_profile.py.
+
+Run by `start_peer()` under uvicorn in its own process, one worker, like each of our services.
+Configuration from the environment: BENCH_PEER_DATABASE_URL, BENCH_PEER_JWKS, BENCH_PEER_ISSUER,
+BENCH_PEER_AUDIENCE, BENCH_PEER_POOL_MAX."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import jwt
+from fastapi import FastAPI, Header, HTTPException
+from jwt import PyJWK
+
+ROLE = "profile_app"
+_OPEN = "SELECT set_config('role', $1, true), set_config('app.user_id', $2, true)"
+_PROFILE = """
+SELECT profile_id::text, user_id::text, role, display_name, headline, summary, city, country_code, latitude,
+       longitude, timezone, years_experience, looking_for, github_username, website_url, linkedin_url, avatar_url,
+       visibility, preferences, completeness, version, created_at, updated_at
+FROM profile.profiles WHERE profile_id = $1"""
+_SKILLS = """
+SELECT skill_id::text, name, taxonomy_id, category, proficiency, source, created_at
+FROM profile.skills WHERE profile_id = $1 ORDER BY proficiency DESC, name"""
+_COUNTS = """
+SELECT skill_id::text, count(*) FROM profile.endorsements WHERE profile_id = $1 GROUP BY skill_id"""
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _camel_keys(value):
+    if isinstance(value, dict):
+        return {_camel(k): _camel_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_camel_keys(v) for v in value]
+    return value
+
+
+def _timestamp(value: datetime) -> str:
+    """protobuf's JSON form: UTC, 'Z', and 0, 3, 6 or 9 fractional digits."""
+    value = value.astimezone(UTC)
+    micros = value.microsecond
+    base = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if micros == 0:
+        return base + "Z"
+    if micros % 1000 == 0:
+        return f"{base}.{micros // 1000:03d}Z"
+    return f"{base}.{micros:06d}Z"
+
+
+class Verifier:
+    def __init__(self, jwks_path: str, issuer: str, audience: str) -> None:
+        document = json.loads(Path(jwks_path).read_text())
+        self._keys = {k["kid"]: PyJWK(k) for k in document.get("keys", [])}
+        self._issuer, self._audience = issuer, audience
+
+    def user_id(self, authorization: str) -> str:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise HTTPException(401, "missing access token")
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("alg") != "EdDSA":
+                raise HTTPException(401, "access token must be signed with EdDSA")
+            key = self._keys.get(header.get("kid", ""))
+            if key is None:
+                raise HTTPException(401, "unknown signing key")
+            claims = jwt.decode(
+                token,
+                key=key.key,
+                algorithms=["EdDSA"],
+                issuer=self._issuer,
+                audience=self._audience,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+                leeway=5,
+            )
+            return str(uuid.UUID(claims["sub"]))
+        except (jwt.PyJWTError, ValueError):
+            raise HTTPException(401, "invalid access token") from None
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    await connection.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    app.state.verifier = Verifier(
+        os.environ["BENCH_PEER_JWKS"],
+        os.environ.get("BENCH_PEER_ISSUER", "openhr-identity"),
+        os.environ.get("BENCH_PEER_AUDIENCE", "openhr"),
+    )
+    # Same pool bounds as services/common/db.py: 10 connections, 10 more under load.
+    app.state.pool = await asyncpg.create_pool(
+        os.environ["BENCH_PEER_DATABASE_URL"],
+        min_size=10,
+        max_size=int(os.environ.get("BENCH_PEER_POOL_MAX", "20")),
+        init=_init_connection,
+        server_settings={"application_name": "bench-peer"},
+    )
+    yield
+    await app.state.pool.close()
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+@app.get("/healthz")
+async def healthz():
+    return {"ok": True}
+
+
+@app.get("/profiles/{profile_id}")
+async def get_profile(profile_id: str, authorization: str = Header("")):
+    caller = app.state.verifier.user_id(authorization)
+    try:
+        profile_id = str(uuid.UUID(profile_id))
+    except ValueError:
+        raise HTTPException(400, "profile_id must be a UUID") from None
+    async with app.state.pool.acquire() as connection, connection.transaction():
+        await connection.execute(_OPEN, ROLE, caller)
+        row = await connection.fetchrow(_PROFILE, profile_id)
+        if row is None:
+            raise HTTPException(404, "profile not found")
+        skills = await connection.fetch(_SKILLS, profile_id)
+        counts = dict(await connection.fetch(_COUNTS, profile_id))
+    return {"profile": _profile_json(row, skills, counts)}
+
+
+def _profile_json(row, skills, counts) -> dict:
+    return {
+        "profileId": row["profile_id"],
+        "userId": row["user_id"],
+        "role": row["role"],
+        "displayName": row["display_name"],
+        "headline": row["headline"],
+        "summary": row["summary"],
+        "location": {
+            "city": row["city"],
+            "countryCode": row["country_code"],
+            "latitude": row["latitude"],
+            "longitude": row["longitude"],
+        },
+        "timezone": row["timezone"],
+        "yearsExperience": row["years_experience"],
+        "lookingFor": row["looking_for"],
+        "links": {
+            "githubUsername": row["github_username"],
+            "websiteUrl": row["website_url"],
+            "linkedinUrl": row["linkedin_url"],
+        },
+        "visibility": row["visibility"],
+        "preferences": _camel_keys(row["preferences"]),
+        "skills": [
+            {
+                "skillId": s["skill_id"],
+                "name": s["name"],
+                "taxonomyId": s["taxonomy_id"],
+                "category": s["category"],
+                "proficiency": s["proficiency"],
+                "source": s["source"],
+                "custom": not s["taxonomy_id"],
+                "endorsementCount": counts.get(s["skill_id"], 0),
+                "createTime": _timestamp(s["created_at"]),
+            }
+            for s in skills
+        ],
+        "avatarUrl": row["avatar_url"],
+        "completeness": row["completeness"],
+        "version": str(row["version"]),
+        "createTime": _timestamp(row["created_at"]),
+        "updateTime": _timestamp(row["updated_at"]),
+    }
+
+
+def start_peer(
+    *, port: int, database_url: str, jwks: Path, log_path: Path, extra_args: list[str] = (), timeout: float = 30
+) -> subprocess.Popen:
+    """uvicorn with its defaults (uvloop + httptools when installed, access log on), one worker."""
+    env = {
+        **os.environ,
+        "BENCH_PEER_DATABASE_URL": database_url,
+        "BENCH_PEER_JWKS": str(jwks),
+        "PYTHONUNBUFFERED": "1",
+    }
+    argv = [
+        sys.executable, "-m", "uvicorn", "bench.peer:app", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1", *extra_args,
+    ]  # fmt: skip
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as out:
+        process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the FastAPI peer exited:\n{log_path.read_text(errors='replace')[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                return process
+        except OSError:
+            time.sleep(0.2)
+    stop_process(process)
+    raise RuntimeError(f"the FastAPI peer did not start:\n{log_path.read_text(errors='replace')[-2000:]}")
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
