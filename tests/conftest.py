@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import grpc
 import httpx
 import pytest
@@ -12,9 +14,10 @@ from services.common.settings import REPO_ROOT
 
 @pytest.fixture(scope="session")
 def mesh() -> Mesh:
-    started = start_mesh(REPO_ROOT / ".data" / "test")
+    # Per process, so that two test runs on one machine never share (or delete) a mesh.
+    started = start_mesh(REPO_ROOT / ".data" / f"test-{os.getpid()}")
     yield started
-    started.stop()
+    started.stop(remove_data=True)
 
 
 @pytest.fixture(scope="session")

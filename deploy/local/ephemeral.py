@@ -77,11 +77,13 @@ class Mesh:
             process.kill()
             return process.wait()
 
-    def stop(self) -> None:
+    def stop(self, *, remove_data: bool = False) -> None:
         for name in reversed(list(self.processes)):
             self.stop_process(name)
         self.redis.stop()
         self.postgres.stop()
+        if remove_data:
+            shutil.rmtree(self.config.data_dir, ignore_errors=True)
 
 
 def config_on_free_ports(data_dir: Path) -> StackConfig:

@@ -140,7 +140,9 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
                     raise errors.unavailable("the stream fell behind; reconnect") from None
                 if event is None:
                     yield profile_pb2.WatchMyProfileResponse(heartbeat=_now())
-                elif event.profile_changed.profile.version > version:
+                elif event.profile_changed.profile.version >= version:
+                    # >=: endorsements change the profile without bumping its version (the
+                    # endorser may not write the owner's row); a repeat of the snapshot is harmless.
                     version = event.profile_changed.profile.version
                     yield profile_pb2.WatchMyProfileResponse(profile=event.profile_changed.profile)
 

@@ -3,6 +3,8 @@ mesh of the other suites never sees the outage."""
 
 from __future__ import annotations
 
+import os
+
 import grpc
 import pytest
 
@@ -12,9 +14,9 @@ from services.common.settings import REPO_ROOT
 
 @pytest.fixture(scope="module")
 def faulty_mesh() -> Mesh:
-    started = start_mesh(REPO_ROOT / ".data" / "test-faults")
+    started = start_mesh(REPO_ROOT / ".data" / f"test-faults-{os.getpid()}")
     yield started
-    started.stop()
+    started.stop(remove_data=True)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,76 @@
+"""python -m bench (what `make bench` runs): the taxonomy search benchmark, then GET profile by id through
+Envoy REST, direct gRPC and the FastAPI peer on a throwaway mesh. Results in bench/results/.
+
+    python -m bench                      # everything (about 4 minutes)
+    python -m bench --only taxonomy      # just the in-process taxonomy search
+    python -m bench --quick              # 2 rounds, shorter cells, 300 profiles: a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+from bench import report
+from bench.get_profile import Config, run_get_profile
+from bench.machine import describe
+from bench.taxonomy import run_taxonomy
+from services.common.settings import REPO_ROOT
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", choices=["taxonomy", "get_profile"])
+    parser.add_argument("--profiles", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="smoke run: fewer profiles, rounds and seconds")
+    parser.add_argument("--no-diagnostics", action="store_true", help="only the three main paths")
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    machine = describe()
+    log(f"machine: {machine['nproc']} cores, {machine['cpu_model']}, {machine['memory']}; "
+        f"Python {machine['python']}, grpcio {machine['grpcio']}, Envoy {machine['envoy']}")  # fmt: skip
+
+    if args.only in (None, "taxonomy"):
+        log("taxonomy search: 1,000 mixed queries x 5 repeats")
+        taxonomy = run_taxonomy(log)
+        report.write("taxonomy", report.taxonomy_markdown(taxonomy, machine), {"machine": machine, **taxonomy})
+        log(f"taxonomy: median {taxonomy['median_us']} us/query, p99 {taxonomy['p99_us']} us")
+
+    if args.only in (None, "get_profile"):
+        config = Config(profiles=args.profiles, rounds=args.rounds, diagnostics=not args.no_diagnostics)
+        if args.quick:
+            config = Config(
+                profiles=min(args.profiles, 300), rounds=2, seconds_c1=0.8, seconds_cn=1.2, warmup_seconds=0.5,
+                diagnostics=not args.no_diagnostics,
+            )  # fmt: skip
+        from deploy.local.ephemeral import start_mesh
+
+        log("starting the mesh (embedded Postgres, Redis, services, Envoy)")
+        t0 = time.perf_counter()
+        mesh = start_mesh(REPO_ROOT / ".data" / "bench")
+        try:
+            log(f"mesh up in {time.perf_counter() - t0:.1f}s; edge {mesh.edge_url}")
+            result = asyncio.run(run_get_profile(mesh, config, log))
+        finally:
+            log("stopping the mesh")
+            mesh.stop()
+        result["machine"] = machine
+        report.print_get_profile(result)
+        findings_path = report.RESULTS_DIR / "get_profile_findings.md"
+        findings = findings_path.read_text() if findings_path.exists() else ""
+        report.write("get_profile", report.get_profile_markdown(result, machine, findings), result)
+
+    log(f"\ndone in {time.perf_counter() - started:.0f}s; results in {report.RESULTS_DIR}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

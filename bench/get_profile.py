@@ -1,0 +1,334 @@
+"""GET profile by id through three paths, side by side in one run:
+
+  envoy_rest   REST through Envoy: GET {edge}/v1/profiles/{id} (grpc_json_transcoder -> profile service)
+  grpc_direct  gRPC straight to the profile service: ProfileService/GetProfile
+  fastapi      the peer: FastAPI + asyncpg doing the same read (bench/peer.py)
+
+plus diagnostic paths that split the Envoy path's cost:
+
+  grpc_envoy        gRPC through the same Envoy (router only, no transcoding, h2 downstream)
+  envoy_rest_nolog  REST through a second Envoy, the same rendered config minus the access log
+  envoy_rest_httpx  the envoy_rest path driven by httpx instead of bench/http1.py (client overhead)
+
+Interleaved: every round runs every path at every concurrency for the same time, path order rotated per
+round, so machine noise lands on all paths alike; the report quotes medians across rounds. CPU seconds
+per process group are sampled around every cell (bench/cpu.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import statistics
+import time
+from dataclasses import dataclass
+
+from bench.cpu import CpuMeter
+from bench.edge import ExtraEnvoy, without_access_log
+from bench.http1 import Http1Client
+from bench.load import GrpcSession, Http1Session, HttpxSession, run_cell
+from bench.peer import start_peer, stop_process
+from bench.seed import seed_profiles
+from deploy.local.ephemeral import Mesh
+from deploy.local.infra import free_port
+
+GOAL_RATIO = 0.8
+GOAL_P99_MS = 20.0
+GOAL_CONCURRENCY = 32
+
+
+@dataclass(frozen=True)
+class PathDef:
+    name: str
+    label: str
+    main: bool
+    concurrencies: tuple[int, ...]
+
+
+PATHS = (
+    PathDef("envoy_rest", "REST via Envoy (transcoder)", True, (1, 32)),
+    PathDef("grpc_direct", "gRPC direct to profile service", True, (1, 32)),
+    PathDef("fastapi", "FastAPI + asyncpg peer (uvicorn)", True, (1, 32)),
+    PathDef("grpc_envoy", "gRPC via Envoy (no transcoding)", False, (1, 32)),
+    PathDef("envoy_rest_nolog", "REST via Envoy, access log off", False, (1, 32)),
+    PathDef("envoy_rest_httpx", "REST via Envoy, httpx client", False, (32,)),
+)
+
+
+@dataclass
+class Config:
+    profiles: int = 1000
+    rounds: int = 5
+    concurrencies: tuple[int, ...] = (1, 32)
+    seconds_c1: float = 1.5
+    seconds_cn: float = 2.5
+    max_requests: int = 50_000
+    warmup_seconds: float = 1.0
+    diagnostics: bool = True
+
+
+def _postmaster_pid(mesh: Mesh) -> int:
+    return int((mesh.postgres.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+
+
+async def _parity(edge: tuple[str, int], peer: tuple[str, int], token: str, ids: list[str]) -> dict:
+    """Fetches the same profiles through Envoy and the peer and compares the JSON documents."""
+    headers = {"authorization": f"Bearer {token}", "accept": "application/json"}
+    a, b = Http1Client(*edge, headers), Http1Client(*peer, headers)
+    same, differences, sizes = 0, [], {"envoy_rest": [], "fastapi": []}
+    try:
+        for profile_id in ids:
+            (sa, ba), (sb, bb) = await a.get(f"/v1/profiles/{profile_id}"), await b.get(f"/profiles/{profile_id}")
+            sizes["envoy_rest"].append(len(ba))
+            sizes["fastapi"].append(len(bb))
+            if sa == sb == 200 and json.loads(ba) == json.loads(bb):
+                same += 1
+            elif len(differences) < 3:
+                differences.append({"id": profile_id, "envoy": ba.decode()[:600], "fastapi": bb.decode()[:600]})
+    finally:
+        a.close()
+        b.close()
+    return {
+        "checked": len(ids),
+        "identical": same,
+        "differences": differences,
+        "median_body_bytes": {k: statistics.median(v) for k, v in sizes.items() if v},
+    }
+
+
+class Bench:
+    def __init__(self, mesh: Mesh, config: Config, log) -> None:
+        self.mesh, self.config, self.log = mesh, config, log
+        self.peer_process = None
+        self.extra_envoy: ExtraEnvoy | None = None
+        self.tokens: list[str] = []
+        self.ids: list[str] = []
+
+    # ---- setup
+
+    async def setup(self) -> dict:
+        mesh, config = self.mesh, self.config
+        t0 = time.perf_counter()
+        tokens: dict[str, str] = {}
+
+        def token_for(email: str) -> str:
+            if email not in tokens:
+                tokens[email] = mesh.token(email, ttl_seconds=3600)
+            return tokens[email]
+
+        seeded = await seed_profiles(mesh.target("profile"), token_for, config.profiles)
+        seed_seconds = time.perf_counter() - t0
+        self.ids = [p.profile_id for p in seeded]
+        # Readers: 64 bench users (each worker w reads as user w % 64), all of them profile owners too.
+        self.tokens = [token_for(f"bench-{i}@example.com") for i in range(min(64, len(seeded)))]
+        self.log(f"seeded {len(seeded)} profiles in {seed_seconds:.1f}s")
+
+        peer_port = free_port()
+        self.peer_process = start_peer(
+            port=peer_port,
+            database_url=mesh.config.database_url or mesh.config.effective_database_url,
+            jwks=mesh.key_dir / "jwks.json",
+            log_path=mesh.config.data_dir / "logs" / "fastapi-peer.log",
+        )
+        self.peer_port = peer_port
+        if self.config.diagnostics:
+            self.extra_envoy = ExtraEnvoy(
+                mesh.config.data_dir / "envoy.yaml", "nolog", without_access_log, mesh.config.data_dir / "logs"
+            ).start()
+        # Let the outbox relay publish the seeding events before measuring.
+        await asyncio.sleep(2.0)
+        parity = await _parity(
+            ("127.0.0.1", mesh.config.edge_port), ("127.0.0.1", peer_port), self.tokens[0], self.ids[:25]
+        )
+        self.log(f"payload parity: {parity['identical']}/{parity['checked']} identical JSON documents")
+        return {"profiles": len(seeded), "seed_seconds": round(seed_seconds, 2), "parity": parity}
+
+    def paths(self) -> list[PathDef]:
+        return [p for p in PATHS if p.main or self.config.diagnostics]
+
+    async def open(self, path: str, concurrency: int):
+        mesh, tokens = self.mesh, self.tokens
+        if path == "envoy_rest":
+            return await Http1Session("127.0.0.1", mesh.config.edge_port, "/v1/profiles/", tokens, concurrency).open()
+        if path == "envoy_rest_nolog":
+            return await Http1Session("127.0.0.1", self.extra_envoy.port, "/v1/profiles/", tokens, concurrency).open()
+        if path == "envoy_rest_httpx":
+            return await HttpxSession(mesh.edge_url, "/v1/profiles/", tokens, concurrency).open(self.ids[0])
+        if path == "fastapi":
+            return await Http1Session("127.0.0.1", self.peer_port, "/profiles/", tokens, concurrency).open()
+        if path == "grpc_direct":
+            return await GrpcSession(mesh.target("profile"), tokens, concurrency).open()
+        if path == "grpc_envoy":
+            return await GrpcSession(mesh.edge_target, tokens, concurrency).open()
+        raise ValueError(path)
+
+    def meter(self) -> CpuMeter:
+        groups = {
+            "envoy": [self.mesh.processes["envoy"].pid],
+            "profile": [self.mesh.processes["profile"].pid],
+            "postgres": [_postmaster_pid(self.mesh)],
+            "fastapi": [self.peer_process.pid],
+        }
+        if self.extra_envoy is not None:
+            groups["envoy_nolog"] = [self.extra_envoy.process.pid]
+        return CpuMeter(groups)
+
+    # ---- measurement
+
+    async def cell(self, path: str, concurrency: int, ids: list[str], seconds: float, meter: CpuMeter) -> dict:
+        session = await self.open(path, concurrency)
+        try:
+            before = meter.snapshot()
+            stats = await run_cell(session, concurrency, ids, seconds=seconds, max_requests=self.config.max_requests)
+            after = meter.snapshot()
+        finally:
+            await session.close()
+        cpu = CpuMeter.delta(before, after)
+        per_request = {k: round(v * 1e6 / stats.ok, 1) for k, v in cpu.items() if k != "wall"} if stats.ok else {}
+        return {
+            "path": path,
+            "concurrency": concurrency,
+            "ok": stats.ok,
+            "errors": stats.errors,
+            "seconds": round(stats.seconds, 3),
+            "rps": round(stats.rps, 1),
+            "p50_ms": round(stats.percentile(50), 3),
+            "p90_ms": round(stats.percentile(90), 3),
+            "p99_ms": round(stats.percentile(99), 3),
+            "max_ms": round(max(stats.latencies_ms), 3) if stats.latencies_ms else None,
+            "cpu_us_per_request": per_request,
+            "machine_busy_pct": round(100 * cpu["machine"] / (cpu["wall"] * _cores()), 1) if cpu["wall"] else None,
+        }
+
+    async def run(self) -> dict:
+        config, paths = self.config, self.paths()
+        meter = self.meter()
+        self.log(f"warm-up: {config.warmup_seconds:.1f}s per path at concurrency {max(config.concurrencies)}")
+        for path in paths:
+            warm_c = max(c for c in path.concurrencies)
+            await self.cell(path.name, warm_c, self.ids, config.warmup_seconds, meter)
+
+        cells: list[dict] = []
+        t0 = time.perf_counter()
+        for round_no in range(config.rounds):
+            rng = random.Random(1000 + round_no)
+            ids = self.ids[:]
+            rng.shuffle(ids)  # the same id sequence for every path within a round
+            rotated = paths[round_no % len(paths) :] + paths[: round_no % len(paths)]
+            for concurrency in config.concurrencies:
+                seconds = config.seconds_c1 if concurrency == 1 else config.seconds_cn
+                for path in rotated:
+                    if concurrency not in path.concurrencies:
+                        continue
+                    result = await self.cell(path.name, concurrency, ids, seconds, meter)
+                    result["round"] = round_no + 1
+                    cells.append(result)
+                    self.log(
+                        f"  round {round_no + 1} c={concurrency:<2} {path.name:<17} {result['rps']:>8.1f} req/s  "
+                        f"p50 {result['p50_ms']:>7.2f} ms  p99 {result['p99_ms']:>7.2f} ms  errors {result['errors']}"
+                    )
+        measure_seconds = time.perf_counter() - t0
+        return {"cells": cells, "measure_seconds": round(measure_seconds, 1)}
+
+    def close(self) -> None:
+        if self.extra_envoy is not None:
+            self.extra_envoy.stop()
+        if self.peer_process is not None:
+            stop_process(self.peer_process)
+
+
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
+def summarize(cells: list[dict]) -> dict:
+    """Medians across rounds per (path, concurrency), paired ratios per round, and the goal check."""
+    by_key: dict[tuple[str, int], list[dict]] = {}
+    for cell in cells:
+        by_key.setdefault((cell["path"], cell["concurrency"]), []).append(cell)
+    summary: dict[str, dict] = {}
+    for (path, concurrency), rows in by_key.items():
+        cpu_keys = sorted({k for r in rows for k in r["cpu_us_per_request"]})
+        summary.setdefault(path, {})[str(concurrency)] = {
+            "rounds": len(rows),
+            "rps": round(statistics.median(r["rps"] for r in rows), 1),
+            "rps_min": min(r["rps"] for r in rows),
+            "rps_max": max(r["rps"] for r in rows),
+            "p50_ms": round(statistics.median(r["p50_ms"] for r in rows), 2),
+            "p99_ms": round(statistics.median(r["p99_ms"] for r in rows), 2),
+            "p99_ms_max": max(r["p99_ms"] for r in rows),
+            "errors": sum(r["errors"] for r in rows),
+            "requests": sum(r["ok"] for r in rows),
+            "cpu_us_per_request": {
+                k: round(statistics.median(r["cpu_us_per_request"].get(k, 0.0) for r in rows), 1) for k in cpu_keys
+            },
+            "machine_busy_pct": round(statistics.median(r["machine_busy_pct"] or 0 for r in rows), 1),
+        }
+
+    def paired(numerator: str, denominator: str, concurrency: int) -> dict | None:
+        rounds = {}
+        for cell in cells:
+            if cell["concurrency"] == concurrency and cell["path"] in (numerator, denominator):
+                rounds.setdefault(cell["round"], {})[cell["path"]] = cell["rps"]
+        values = [r[numerator] / r[denominator] for r in rounds.values() if r.get(denominator) and numerator in r]
+        if not values:
+            return None
+        return {
+            "median": round(statistics.median(values), 3),
+            "min": round(min(values), 3),
+            "max": round(max(values), 3),
+            "per_round": [round(v, 3) for v in values],
+        }
+
+    ratios = {}
+    concurrencies = sorted({c["concurrency"] for c in cells})
+    for numerator in ("envoy_rest", "grpc_direct", "grpc_envoy", "envoy_rest_nolog"):
+        for concurrency in concurrencies:
+            ratio = paired(numerator, "fastapi", concurrency)
+            if ratio:
+                ratios[f"{numerator}/fastapi@{concurrency}"] = ratio
+    for concurrency in concurrencies:
+        for numerator, denominator in (("envoy_rest", "grpc_direct"), ("envoy_rest_nolog", "envoy_rest")):
+            ratio = paired(numerator, denominator, concurrency)
+            if ratio:
+                ratios[f"{numerator}/{denominator}@{concurrency}"] = ratio
+
+    envoy = summary.get("envoy_rest", {}).get(str(GOAL_CONCURRENCY))
+    ratio = ratios.get(f"envoy_rest/fastapi@{GOAL_CONCURRENCY}")
+    goal = {
+        "statement": (
+            f"the Envoy REST path reaches at least {GOAL_RATIO}x the FastAPI peer's throughput, "
+            f"with p99 <= {GOAL_P99_MS:g} ms at {GOAL_CONCURRENCY} in flight"
+        ),
+        "ratio": ratio["median"] if ratio else None,
+        "p99_ms": envoy["p99_ms"] if envoy else None,
+    }
+    goal["ratio_met"] = goal["ratio"] is not None and goal["ratio"] >= GOAL_RATIO
+    goal["p99_met"] = goal["p99_ms"] is not None and goal["p99_ms"] <= GOAL_P99_MS
+    goal["met"] = goal["ratio_met"] and goal["p99_met"]
+    return {"paths": summary, "ratios": ratios, "goal": goal}
+
+
+async def run_get_profile(mesh: Mesh, config: Config, log) -> dict:
+    bench = Bench(mesh, config, log)
+    try:
+        setup = await bench.setup()
+        measured = await bench.run()
+    finally:
+        bench.close()
+    return {
+        "config": {
+            "profiles": config.profiles,
+            "rounds": config.rounds,
+            "concurrencies": list(config.concurrencies),
+            "seconds_per_cell": {"1": config.seconds_c1, "n": config.seconds_cn},
+            "max_requests_per_cell": config.max_requests,
+            "warmup_seconds": config.warmup_seconds,
+        },
+        "labels": {p.name: p.label for p in PATHS},
+        "main_paths": [p.name for p in PATHS if p.main],
+        "setup": setup,
+        **measured,
+        **summarize(measured["cells"]),
+    }
