@@ -47,8 +47,10 @@ $(GEN)/.stamp: $(PROTOS) $(shell find third_party -name "*.proto") buf.yaml $(VE
 
 protos: $(GEN)/.stamp
 
+# buf breaking: the contracts of this commit against its parent (nothing to compare on the first).
 lint: protos
 	$(BUF) lint
+	if git rev-parse -q --verify HEAD~1 >/dev/null; then $(BUF) breaking --against '.git#ref=HEAD~1'; fi
 	$(VENV)/bin/ruff check .
 
 migrate: protos
