@@ -7,6 +7,7 @@ is moved to `<stream>.dead` so that it does not block the others."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -111,10 +112,13 @@ class EventConsumer:
 
     async def run(self) -> None:
         """Consumes until cancelled; survives Redis restarts."""
+        next_reclaim = 0.0
         while True:
             try:
                 await self.ensure_group()
-                await self._reclaim()
+                if time.monotonic() >= next_reclaim:
+                    await self._reclaim()
+                    next_reclaim = time.monotonic() + self._claim_idle_ms / 2000
                 response = await self._redis.xreadgroup(
                     self._group, self._consumer, {self._stream: ">"}, count=self._batch, block=self._block_ms
                 )

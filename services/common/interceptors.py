@@ -10,6 +10,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
@@ -68,7 +69,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         metadata = {k: v for k, v in (handler_call_details.invocation_metadata or ()) if isinstance(v, str)}
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method, metadata, "unary"),
+                self._wrap_unary(handler.unary_unary, method, metadata),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -105,63 +106,40 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         level = "info" if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else "warning"
         getattr(log, level)("rpc", code=code.name, duration_ms=round(elapsed * 1000, 2))
 
-    @staticmethod
-    async def _abort(context: grpc.aio.ServicerContext, exc: BaseException) -> grpc.StatusCode:
-        error = as_domain_error(exc)
-        if error.code == grpc.StatusCode.INTERNAL:
-            log.error("unhandled error", exc_info=exc)
-        status = rpc_status.to_status(error.to_status())
-        await context.abort(status.code, status.details, status.trailing_metadata)
-        return error.code  # unreachable: abort raises
+    @asynccontextmanager
+    async def _rpc(self, method: str, metadata: dict[str, str], rpc_type: str, context: grpc.aio.ServicerContext):
+        """One RPC: context and auth on entry; every failure becomes a status; metrics and a log line on exit."""
+        start, code = time.perf_counter(), grpc.StatusCode.OK
+        try:
+            self._enter(method, metadata, rpc_type)
+            yield
+        except (asyncio.CancelledError, GeneratorExit):
+            code = grpc.StatusCode.CANCELLED  # the client went away
+            raise
+        except grpc.aio.AbortError:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        except Exception as exc:
+            error = as_domain_error(exc)
+            code = error.code
+            if code == grpc.StatusCode.INTERNAL:
+                log.error("unhandled error", exc_info=exc)
+            status = rpc_status.to_status(error.to_status())
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        finally:
+            self._exit(method, rpc_type, code, start)
 
-    def _wrap_unary(
-        self,
-        behavior: Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]],
-        method: str,
-        metadata: dict[str, str],
-        rpc_type: str,
-    ):
+    def _wrap_unary(self, behavior: Callable[[Any, Any], Awaitable[Any]], method: str, metadata: dict[str, str]):
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            start, code = time.perf_counter(), grpc.StatusCode.OK
-            try:
-                self._enter(method, metadata, rpc_type)
+            async with self._rpc(method, metadata, "unary", context):
                 return await behavior(request, context)
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except Exception as exc:
-                code = as_domain_error(exc).code
-                await self._abort(context, exc)
-            finally:
-                self._exit(method, rpc_type, code, start)
 
         return wrapper
 
-    def _wrap_stream(
-        self,
-        behavior: Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]],
-        method: str,
-        metadata: dict[str, str],
-    ):
+    def _wrap_stream(self, behavior: Callable[[Any, Any], AsyncIterator[Any]], method: str, metadata: dict[str, str]):
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            start, code = time.perf_counter(), grpc.StatusCode.OK
-            try:
-                self._enter(method, metadata, "server_stream")
+            async with self._rpc(method, metadata, "server_stream", context):
                 async for response in behavior(request, context):
                     yield response
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except grpc.aio.AbortError:
-                code = context.code() or grpc.StatusCode.UNKNOWN
-                raise
-            except Exception as exc:
-                code = as_domain_error(exc).code
-                await self._abort(context, exc)
-            finally:
-                self._exit(method, "server_stream", code, start)
 
         return wrapper
