@@ -1,0 +1,93 @@
+"""The Redis Streams consumer of the kit: at-least-once with retries, dead letters for
+events that keep failing, and undecodable entries set aside."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from deploy.local.infra import LocalRedis, free_port
+from openhr.events.v1 import events_pb2
+from services.common.consumer import EventConsumer
+from services.common.outbox import new_event
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+async def redis(tmp_path: Path):
+    server = LocalRedis(data_dir=tmp_path / "redis", port=free_port())
+    server.start()
+    client = Redis.from_url(server.url)
+    yield client
+    await client.aclose()
+    server.stop()
+
+
+def _event(text: str) -> events_pb2.Event:
+    event = new_event("test", "00000000-0000-0000-0000-000000000001")
+    event.profile_changed.profile.display_name = text
+    return event
+
+
+async def _publish(redis: Redis, *events: events_pb2.Event) -> None:
+    for event in events:
+        await redis.xadd("events.test", {"event_id": event.event_id, "data": event.SerializeToString()})
+
+
+async def _until(predicate, seconds: float = 10) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("not reached in time")
+
+
+async def test_failed_event_is_retried_then_acknowledged(redis: Redis) -> None:
+    attempts: dict[str, int] = {}
+
+    async def flaky(event: events_pb2.Event) -> None:
+        name = event.profile_changed.profile.display_name
+        attempts[name] = attempts.get(name, 0) + 1
+        if name == "flaky" and attempts[name] < 3:
+            raise RuntimeError("transient")
+
+    consumer = EventConsumer(redis, "test", "g", "c1", flaky, block_ms=50, claim_idle_ms=100)
+    await consumer.ensure_group()
+    await _publish(redis, _event("fine"), _event("flaky"))
+    task = asyncio.create_task(consumer.run())
+    try:
+        await _until(lambda: attempts.get("flaky", 0) >= 3)
+        await asyncio.sleep(0.2)
+        pending = await redis.xpending("events.test", "g")
+        assert pending["pending"] == 0
+        assert attempts == {"fine": 1, "flaky": 3}
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_event_that_keeps_failing_goes_to_dead_letters(redis: Redis) -> None:
+    async def broken(event: events_pb2.Event) -> None:
+        raise RuntimeError("always")
+
+    consumer = EventConsumer(redis, "test", "g", "c1", broken, block_ms=50, claim_idle_ms=50, max_deliveries=2)
+    await consumer.ensure_group()
+    poison = _event("poison")
+    await _publish(redis, poison)
+    await redis.xadd("events.test", {"event_id": "garbage", "data": b"\xff\xfe not a proto"})
+    task = asyncio.create_task(consumer.run())
+    try:
+        for _ in range(200):
+            if await redis.xlen("events.test.dead") == 2:
+                break
+            await asyncio.sleep(0.05)
+        dead = await redis.xrange("events.test.dead")
+        assert {fields[b"event_id"] for _id, fields in dead} == {poison.event_id.encode(), b"garbage"}
+        assert (await redis.xpending("events.test", "g"))["pending"] == 0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
