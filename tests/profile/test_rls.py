@@ -140,21 +140,43 @@ INSERT_PROFILE = "INSERT INTO profile.profiles (user_id, display_name) VALUES ($
 @dataclass
 class Setup:
     owner: User
-    other: User
+    other: User  # has a public profile of their own
+    endorser: User
     profile: dict
     skill: dict
     before: dict
 
+    @property
+    def user_ids(self) -> tuple[str, str, str]:
+        return self.owner.user_id, self.other.user_id, self.endorser.user_id
+
 
 async def owner_with_skill(mesh: Mesh, rest, db, visibility: str) -> Setup:
-    owner, other = new_user(mesh), new_user(mesh)
-    profile = await create_profile(rest, owner, visibility, headline="Original")
-    skill = await add_skill(rest, owner, profile["profileId"])
+    """The owner's profile with one skill, endorsed by a third user while it was public, then
+    given `visibility`; and another user with a public profile of their own."""
+    owner, other, endorser = new_user(mesh), new_user(mesh), new_user(mesh)
+    profile = await create_profile(rest, owner, "VISIBILITY_PUBLIC", headline="Original")
+    pid = profile["profileId"]
+    skill = await add_skill(rest, owner, pid)
     await create_profile(rest, other, "VISIBILITY_PUBLIC")
+    await create_profile(rest, endorser, "VISIBILITY_PUBLIC")
+    endorsed = await rest.post(
+        f"/v1/profiles/{pid}/endorsements", json={"skillId": skill["skillId"]}, headers=endorser.headers
+    )
+    assert endorsed.status_code == 200, endorsed.text
+    if visibility != "VISIBILITY_PUBLIC":
+        hidden = await rest.patch(
+            f"/v1/profiles/{pid}",
+            params={"updateMask": "visibility"},
+            json={"visibility": visibility},
+            headers=owner.headers,
+        )
+        assert hidden.status_code == 200, hidden.text
     profile = await my_profile(rest, owner)
-    before = await owned_rows(db, owner.user_id, other.user_id)
-    assert len(before["profiles"]) == 2 and len(before["skills"]) == 1
-    return Setup(owner, other, profile, skill, before)
+    assert profile["visibility"] == visibility
+    before = await owned_rows(db, owner.user_id, other.user_id, endorser.user_id)
+    assert [len(before[t]) for t in ("profiles", "skills", "endorsements")] == [3, 1, 1]
+    return Setup(owner, other, endorser, profile, skill, before)
 
 
 VISIBILITIES = [
@@ -179,6 +201,8 @@ async def test_another_user_cannot_change_rows_and_sees_only_public_ones(
         )
         skills = await conn.fetch("SELECT skill_id FROM profile.skills WHERE user_id = $1 OR profile_id = $2", a, a_pid)
         assert [str(r["skill_id"]) for r in skills] == ([s.skill["skillId"]] if readable else [])
+        endorsements = await conn.fetchval("SELECT count(*) FROM profile.endorsements WHERE profile_id = $1", a_pid)
+        assert endorsements == int(readable)
 
         assert await conn.execute("UPDATE profile.profiles SET headline = 'x' WHERE user_id = $1", a) == "UPDATE 0"
         assert await conn.execute("UPDATE profile.profiles SET version = version + 1") == "UPDATE 1"  # only its own
@@ -190,52 +214,97 @@ async def test_another_user_cannot_change_rows_and_sees_only_public_ones(
         await rejected_by_rls(conn, INSERT_PROFILE, a)
         await rejected_by_rls(conn, INSERT_PROFILE, str(uuid.uuid4()))
 
-    assert await owned_rows(db, s.owner.user_id, s.other.user_id) == s.before
+    assert await owned_rows(db, *s.user_ids) == s.before
     assert await my_profile(rest, s.owner) == s.profile
 
 
-@pytest.mark.parametrize(("visibility", "readable"), VISIBILITIES)
-async def test_the_owner_sees_and_changes_their_rows(mesh: Mesh, rest, db, visibility: str, readable: bool) -> None:
+@pytest.mark.parametrize("visibility", ["VISIBILITY_PRIVATE", "VISIBILITY_PUBLIC", "VISIBILITY_MATCHES_ONLY"])
+async def test_the_owner_sees_and_changes_their_rows(mesh: Mesh, rest, db, visibility: str) -> None:
     s = await owner_with_skill(mesh, rest, db, visibility)
     a, a_pid = s.owner.user_id, s.profile["profileId"]
 
     async with as_user(db, a) as conn:
         assert await conn.fetchval("SELECT count(*) FROM profile.profiles WHERE user_id = $1", a) == 1
         assert await conn.fetchval("SELECT count(*) FROM profile.skills WHERE profile_id = $1", a_pid) == 1
+        assert await conn.fetchval("SELECT count(*) FROM profile.endorsements WHERE profile_id = $1", a_pid) == 1
         assert await conn.execute("UPDATE profile.profiles SET headline = 'x' WHERE user_id = $1", a) == "UPDATE 1"
         assert await conn.execute("UPDATE profile.skills SET proficiency = 1 WHERE user_id = $1", a) == "UPDATE 1"
         assert await conn.execute(INSERT_SKILL, a_pid, a) == "INSERT 0 1"
+        # The owner may remove endorsements of their skills.
+        assert await conn.execute("DELETE FROM profile.endorsements WHERE profile_id = $1", a_pid) == "DELETE 1"
         assert await conn.execute("DELETE FROM profile.skills WHERE profile_id = $1", a_pid) == "DELETE 2"
         assert await conn.execute("DELETE FROM profile.profiles WHERE user_id = $1", a) == "DELETE 1"
         # Still only their own: the other user's public profile stays out of reach.
         assert await conn.execute("UPDATE profile.profiles SET headline = 'x'") == "UPDATE 0"
 
     # Rolled back.
-    assert await owned_rows(db, s.owner.user_id, s.other.user_id) == s.before
+    assert await owned_rows(db, *s.user_ids) == s.before
     assert await my_profile(rest, s.owner) == s.profile
+
+
+async def outcome(conn: asyncpg.Connection, statement: str, *args) -> str:
+    """The command tag, or "rejected by RLS" (inside a savepoint, so the transaction goes on)."""
+    try:
+        async with conn.transaction():
+            return await conn.execute(statement, *args)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        assert RLS_VIOLATION in str(exc), exc
+        return "rejected by RLS"
 
 
 @pytest.mark.parametrize(("visibility", "readable"), VISIBILITIES)
 async def test_a_skill_cannot_be_attached_to_someone_elses_profile(
     mesh: Mesh, rest, db, visibility: str, readable: bool
 ) -> None:
-    """A skill row is owned twice: by user_id and by the profile it hangs on. Policies that
-    check only user_id let another user hang a row of theirs on this profile (it then shows
-    in the owner's ListSkills and in their match card)."""
+    """A skill row belongs to a user (user_id) and hangs on a profile (profile_id). If the write
+    policy checks only user_id, another user can hang rows of theirs on this profile: they show
+    in the owner's ListSkills and match card, and the owner cannot remove them (RemoveSkill
+    answers NOT_FOUND, the delete policy wants the owner's user_id)."""
     s = await owner_with_skill(mesh, rest, db, visibility)
     a_pid = s.profile["profileId"]
     other_pid = (await my_profile(rest, s.other))["profileId"]
     other_skill = await add_skill(rest, s.other, other_pid, name="Go")
-    before = await owned_rows(db, s.owner.user_id, s.other.user_id)
+    before = await owned_rows(db, *s.user_ids)
 
     async with as_user(db, s.other.user_id) as conn:
-        await rejected_by_rls(conn, INSERT_SKILL, a_pid, s.other.user_id)
-        moved = await conn.execute(
-            "UPDATE profile.skills SET profile_id = $1 WHERE skill_id = $2", a_pid, other_skill["skillId"]
+        inserted = await outcome(conn, INSERT_SKILL, a_pid, s.other.user_id)
+        moved = await outcome(
+            conn, "UPDATE profile.skills SET profile_id = $1 WHERE skill_id = $2", a_pid, other_skill["skillId"]
         )
-        assert moved == "UPDATE 0"
+    assert (inserted, moved) in {("rejected by RLS", "rejected by RLS"), ("rejected by RLS", "UPDATE 0")}
 
-    assert await owned_rows(db, s.owner.user_id, s.other.user_id) == before
+    assert await owned_rows(db, *s.user_ids) == before
+
+
+@pytest.mark.parametrize(
+    "visibility",
+    [
+        pytest.param("VISIBILITY_PRIVATE", id="private"),
+        pytest.param("VISIBILITY_MATCHES_ONLY", id="matches_only_unmatched"),
+    ],
+)
+async def test_an_invisible_skill_cannot_be_endorsed(mesh: Mesh, rest, db, visibility: str) -> None:
+    """Endorsing needs the skill to be visible: the API checks it (CreateEndorsement answers
+    NOT_FOUND), and the insert policy must too."""
+    s = await owner_with_skill(mesh, rest, db, visibility)
+    a_pid, skill_id = s.profile["profileId"], s.skill["skillId"]
+    over_api = await rest.post(
+        f"/v1/profiles/{a_pid}/endorsements", json={"skillId": skill_id, "note": "hi"}, headers=s.other.headers
+    )
+    assert over_api.status_code == 404, over_api.text
+
+    async with as_user(db, s.other.user_id) as conn:
+        endorsed = await outcome(
+            conn,
+            "INSERT INTO profile.endorsements (profile_id, skill_id, owner_user_id, endorser_user_id, note)"
+            " VALUES ($1, $2, $3, $4, 'sneaky')",
+            a_pid,
+            skill_id,
+            s.owner.user_id,
+            s.other.user_id,
+        )
+    assert endorsed == "rejected by RLS"
+    assert await owned_rows(db, *s.user_ids) == s.before
 
 
 async def test_app_role_is_neither_owner_nor_superuser_and_rls_is_forced(db) -> None:
@@ -277,7 +346,7 @@ async def test_app_role_without_user_sees_no_private_rows(mesh: Mesh, rest, db) 
         assert await conn.fetchval("SELECT count(*) FROM profile.profiles WHERE visibility <> 'VISIBILITY_PUBLIC'") == 0
         assert await conn.execute("UPDATE profile.profiles SET headline = 'x'") == "UPDATE 0"
         assert await conn.execute("DELETE FROM profile.skills") == "DELETE 0"
-    assert await owned_rows(db, s.owner.user_id, s.other.user_id) == s.before
+    assert await owned_rows(db, *s.user_ids) == s.before
 
 
 # --- through the API --------------------------------------------------------------------------
@@ -295,25 +364,6 @@ async def in_batches(coroutines: list, size: int = BATCH) -> list:
 
 def visibility_of(i: int) -> str:
     return ("VISIBILITY_PUBLIC", "VISIBILITY_PRIVATE", "VISIBILITY_PUBLIC", "VISIBILITY_MATCHES_ONLY")[i % 4]
-
-
-async def test_twenty_users_cannot_reach_each_others_profiles(mesh: Mesh, rest, db) -> None:
-    users = [new_user(mesh) for _ in range(USERS)]
-    created = await in_batches(
-        [create_profile(rest, u, visibility_of(i), headline=f"Headline {i}") for i, u in enumerate(users)]
-    )
-    assert {p["visibility"] for p in created} == {"VISIBILITY_PUBLIC", "VISIBILITY_PRIVATE", "VISIBILITY_MATCHES_ONLY"}
-
-    surprises = await in_batches([probe(i, u, created, rest) for i, u in enumerate(users)])
-    assert [s for per_user in surprises for s in per_user] == []
-
-    # Unchanged: each owner reads back exactly what they created, version "1".
-    after = await in_batches([my_profile(rest, u) for u in users])
-    assert after == created
-    assert {p["version"] for p in after} == {"1"}
-    rows = await owned_rows(db, *(u.user_id for u in users))
-    assert sorted(r["headline"] for r in rows["profiles"]) == sorted(f"Headline {i}" for i in range(USERS))
-    assert {r["version"] for r in rows["profiles"]} == {1}
 
 
 async def probe(i: int, me: User, created: list[dict], rest) -> list[str]:
@@ -344,3 +394,22 @@ async def probe(i: int, me: User, created: list[dict], rest) -> list[str]:
         if got.status_code == 200 and got.json()["profile"] != profile:
             surprises.append(f"user {i} -> profile {j}: read {got.json()['profile']} != {profile}")
     return surprises
+
+
+async def test_twenty_users_cannot_reach_each_others_profiles(mesh: Mesh, rest, db) -> None:
+    users = [new_user(mesh) for _ in range(USERS)]
+    created = await in_batches(
+        [create_profile(rest, u, visibility_of(i), headline=f"Headline {i}") for i, u in enumerate(users)]
+    )
+    assert {p["visibility"] for p in created} == {"VISIBILITY_PUBLIC", "VISIBILITY_PRIVATE", "VISIBILITY_MATCHES_ONLY"}
+
+    surprises = await in_batches([probe(i, u, created, rest) for i, u in enumerate(users)])
+    assert [s for per_user in surprises for s in per_user] == []
+
+    # Unchanged: each owner reads back exactly what they created, version "1".
+    after = await in_batches([my_profile(rest, u) for u in users])
+    assert after == created
+    assert {p["version"] for p in after} == {"1"}
+    rows = await owned_rows(db, *(u.user_id for u in users))
+    assert sorted(r["headline"] for r in rows["profiles"]) == sorted(f"Headline {i}" for i in range(USERS))
+    assert {r["version"] for r in rows["profiles"]} == {1}
