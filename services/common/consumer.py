@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
-from sqlalchemy import Column, DateTime, MetaData, Table, func
-from sqlalchemy.dialects.postgresql import UUID, insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from openhr.events.v1 import events_pb2
+from services.common.db import Tx
 from services.common.metrics import EVENTS_CONSUMED
 from services.common.outbox import stream_name
 
@@ -25,21 +24,13 @@ log = structlog.get_logger("consumer")
 Handler = Callable[[events_pb2.Event], Awaitable[None]]
 
 
-def inbox_table(metadata: MetaData, schema: str) -> Table:
-    """Event ids a service has handled, for idempotent consumers."""
-    return Table(
-        "inbox",
-        metadata,
-        Column("event_id", UUID(as_uuid=False), primary_key=True),
-        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-        schema=schema,
+async def first_delivery(tx: Tx, schema: str, event_id: str) -> bool:
+    """Records the event in the schema's inbox; False when it was handled before (skip it)."""
+    inserted = await tx.fetchval(
+        f"INSERT INTO {schema}.inbox (event_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING true",
+        uuid.UUID(event_id),
     )
-
-
-async def first_delivery(session: AsyncSession, inbox: Table, event_id: str) -> bool:
-    """Records the event in the inbox; False when it was handled before (skip it)."""
-    result = await session.execute(insert(inbox).values(event_id=event_id).on_conflict_do_nothing())
-    return result.rowcount == 1
+    return bool(inserted)
 
 
 class EventConsumer:

@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 import grpc
 import structlog
 from grpc_status import rpc_status
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from services.common import auth, errors
 from services.common.metrics import RPC_HANDLED, RPC_LATENCY, RPC_STARTED
@@ -28,27 +28,24 @@ log = structlog.get_logger("rpc")
 # Infrastructure answers without a token: Kubernetes probes and grpcurl-style reflection.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
+# Failures of infrastructure, not of the request: the client may retry later.
 _UNAVAILABLE_ERRORS = (
     OSError,
     asyncio.TimeoutError,
-    OperationalError,
-    InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
     RedisConnectionError,
     RedisTimeoutError,
 )
-
-
-def _is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, _UNAVAILABLE_ERRORS)
 
 
 def as_domain_error(exc: BaseException) -> errors.DomainError:
     """What the client is told about an exception: its own message only for DomainError."""
     if isinstance(exc, errors.DomainError):
         return exc
-    if _is_unavailable(exc):
+    if isinstance(exc, _UNAVAILABLE_ERRORS):
         return errors.unavailable()
     return errors.internal()
 

@@ -48,7 +48,7 @@ def redact_pii(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> M
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
-    """JSON lines on stdout; stdlib logging (grpc, sqlalchemy, alembic) goes through the same pipe."""
+    """JSON lines on stdout; stdlib logging (grpc, asyncpg, alembic) goes through the same pipe."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

@@ -38,9 +38,3 @@ class ServiceSettings(BaseSettings):
     stream_heartbeat: float = Field(15.0, validation_alias="OPENHR_STREAM_HEARTBEAT")
     db_pool_size: int = Field(10, validation_alias="OPENHR_DB_POOL_SIZE")
     otlp_endpoint: str = Field("", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
-
-    @property
-    def async_database_url(self) -> str:
-        """The same URL in the form SQLAlchemy's asyncpg dialect wants."""
-        scheme, rest = self.database_url.split("://", 1)
-        return f"postgresql+asyncpg://{rest}" if scheme.startswith("postgres") else self.database_url

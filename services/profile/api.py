@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import structlog
 from google.protobuf import field_mask_pb2, json_format, struct_pb2, timestamp_pb2
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from openhr.common.v1 import user_data_pb2, user_data_pb2_grpc
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 from services.common import errors
 from services.common.auth import current_principal
-from services.common.db import Database
+from services.common.db import Database, Tx
 from services.common.fanout import StreamFanout, SubscriberOverflow
 from services.common.outbox import add_event, new_event
 from services.profile import store
@@ -34,31 +33,29 @@ def _caller() -> str:
     return current_principal().user_id
 
 
-async def _emit_changed(
-    session: AsyncSession, profile: profile_pb2.Profile, changed: list[str], *, created: bool = False
-) -> None:
+async def _emit_changed(tx: Tx, profile: profile_pb2.Profile, changed: list[str], *, created: bool = False) -> None:
     request_id = structlog.contextvars.get_contextvars().get("request_id", "")
     event = new_event(SERVICE, profile.user_id, request_id)
     event.profile_changed.profile.CopyFrom(profile)
     event.profile_changed.changed_fields.extend(changed)
     event.profile_changed.created = created
-    await add_event(session, store.outbox, "profile", event)
+    await add_event(tx, store.SCHEMA, "profile", event)
 
 
-async def _own_profile(session: AsyncSession, profile_id: str) -> None:
+async def _own_profile(tx: Tx, profile_id: str) -> None:
     """Locks the caller's profile; NOT_FOUND if they cannot see it, PERMISSION_DENIED if not theirs."""
-    if await store.lock_profile(session, profile_id):
+    if await store.lock_profile(tx, profile_id):
         return
-    if await store.visible_owner(session, profile_id) is None:
+    if await store.visible_owner(tx, profile_id) is None:
         raise errors.not_found("profile")
     raise errors.permission_denied("only the owner can change this profile")
 
 
-async def _refresh_after_skill_change(session: AsyncSession, profile_id: str, changed: str) -> None:
-    profile = await store.get_by_id(session, profile_id)
-    await store.touch_profile(session, profile_id, completeness(profile, len(profile.skills)))
-    profile = await store.get_by_id(session, profile_id)
-    await _emit_changed(session, profile, [changed])
+async def _refresh_after_skill_change(tx: Tx, profile_id: str, changed: str) -> None:
+    profile = await store.get_by_id(tx, profile_id)
+    await store.touch_profile(tx, profile_id, completeness(profile, len(profile.skills)))
+    profile = await store.get_by_id(tx, profile_id)
+    await _emit_changed(tx, profile, [changed])
 
 
 def _now() -> timestamp_pb2.Timestamp:
@@ -82,28 +79,28 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
             profile.ClearField(name)
         validate_profile(profile)
         request_id = parse_uuid(request.request_id, "request_id") if request.request_id else None
-        async with self._db.transaction(user_id) as session:
-            profile_id = await store.insert_profile(session, user_id, profile, completeness(profile, 0), request_id)
+        async with self._db.transaction(user_id) as tx:
+            profile_id = await store.insert_profile(tx, user_id, profile, completeness(profile, 0), request_id)
             if profile_id is None:
-                if request_id and await store.request_id_of(session, user_id) == request_id:
-                    return profile_pb2.CreateProfileResponse(profile=await store.get_by_user(session, user_id))
+                if request_id and await store.request_id_of(tx, user_id) == request_id:
+                    return profile_pb2.CreateProfileResponse(profile=await store.get_by_user(tx, user_id))
                 raise errors.already_exists("a profile for this user")
-            created = await store.get_by_id(session, profile_id)
-            await _emit_changed(session, created, ["*"], created=True)
+            created = await store.get_by_id(tx, profile_id)
+            await _emit_changed(tx, created, ["*"], created=True)
         return profile_pb2.CreateProfileResponse(profile=created)
 
     async def GetMyProfile(self, request, context):
         user_id = _caller()
-        async with self._db.transaction(user_id) as session:
-            profile = await store.get_by_user(session, user_id)
+        async with self._db.transaction(user_id) as tx:
+            profile = await store.get_by_user(tx, user_id)
         if profile is None:
             raise errors.not_found("profile (create it with POST /v1/profiles)")
         return profile_pb2.GetMyProfileResponse(profile=profile)
 
     async def GetProfile(self, request, context):
         profile_id = parse_uuid(request.profile_id, "profile_id")
-        async with self._db.transaction(_caller()) as session:
-            profile = await store.get_by_id(session, profile_id)
+        async with self._db.transaction(_caller()) as tx:
+            profile = await store.get_by_id(tx, profile_id)
         if profile is None:
             raise errors.not_found("profile")
         return profile_pb2.GetProfileResponse(profile=profile)
@@ -111,24 +108,24 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
     async def UpdateProfile(self, request, context):
         paths = validate_update_mask(request.update_mask)
         profile_id = parse_uuid(request.profile.profile_id, "profile.profile_id")
-        async with self._db.transaction(_caller()) as session:
-            await _own_profile(session, profile_id)
-            profile = await store.get_by_id(session, profile_id)
+        async with self._db.transaction(_caller()) as tx:
+            await _own_profile(tx, profile_id)
+            profile = await store.get_by_id(tx, profile_id)
             field_mask_pb2.FieldMask(paths=paths).MergeMessage(
                 request.profile, profile, replace_message_field=True, replace_repeated_field=True
             )
             validate_profile(profile)
-            await store.write_profile(session, profile, completeness(profile, len(profile.skills)))
-            updated = await store.get_by_id(session, profile_id)
-            await _emit_changed(session, updated, paths)
+            await store.write_profile(tx, profile, completeness(profile, len(profile.skills)))
+            updated = await store.get_by_id(tx, profile_id)
+            await _emit_changed(tx, updated, paths)
         return profile_pb2.UpdateProfileResponse(profile=updated)
 
     async def WatchMyProfile(self, request, context):
         user_id = _caller()
         # Subscribe before reading, so that no change between the two is missed.
         async with self._changes.subscribe(user_id) as changes:
-            async with self._db.transaction(user_id) as session:
-                profile = await store.get_by_user(session, user_id)
+            async with self._db.transaction(user_id) as tx:
+                profile = await store.get_by_user(tx, user_id)
             if profile is None:
                 raise errors.not_found("profile (create it with POST /v1/profiles)")
             yield profile_pb2.WatchMyProfileResponse(profile=profile)
@@ -148,22 +145,22 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
 
     async def ListSkills(self, request, context):
         profile_id = parse_uuid(request.profile_id, "profile_id")
-        async with self._db.transaction(_caller()) as session:
-            if await store.visible_owner(session, profile_id) is None:
+        async with self._db.transaction(_caller()) as tx:
+            if await store.visible_owner(tx, profile_id) is None:
                 raise errors.not_found("profile")
-            skills = await store.list_skills(session, profile_id)
+            skills = await store.list_skills(tx, profile_id)
         return profile_pb2.ListSkillsResponse(skills=skills)
 
     async def AddSkill(self, request, context):
         profile_id = parse_uuid(request.profile_id, "profile_id")
         name = validate_skill(request.name, request.proficiency)
         normalized = await self._normalizer.normalize(name)
-        async with self._db.transaction(_caller()) as session:
-            await _own_profile(session, profile_id)
-            if await store.count_skills(session, profile_id) >= MAX_SKILLS:
+        async with self._db.transaction(_caller()) as tx:
+            await _own_profile(tx, profile_id)
+            if await store.count_skills(tx, profile_id) >= MAX_SKILLS:
                 raise errors.failed_precondition(f"a profile can list at most {MAX_SKILLS} skills")
             skill = await store.upsert_skill(
-                session,
+                tx,
                 profile_id=profile_id,
                 user_id=_caller(),
                 name=normalized.name,
@@ -172,25 +169,25 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
                 proficiency=request.proficiency,
                 source=profile_pb2.SKILL_SOURCE_MANUAL,
             )
-            await _refresh_after_skill_change(session, profile_id, "skills")
+            await _refresh_after_skill_change(tx, profile_id, "skills")
         return profile_pb2.AddSkillResponse(skill=skill)
 
     async def RemoveSkill(self, request, context):
         profile_id = parse_uuid(request.profile_id, "profile_id")
         skill_id = parse_uuid(request.skill_id, "skill_id")
-        async with self._db.transaction(_caller()) as session:
-            await _own_profile(session, profile_id)
-            if not await store.delete_skill(session, profile_id, skill_id):
+        async with self._db.transaction(_caller()) as tx:
+            await _own_profile(tx, profile_id)
+            if not await store.delete_skill(tx, profile_id, skill_id):
                 raise errors.not_found("skill")
-            await _refresh_after_skill_change(session, profile_id, "skills")
+            await _refresh_after_skill_change(tx, profile_id, "skills")
         return profile_pb2.RemoveSkillResponse()
 
     async def ListEndorsements(self, request, context):
         profile_id = parse_uuid(request.profile_id, "profile_id")
-        async with self._db.transaction(_caller()) as session:
-            if await store.visible_owner(session, profile_id) is None:
+        async with self._db.transaction(_caller()) as tx:
+            if await store.visible_owner(tx, profile_id) is None:
                 raise errors.not_found("profile")
-            endorsements = await store.list_endorsements(session, profile_id)
+            endorsements = await store.list_endorsements(tx, profile_id)
         return profile_pb2.ListEndorsementsResponse(endorsements=endorsements)
 
     async def CreateEndorsement(self, request, context):
@@ -199,14 +196,14 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
         if len(request.note) > MAX_NOTE:
             raise errors.invalid_field("note", f"must be at most {MAX_NOTE} characters")
         caller = _caller()
-        async with self._db.transaction(caller) as session:
-            owner = await store.skill_owner(session, profile_id, skill_id)
+        async with self._db.transaction(caller) as tx:
+            owner = await store.skill_owner(tx, profile_id, skill_id)
             if owner is None:
                 raise errors.not_found("skill")
             if owner == caller:
                 raise errors.permission_denied("you cannot endorse your own skills")
             endorsement = await store.insert_endorsement(
-                session,
+                tx,
                 profile_id=profile_id,
                 skill_id=skill_id,
                 owner_user_id=owner,
@@ -215,7 +212,7 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
             )
             if endorsement is None:
                 raise errors.already_exists("your endorsement of this skill")
-            await _emit_changed(session, await store.get_by_id(session, profile_id), ["skills.endorsement_count"])
+            await _emit_changed(tx, await store.get_by_id(tx, profile_id), ["skills.endorsement_count"])
         return profile_pb2.CreateEndorsementResponse(endorsement=endorsement)
 
 
@@ -229,8 +226,8 @@ class ProfileInternalApi(profile_pb2_grpc.ProfileInternalServiceServicer):
         if len(request.user_ids) > MAX_BATCH:
             raise errors.invalid_field("user_ids", f"at most {MAX_BATCH}")
         user_ids = [parse_uuid(u, f"user_ids[{i}]") for i, u in enumerate(request.user_ids)]
-        async with self._db.transaction(_caller()) as session:
-            found = await store.get_many_by_user(session, user_ids)
+        async with self._db.transaction(_caller()) as tx:
+            found = await store.get_many_by_user(tx, user_ids)
         return profile_pb2.BatchGetProfilesResponse(profiles=found)
 
     async def MergeEnrichedSkills(self, request, context):
@@ -239,14 +236,14 @@ class ProfileInternalApi(profile_pb2_grpc.ProfileInternalServiceServicer):
             raise errors.permission_denied("skills can be merged only on behalf of their owner")
         names = [validate_skill(s.name, s.proficiency, f"skills[{i}].") for i, s in enumerate(request.skills)]
         normalized = await self._normalizer.normalize_many(names) if names else []
-        async with self._db.transaction(user_id) as session:
-            profile = await store.get_by_user(session, user_id)
+        async with self._db.transaction(user_id) as tx:
+            profile = await store.get_by_user(tx, user_id)
             if profile is None:
                 raise errors.not_found("profile")
-            await _own_profile(session, profile.profile_id)
+            await _own_profile(tx, profile.profile_id)
             merged = [
                 await store.upsert_skill(
-                    session,
+                    tx,
                     profile_id=profile.profile_id,
                     user_id=user_id,
                     name=n.name,
@@ -258,7 +255,7 @@ class ProfileInternalApi(profile_pb2_grpc.ProfileInternalServiceServicer):
                 for s, n in zip(request.skills, normalized, strict=True)
             ]
             if merged:
-                await _refresh_after_skill_change(session, profile.profile_id, "skills")
+                await _refresh_after_skill_change(tx, profile.profile_id, "skills")
         return profile_pb2.MergeEnrichedSkillsResponse(skills=merged)
 
 
@@ -277,14 +274,14 @@ class UserDataApi(user_data_pb2_grpc.UserDataServiceServicer):
 
     async def ExportUserData(self, request, context):
         user_id = self._own(request.user_id)
-        async with self._db.transaction(user_id) as session:
-            data = await store.export_user(session, user_id)
+        async with self._db.transaction(user_id) as tx:
+            data = await store.export_user(tx, user_id)
         struct = struct_pb2.Struct()
         json_format.ParseDict(data, struct)
         return user_data_pb2.ExportUserDataResponse(service=SERVICE, data=struct)
 
     async def DeleteUserData(self, request, context):
         user_id = self._own(request.user_id)
-        async with self._db.transaction(user_id) as session:
-            deleted = await store.delete_user(session, user_id)
+        async with self._db.transaction(user_id) as tx:
+            deleted = await store.delete_user(tx, user_id)
         return user_data_pb2.DeleteUserDataResponse(service=SERVICE, deleted=deleted)

@@ -37,7 +37,7 @@ def _full_name(module, service: str) -> str:
 
 def build(settings: ProfileSettings) -> ServiceSpec:
     db = Database(
-        settings.async_database_url,
+        settings.database_url,
         app_role=app_role(store.SCHEMA),
         pool_size=settings.db_pool_size,
         application_name="profile",
@@ -45,7 +45,7 @@ def build(settings: ProfileSettings) -> ServiceSpec:
     redis = connect_redis(settings.redis_url)
     enrichment = channel(settings.enrichment_addr, idempotent_services=["openhr.enrichment.v1.SkillsService"])
     normalizer = SkillNormalizer(enrichment)
-    relay = OutboxRelay(db, redis, store.outbox)
+    relay = OutboxRelay(db, redis, store.SCHEMA)
     # Profile changes by owner, for WatchMyProfile streams on this replica.
     changes = StreamFanout(redis, "profile", key=lambda event: event.user_id)
 
@@ -54,9 +54,9 @@ def build(settings: ProfileSettings) -> ServiceSpec:
         if event.WhichOneof("payload") != "match_created":
             return
         first, second = event.match_created.user_ids
-        async with db.transaction(first) as session:
-            if await first_delivery(session, store.inbox, event.event_id):
-                await store.add_connection(session, first, second)
+        async with db.transaction(first) as tx:
+            if await first_delivery(tx, store.SCHEMA, event.event_id):
+                await store.add_connection(tx, first, second)
 
     consumer = EventConsumer(
         redis, "matching", "profile", f"profile-{socket.gethostname()}-{os.getpid()}", on_matching_event

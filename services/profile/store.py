@@ -6,101 +6,56 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from asyncpg import Record
 from google.protobuf import json_format, timestamp_pb2
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    DateTime,
-    Float,
-    MetaData,
-    SmallInteger,
-    Table,
-    Text,
-    delete,
-    func,
-    select,
-    update,
-)
-from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from openhr.common.v1 import common_pb2
 from openhr.profile.v1 import profile_pb2
-from services.common.consumer import inbox_table
-from services.common.outbox import outbox_table
+from services.common.db import Tx
 
 SCHEMA = "profile"
-metadata = MetaData(schema=SCHEMA)
-_uuid = UUID(as_uuid=False)
 
-profiles = Table(
-    "profiles",
-    metadata,
-    Column("profile_id", _uuid, primary_key=True, server_default=func.gen_random_uuid()),
-    Column("user_id", _uuid, nullable=False, unique=True),
-    Column("role", Text, nullable=False),
-    Column("display_name", Text, nullable=False),
-    Column("headline", Text, nullable=False),
-    Column("summary", Text, nullable=False),
-    Column("city", Text, nullable=False),
-    Column("country_code", Text, nullable=False),
-    Column("latitude", Float, nullable=False),
-    Column("longitude", Float, nullable=False),
-    Column("timezone", Text, nullable=False),
-    Column("years_experience", SmallInteger, nullable=False),
-    Column("looking_for", Text, nullable=False),
-    Column("github_username", Text, nullable=False),
-    Column("website_url", Text, nullable=False),
-    Column("linkedin_url", Text, nullable=False),
-    Column("avatar_url", Text, nullable=False),
-    Column("visibility", Text, nullable=False),
-    Column("preferences", JSONB, nullable=False),
-    Column("completeness", SmallInteger, nullable=False),
-    Column("version", BigInteger, nullable=False),
-    Column("request_id", _uuid),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+# A profile with its skills (strongest first) and their endorsement counts, in one query.
+_PROFILES = """
+SELECT p.*, coalesce(s.skills, '[]'::json) AS skills
+FROM profile.profiles p
+LEFT JOIN LATERAL (
+  SELECT json_agg(json_build_object(
+           'skill_id', sk.skill_id, 'name', sk.name, 'taxonomy_id', sk.taxonomy_id,
+           'category', sk.category, 'proficiency', sk.proficiency, 'source', sk.source,
+           'created_us', (extract(epoch FROM sk.created_at) * 1000000)::bigint,
+           'endorsements', (SELECT count(*) FROM profile.endorsements e WHERE e.skill_id = sk.skill_id))
+         ORDER BY sk.proficiency DESC, sk.name) AS skills
+  FROM profile.skills sk
+  WHERE sk.profile_id = p.profile_id
+) s ON true
+"""
+
+_ENDORSEMENTS = """
+SELECT e.*, endorser.display_name AS endorser_display_name
+FROM profile.endorsements e
+LEFT JOIN profile.profiles endorser ON endorser.user_id = e.endorser_user_id
+"""
+
+_COLUMNS = (
+    "role",
+    "display_name",
+    "headline",
+    "summary",
+    "city",
+    "country_code",
+    "latitude",
+    "longitude",
+    "timezone",
+    "years_experience",
+    "looking_for",
+    "github_username",
+    "website_url",
+    "linkedin_url",
+    "avatar_url",
+    "visibility",
+    "preferences",
 )
-
-skills = Table(
-    "skills",
-    metadata,
-    Column("skill_id", _uuid, primary_key=True, server_default=func.gen_random_uuid()),
-    Column("profile_id", _uuid, nullable=False),
-    Column("user_id", _uuid, nullable=False),
-    Column("skill_key", Text, nullable=False),
-    Column("name", Text, nullable=False),
-    Column("taxonomy_id", Text, nullable=False),
-    Column("category", Text, nullable=False),
-    Column("proficiency", SmallInteger, nullable=False),
-    Column("source", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
-
-endorsements = Table(
-    "endorsements",
-    metadata,
-    Column("endorsement_id", _uuid, primary_key=True, server_default=func.gen_random_uuid()),
-    Column("profile_id", _uuid, nullable=False),
-    Column("skill_id", _uuid, nullable=False),
-    Column("owner_user_id", _uuid, nullable=False),
-    Column("endorser_user_id", _uuid, nullable=False),
-    Column("note", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
-
-connections = Table(
-    "connections",
-    metadata,
-    Column("user_id", _uuid, primary_key=True),
-    Column("other_user_id", _uuid, primary_key=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
-
-outbox = outbox_table(metadata, SCHEMA)
-inbox = inbox_table(metadata, SCHEMA)
 
 
 def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
@@ -109,197 +64,188 @@ def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     return stamp
 
 
-def _enum_name(enum, value: int) -> str:
-    return enum.Name(value)
+def _microseconds(value: int) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromMicroseconds(value)
+    return stamp
 
 
-def profile_columns(profile: profile_pb2.Profile) -> dict:
-    """The writable columns of a profile, from its proto."""
-    return {
-        "role": _enum_name(profile_pb2.Role, profile.role),
-        "display_name": profile.display_name.strip(),
-        "headline": profile.headline,
-        "summary": profile.summary,
-        "city": profile.location.city,
-        "country_code": profile.location.country_code,
-        "latitude": profile.location.latitude,
-        "longitude": profile.location.longitude,
-        "timezone": profile.timezone,
-        "years_experience": profile.years_experience,
-        "looking_for": profile.looking_for,
-        "github_username": profile.links.github_username,
-        "website_url": profile.links.website_url,
-        "linkedin_url": profile.links.linkedin_url,
-        "avatar_url": profile.avatar_url,
-        "visibility": _enum_name(profile_pb2.Visibility, profile.visibility or profile_pb2.VISIBILITY_PUBLIC),
-        "preferences": json_format.MessageToDict(profile.preferences, preserving_proto_field_name=True),
-    }
-
-
-def _profile(
-    row: Row, skill_rows: list[Row] = (), endorsement_counts: dict[str, int] | None = None
-) -> profile_pb2.Profile:
-    profile = profile_pb2.Profile(
-        profile_id=row.profile_id,
-        user_id=row.user_id,
-        role=profile_pb2.Role.Value(row.role),
-        display_name=row.display_name,
-        headline=row.headline,
-        summary=row.summary,
-        location=common_pb2.Location(
-            city=row.city, country_code=row.country_code, latitude=row.latitude, longitude=row.longitude
-        ),
-        timezone=row.timezone,
-        years_experience=row.years_experience,
-        looking_for=row.looking_for,
-        links=profile_pb2.Links(
-            github_username=row.github_username, website_url=row.website_url, linkedin_url=row.linkedin_url
-        ),
-        visibility=profile_pb2.Visibility.Value(row.visibility),
-        avatar_url=row.avatar_url,
-        completeness=row.completeness,
-        version=row.version,
-        create_time=_timestamp(row.created_at),
-        update_time=_timestamp(row.updated_at),
+def profile_values(profile: profile_pb2.Profile) -> tuple:
+    """The writable columns of a profile from its proto, in _COLUMNS order."""
+    return (
+        profile_pb2.Role.Name(profile.role),
+        profile.display_name.strip(),
+        profile.headline,
+        profile.summary,
+        profile.location.city,
+        profile.location.country_code,
+        profile.location.latitude,
+        profile.location.longitude,
+        profile.timezone,
+        profile.years_experience,
+        profile.looking_for,
+        profile.links.github_username,
+        profile.links.website_url,
+        profile.links.linkedin_url,
+        profile.avatar_url,
+        profile_pb2.Visibility.Name(profile.visibility or profile_pb2.VISIBILITY_PUBLIC),
+        json_format.MessageToDict(profile.preferences, preserving_proto_field_name=True),
     )
-    json_format.ParseDict(row.preferences, profile.preferences)
-    profile.skills.extend(_skill(s, (endorsement_counts or {}).get(s.skill_id, 0)) for s in skill_rows)
+
+
+def _skill_from_json(skill: dict) -> profile_pb2.Skill:
+    return profile_pb2.Skill(
+        skill_id=skill["skill_id"],
+        name=skill["name"],
+        taxonomy_id=skill["taxonomy_id"],
+        category=skill["category"],
+        proficiency=skill["proficiency"],
+        source=profile_pb2.SkillSource.Value(skill["source"]),
+        custom=not skill["taxonomy_id"],
+        endorsement_count=skill["endorsements"],
+        create_time=_microseconds(skill["created_us"]),
+    )
+
+
+def _profile(row: Record) -> profile_pb2.Profile:
+    profile = profile_pb2.Profile(
+        profile_id=str(row["profile_id"]),
+        user_id=str(row["user_id"]),
+        role=profile_pb2.Role.Value(row["role"]),
+        display_name=row["display_name"],
+        headline=row["headline"],
+        summary=row["summary"],
+        location=common_pb2.Location(
+            city=row["city"], country_code=row["country_code"], latitude=row["latitude"], longitude=row["longitude"]
+        ),
+        timezone=row["timezone"],
+        years_experience=row["years_experience"],
+        looking_for=row["looking_for"],
+        links=profile_pb2.Links(
+            github_username=row["github_username"],
+            website_url=row["website_url"],
+            linkedin_url=row["linkedin_url"],
+        ),
+        visibility=profile_pb2.Visibility.Value(row["visibility"]),
+        avatar_url=row["avatar_url"],
+        completeness=row["completeness"],
+        version=row["version"],
+        skills=[_skill_from_json(s) for s in row["skills"]],
+        create_time=_timestamp(row["created_at"]),
+        update_time=_timestamp(row["updated_at"]),
+    )
+    json_format.ParseDict(row["preferences"], profile.preferences)
     return profile
 
 
-def _skill(row: Row, endorsement_count: int = 0) -> profile_pb2.Skill:
+def _skill(row: Record, endorsement_count: int) -> profile_pb2.Skill:
     return profile_pb2.Skill(
-        skill_id=row.skill_id,
-        name=row.name,
-        taxonomy_id=row.taxonomy_id,
-        category=row.category,
-        proficiency=row.proficiency,
-        source=profile_pb2.SkillSource.Value(row.source),
-        custom=not row.taxonomy_id,
+        skill_id=str(row["skill_id"]),
+        name=row["name"],
+        taxonomy_id=row["taxonomy_id"],
+        category=row["category"],
+        proficiency=row["proficiency"],
+        source=profile_pb2.SkillSource.Value(row["source"]),
+        custom=not row["taxonomy_id"],
         endorsement_count=endorsement_count,
-        create_time=_timestamp(row.created_at),
+        create_time=_timestamp(row["created_at"]),
     )
 
 
-def _endorsement(row: Row) -> profile_pb2.Endorsement:
+def _endorsement(row: Record) -> profile_pb2.Endorsement:
     return profile_pb2.Endorsement(
-        endorsement_id=row.endorsement_id,
-        profile_id=row.profile_id,
-        skill_id=row.skill_id,
-        endorser_user_id=row.endorser_user_id,
-        endorser_display_name=row.endorser_display_name or "",
-        note=row.note,
-        create_time=_timestamp(row.created_at),
+        endorsement_id=str(row["endorsement_id"]),
+        profile_id=str(row["profile_id"]),
+        skill_id=str(row["skill_id"]),
+        endorser_user_id=str(row["endorser_user_id"]),
+        endorser_display_name=row["endorser_display_name"] or "",
+        note=row["note"],
+        create_time=_timestamp(row["created_at"]),
     )
 
 
-async def _skills_of(session: AsyncSession, profile_ids: list[str]) -> dict[str, list[Row]]:
-    rows = (
-        await session.execute(
-            select(skills)
-            .where(skills.c.profile_id.in_(profile_ids))
-            .order_by(skills.c.proficiency.desc(), skills.c.name)
-        )
-    ).all()
-    by_profile: dict[str, list[Row]] = {pid: [] for pid in profile_ids}
-    for row in rows:
-        by_profile[row.profile_id].append(row)
-    return by_profile
+async def get_by_id(tx: Tx, profile_id: str) -> profile_pb2.Profile | None:
+    row = await tx.fetchrow(_PROFILES + "WHERE p.profile_id = $1", profile_id)
+    return _profile(row) if row else None
 
 
-async def _endorsement_counts(session: AsyncSession, profile_ids: list[str]) -> dict[str, int]:
-    rows = await session.execute(
-        select(endorsements.c.skill_id, func.count())
-        .where(endorsements.c.profile_id.in_(profile_ids))
-        .group_by(endorsements.c.skill_id)
-    )
-    return dict(rows.all())
+async def get_by_user(tx: Tx, user_id: str) -> profile_pb2.Profile | None:
+    row = await tx.fetchrow(_PROFILES + "WHERE p.user_id = $1", user_id)
+    return _profile(row) if row else None
 
 
-async def _load(session: AsyncSession, condition) -> list[profile_pb2.Profile]:
-    rows = (await session.execute(select(profiles).where(condition))).all()
-    if not rows:
-        return []
-    ids = [r.profile_id for r in rows]
-    skill_rows = await _skills_of(session, ids)
-    counts = await _endorsement_counts(session, ids)
-    return [_profile(r, skill_rows[r.profile_id], counts) for r in rows]
+async def get_many_by_user(tx: Tx, user_ids: list[str]) -> list[profile_pb2.Profile]:
+    rows = await tx.fetch(_PROFILES + "WHERE p.user_id = ANY($1::uuid[])", user_ids)
+    return [_profile(row) for row in rows]
 
 
-async def get_by_id(session: AsyncSession, profile_id: str) -> profile_pb2.Profile | None:
-    found = await _load(session, profiles.c.profile_id == profile_id)
-    return found[0] if found else None
+async def visible_owner(tx: Tx, profile_id: str) -> str | None:
+    """The owner of a profile the caller can see; None when it does not exist for them."""
+    owner = await tx.fetchval("SELECT user_id FROM profile.profiles WHERE profile_id = $1", profile_id)
+    return str(owner) if owner else None
 
 
-async def get_by_user(session: AsyncSession, user_id: str) -> profile_pb2.Profile | None:
-    found = await _load(session, profiles.c.user_id == user_id)
-    return found[0] if found else None
-
-
-async def get_many_by_user(session: AsyncSession, user_ids: list[str]) -> list[profile_pb2.Profile]:
-    return await _load(session, profiles.c.user_id.in_(user_ids))
-
-
-async def request_id_of(session: AsyncSession, user_id: str) -> str | None:
-    return await session.scalar(select(profiles.c.request_id).where(profiles.c.user_id == user_id))
+async def request_id_of(tx: Tx, user_id: str) -> str | None:
+    request_id = await tx.fetchval("SELECT request_id FROM profile.profiles WHERE user_id = $1", user_id)
+    return str(request_id) if request_id else None
 
 
 async def insert_profile(
-    session: AsyncSession, user_id: str, profile: profile_pb2.Profile, completeness: int, request_id: str | None
+    tx: Tx, user_id: str, profile: profile_pb2.Profile, completeness: int, request_id: str | None
 ) -> str | None:
     """Inserts the caller's profile; None when they already have one."""
-    return await session.scalar(
-        insert(profiles)
-        .values(
-            user_id=user_id, completeness=completeness, version=1, request_id=request_id, **profile_columns(profile)
-        )
-        .on_conflict_do_nothing(index_elements=[profiles.c.user_id])
-        .returning(profiles.c.profile_id)
+    columns = ", ".join(_COLUMNS)
+    params = ", ".join(f"${i}" for i in range(5, 5 + len(_COLUMNS)))
+    profile_id = await tx.fetchval(
+        f"INSERT INTO profile.profiles (user_id, completeness, version, request_id, {columns}) "
+        f"VALUES ($1, $2, $3, $4, {params}) ON CONFLICT (user_id) DO NOTHING RETURNING profile_id",
+        user_id,
+        completeness,
+        1,
+        request_id,
+        *profile_values(profile),
     )
+    return str(profile_id) if profile_id else None
 
 
-async def lock_profile(session: AsyncSession, profile_id: str) -> bool:
+async def lock_profile(tx: Tx, profile_id: str) -> bool:
     """Locks the caller's own profile for an update; False when it is not theirs or absent."""
-    locked = await session.scalar(
-        select(profiles.c.profile_id).where(profiles.c.profile_id == profile_id).with_for_update()
-    )
-    return locked is not None
+    locked = await tx.fetchval("SELECT true FROM profile.profiles WHERE profile_id = $1 FOR UPDATE", profile_id)
+    return bool(locked)
 
 
-async def write_profile(session: AsyncSession, profile: profile_pb2.Profile, completeness: int) -> None:
-    await session.execute(
-        update(profiles)
-        .where(profiles.c.profile_id == profile.profile_id)
-        .values(
-            completeness=completeness,
-            version=profiles.c.version + 1,
-            updated_at=func.now(),
-            **profile_columns(profile),
-        )
+async def write_profile(tx: Tx, profile: profile_pb2.Profile, completeness: int) -> None:
+    assignments = ", ".join(f"{column} = ${i}" for i, column in enumerate(_COLUMNS, start=3))
+    await tx.execute(
+        f"UPDATE profile.profiles SET completeness = $2, version = version + 1, updated_at = now(), {assignments} "
+        "WHERE profile_id = $1",
+        profile.profile_id,
+        completeness,
+        *profile_values(profile),
     )
 
 
-async def touch_profile(session: AsyncSession, profile_id: str, completeness: int) -> None:
+async def touch_profile(tx: Tx, profile_id: str, completeness: int) -> None:
     """Bumps version and completeness after a skill change."""
-    await session.execute(
-        update(profiles)
-        .where(profiles.c.profile_id == profile_id)
-        .values(completeness=completeness, version=profiles.c.version + 1, updated_at=func.now())
+    await tx.execute(
+        "UPDATE profile.profiles SET completeness = $2, version = version + 1, updated_at = now() "
+        "WHERE profile_id = $1",
+        profile_id,
+        completeness,
     )
 
 
-async def list_skills(session: AsyncSession, profile_id: str) -> list[profile_pb2.Skill]:
-    rows = (await _skills_of(session, [profile_id]))[profile_id]
-    counts = await _endorsement_counts(session, [profile_id])
-    return [_skill(r, counts.get(r.skill_id, 0)) for r in rows]
+async def list_skills(tx: Tx, profile_id: str) -> list[profile_pb2.Skill]:
+    profile = await tx.fetchrow(_PROFILES + "WHERE p.profile_id = $1", profile_id)
+    return [_skill_from_json(s) for s in profile["skills"]] if profile else []
 
 
-async def count_skills(session: AsyncSession, profile_id: str) -> int:
-    return await session.scalar(select(func.count()).select_from(skills).where(skills.c.profile_id == profile_id))
+async def count_skills(tx: Tx, profile_id: str) -> int:
+    return await tx.fetchval("SELECT count(*) FROM profile.skills WHERE profile_id = $1", profile_id)
 
 
 async def upsert_skill(
-    session: AsyncSession,
+    tx: Tx,
     *,
     profile_id: str,
     user_id: str,
@@ -310,117 +256,103 @@ async def upsert_skill(
     source: int,
 ) -> profile_pb2.Skill:
     """Adds the skill, or updates the proficiency and source of the one with the same key."""
-    key = taxonomy_id or f"custom:{name.casefold()}"
-    statement = insert(skills).values(
-        profile_id=profile_id,
-        user_id=user_id,
-        skill_key=key,
-        name=name,
-        taxonomy_id=taxonomy_id,
-        category=category,
-        proficiency=proficiency,
-        source=_enum_name(profile_pb2.SkillSource, source),
+    row = await tx.fetchrow(
+        """
+        INSERT INTO profile.skills (profile_id, user_id, skill_key, name, taxonomy_id, category, proficiency, source)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        ON CONFLICT (profile_id, skill_key)
+        DO UPDATE SET proficiency = excluded.proficiency, source = excluded.source, updated_at = now()
+        RETURNING *, (SELECT count(*) FROM profile.endorsements e WHERE e.skill_id = skills.skill_id) AS endorsements
+        """,
+        profile_id,
+        user_id,
+        taxonomy_id or f"custom:{name.casefold()}",
+        name,
+        taxonomy_id,
+        category,
+        proficiency,
+        profile_pb2.SkillSource.Name(source),
     )
-    statement = statement.on_conflict_do_update(
-        index_elements=[skills.c.profile_id, skills.c.skill_key],
-        set_={
-            "proficiency": statement.excluded.proficiency,
-            "source": statement.excluded.source,
-            "updated_at": func.now(),
-        },
-    ).returning(*skills.c)
-    row = (await session.execute(statement)).one()
-    count = await session.scalar(
-        select(func.count()).select_from(endorsements).where(endorsements.c.skill_id == row.skill_id)
+    return _skill(row, row["endorsements"])
+
+
+async def delete_skill(tx: Tx, profile_id: str, skill_id: str) -> bool:
+    status = await tx.execute(
+        "DELETE FROM profile.skills WHERE profile_id = $1 AND skill_id = $2", profile_id, skill_id
     )
-    return _skill(row, count)
+    return status == "DELETE 1"
 
 
-async def delete_skill(session: AsyncSession, profile_id: str, skill_id: str) -> bool:
-    result = await session.execute(
-        delete(skills).where(skills.c.profile_id == profile_id, skills.c.skill_id == skill_id)
-    )
-    return result.rowcount == 1
-
-
-async def skill_owner(session: AsyncSession, profile_id: str, skill_id: str) -> str | None:
+async def skill_owner(tx: Tx, profile_id: str, skill_id: str) -> str | None:
     """The user owning this skill of this profile, if the caller can see it."""
-    return await session.scalar(
-        select(skills.c.user_id).where(skills.c.profile_id == profile_id, skills.c.skill_id == skill_id)
+    owner = await tx.fetchval(
+        "SELECT user_id FROM profile.skills WHERE profile_id = $1 AND skill_id = $2", profile_id, skill_id
     )
-
-
-def _endorsements_with_names():
-    endorser = profiles.alias("endorser")
-    return select(*endorsements.c, endorser.c.display_name.label("endorser_display_name")).select_from(
-        endorsements.outerjoin(endorser, endorser.c.user_id == endorsements.c.endorser_user_id)
-    )
+    return str(owner) if owner else None
 
 
 async def insert_endorsement(
-    session: AsyncSession, *, profile_id: str, skill_id: str, owner_user_id: str, endorser_user_id: str, note: str
+    tx: Tx, *, profile_id: str, skill_id: str, owner_user_id: str, endorser_user_id: str, note: str
 ) -> profile_pb2.Endorsement | None:
     """None when this endorser already endorsed this skill."""
-    endorsement_id = await session.scalar(
-        insert(endorsements)
-        .values(
-            profile_id=profile_id,
-            skill_id=skill_id,
-            owner_user_id=owner_user_id,
-            endorser_user_id=endorser_user_id,
-            note=note,
-        )
-        .on_conflict_do_nothing(index_elements=[endorsements.c.skill_id, endorsements.c.endorser_user_id])
-        .returning(endorsements.c.endorsement_id)
+    endorsement_id = await tx.fetchval(
+        """
+        INSERT INTO profile.endorsements (profile_id, skill_id, owner_user_id, endorser_user_id, note)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (skill_id, endorser_user_id) DO NOTHING
+        RETURNING endorsement_id
+        """,
+        profile_id,
+        skill_id,
+        owner_user_id,
+        endorser_user_id,
+        note,
     )
     if endorsement_id is None:
         return None
-    row = (
-        await session.execute(_endorsements_with_names().where(endorsements.c.endorsement_id == endorsement_id))
-    ).one()
-    return _endorsement(row)
+    return _endorsement(await tx.fetchrow(_ENDORSEMENTS + "WHERE e.endorsement_id = $1", endorsement_id))
 
 
-async def list_endorsements(session: AsyncSession, profile_id: str) -> list[profile_pb2.Endorsement]:
-    rows = await session.execute(
-        _endorsements_with_names()
-        .where(endorsements.c.profile_id == profile_id)
-        .order_by(endorsements.c.created_at.desc())
+async def list_endorsements(tx: Tx, profile_id: str) -> list[profile_pb2.Endorsement]:
+    rows = await tx.fetch(_ENDORSEMENTS + "WHERE e.profile_id = $1 ORDER BY e.created_at DESC", profile_id)
+    return [_endorsement(row) for row in rows]
+
+
+async def add_connection(tx: Tx, user_id: str, other_user_id: str) -> None:
+    await tx.execute(
+        "INSERT INTO profile.connections (user_id, other_user_id) VALUES ($1, $2), ($2, $1) ON CONFLICT DO NOTHING",
+        user_id,
+        other_user_id,
     )
-    return [_endorsement(r) for r in rows.all()]
 
 
-async def add_connection(session: AsyncSession, user_id: str, other_user_id: str) -> None:
-    for a, b in ((user_id, other_user_id), (other_user_id, user_id)):
-        await session.execute(insert(connections).values(user_id=a, other_user_id=b).on_conflict_do_nothing())
-
-
-async def export_user(session: AsyncSession, user_id: str) -> dict:
+async def export_user(tx: Tx, user_id: str) -> dict:
     """Everything stored about the user, as JSON-compatible sections."""
-    profile = await get_by_user(session, user_id)
-    given = (await session.execute(select(endorsements).where(endorsements.c.endorser_user_id == user_id))).all()
+    profile = await get_by_user(tx, user_id)
+    given = await tx.fetch("SELECT * FROM profile.endorsements WHERE endorser_user_id = $1", user_id)
+    received = await list_endorsements(tx, profile.profile_id) if profile else []
     return {
         "profile": json_format.MessageToDict(profile) if profile else None,
         "endorsements_given": [
-            {"skill_id": r.skill_id, "profile_id": r.profile_id, "note": r.note, "created_at": r.created_at.isoformat()}
+            {
+                "skill_id": str(r["skill_id"]),
+                "profile_id": str(r["profile_id"]),
+                "note": r["note"],
+                "created_at": r["created_at"].isoformat(),
+            }
             for r in given
         ],
-        "endorsements_received": [
-            json_format.MessageToDict(e)
-            for e in (await list_endorsements(session, profile.profile_id) if profile else [])
-        ],
+        "endorsements_received": [json_format.MessageToDict(e) for e in received],
     }
 
 
-async def delete_user(session: AsyncSession, user_id: str) -> dict[str, int]:
-    given = await session.execute(delete(endorsements).where(endorsements.c.endorser_user_id == user_id))
-    conns = await session.execute(
-        delete(connections).where((connections.c.user_id == user_id) | (connections.c.other_user_id == user_id))
-    )
-    removed = await session.execute(delete(profiles).where(profiles.c.user_id == user_id))
-    return {"profiles": removed.rowcount, "endorsements_given": given.rowcount, "connections": conns.rowcount}
+def _count(status: str) -> int:
+    """Rows affected, from a command status such as 'DELETE 3'."""
+    return int(status.rsplit(" ", 1)[-1])
 
 
-async def visible_owner(session: AsyncSession, profile_id: str) -> str | None:
-    """The owner of a profile the caller can see; None when it does not exist for them."""
-    return await session.scalar(select(profiles.c.user_id).where(profiles.c.profile_id == profile_id))
+async def delete_user(tx: Tx, user_id: str) -> dict[str, int]:
+    given = await tx.execute("DELETE FROM profile.endorsements WHERE endorser_user_id = $1", user_id)
+    connections = await tx.execute("DELETE FROM profile.connections WHERE user_id = $1 OR other_user_id = $1", user_id)
+    removed = await tx.execute("DELETE FROM profile.profiles WHERE user_id = $1", user_id)
+    return {"profiles": _count(removed), "endorsements_given": _count(given), "connections": _count(connections)}
