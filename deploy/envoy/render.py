@@ -5,13 +5,15 @@ Library::
     from deploy.envoy.render import render
     yaml_text = render(listen_port=8080, admin_port=9901,
                        descriptor_path="gen/openhr.binpb",
-                       clusters=[{"name": "profile", "host": "127.0.0.1", "port": 50061}])
+                       clusters=[{"name": "profile", "host": "127.0.0.1", "port": 50061},
+                                 {"name": "validation", "host": "127.0.0.1", "port": 50069}])
 
 CLI::
 
     python -m deploy.envoy.render --out gen/envoy.yaml --listen-port 8080 \\
         --admin-port 9901 --descriptor gen/openhr.binpb \\
         --cluster profile=127.0.0.1:50061 --cluster enrichment=127.0.0.1:50064 \\
+        --cluster validation=127.0.0.1:50069 \\
         --cors-origin http://localhost:5173 --cors-origin 'regex:^http://127\\.0\\.0\\.1:[0-9]+$'
 
 A ``--cors-origin`` is an exact origin unless it starts with ``regex:`` (RE2, whole header).
@@ -40,12 +42,23 @@ _env = jinja2.Environment(
 )
 
 
-def known_clusters() -> tuple[str, ...]:
-    """Cluster names the template knows routes for (read from the template itself)."""
-    module = _env.get_template(TEMPLATE_NAME).make_module(
+def _template_module():
+    return _env.get_template(TEMPLATE_NAME).make_module(
         {"listen_port": 0, "admin_port": 0, "descriptor_path": "", "clusters": [], "streaming_paths": []}
     )
-    return tuple(module.PUBLIC_SERVICES)
+
+
+def public_services() -> dict[str, tuple[str, ...]]:
+    """Service cluster name -> the public gRPC services it serves (read from the template
+    itself): what the edge exposes over REST, grpc-web and gRPC."""
+    return {name: tuple(services) for name, services in _template_module().PUBLIC_SERVICES.items()}
+
+
+def known_clusters() -> tuple[str, ...]:
+    """Cluster names the template knows: the service clusters it routes to, then the edge's
+    own helpers (``validation``: the REST body validator, routed no public service)."""
+    module = _template_module()
+    return (*module.PUBLIC_SERVICES, *module.EDGE_CLUSTERS)
 
 
 def _normalise_clusters(clusters: Sequence[Any]) -> list[dict[str, Any]]:
@@ -119,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="NAME=HOST:PORT",
-        help="a running service cluster (repeatable)",
+        help="a running service cluster, or the edge's validation cluster (repeatable)",
     )
     p.add_argument(
         "--cors-origin",

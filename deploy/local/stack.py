@@ -1,5 +1,6 @@
 """The whole mesh on one machine: embedded Postgres and Redis (unless DATABASE_URL / REDIS_URL
-point elsewhere), migrations, every service and Envoy, supervised by honcho.
+point elsewhere), migrations, every service, the edge's REST body validator and Envoy,
+supervised by honcho.
 
     python -m deploy.local.stack run       # what `make run` does
     python -m deploy.local.stack migrate   # start Postgres if embedded, run all migrations
@@ -40,10 +41,12 @@ class ServiceDef:
     port: int
     metrics_port: int
     migrations: bool
+    # What `python -m` runs; default "services.<name>" (edge helpers live under edge/).
+    module: str = ""
 
-    @property
-    def module(self) -> str:
-        return f"services.{self.name}"
+    def __post_init__(self) -> None:
+        if not self.module:
+            object.__setattr__(self, "module", f"services.{self.name}")
 
     @property
     def port_env(self) -> str:
@@ -59,11 +62,13 @@ class ServiceDef:
 
     @property
     def directory(self) -> Path:
-        return REPO_ROOT / "services" / self.name
+        return REPO_ROOT.joinpath(*self.module.split("."))
 
 
-# Started in this order; a service's peers come before it.
+# Started in this order, all before Envoy; a service's peers come before it. "validation"
+# (the REST body validator Envoy's ext_proc filter calls) is an Envoy cluster like the others.
 SERVICES = (
+    ServiceDef("validation", 50069, 9469, migrations=False, module="edge.validation"),
     ServiceDef("enrichment", 50064, 9464, migrations=False),
     ServiceDef("profile", 50061, 9461, migrations=True),
 )

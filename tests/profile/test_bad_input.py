@@ -920,7 +920,7 @@ ATTACKS = {
 }
 
 
-async def test_attack_builders_differ_from_a_valid_token_only_in_the_attack(mesh: Mesh, rest) -> None:
+async def test_tokens_built_like_the_attacks_but_honest_are_accepted(mesh: Mesh, rest) -> None:
     """Control: the claims and signing the attacks start from are accepted when left alone."""
     user = new_user(mesh)
     for token in (_signed(mesh, _claims(user)), mesh.token(user.email, ttl_seconds=60)):

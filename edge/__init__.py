@@ -1,0 +1,1 @@
+"""The edge: what runs beside Envoy (the REST body validator)."""

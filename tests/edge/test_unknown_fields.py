@@ -1,0 +1,380 @@
+"""REST bodies with fields the contracts do not have are refused at the edge.
+
+Envoy's grpc_json_transcoder drops unknown JSON fields silently (envoyproxy/envoy#46623), so
+`{"displayname": "A"}` would create a profile without a name. The edge's validator
+(edge/validation, an ext_proc filter before the transcoder) answers such a body with a 400
+naming the field, in the google.rpc.Status JSON every REST error has, and nothing reaches the
+service. Bodies only: GET, gRPC and grpc-web never go through it."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+from deploy.envoy.render import render
+from deploy.local.ephemeral import Mesh
+from deploy.local.stack import DESCRIPTOR
+from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
+from tests.grpcweb import DATA, TRAILERS, call_headers, frame, frames
+
+ENVOY = Path(sys.executable).parent / "envoy"
+BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
+PROFILE = "/openhr.profile.v1.ProfileService"
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+def violations(body: dict) -> dict[str, str]:
+    return {
+        v["field"]: v["description"]
+        for detail in body["details"]
+        if detail["@type"] == BAD_REQUEST
+        for v in detail["fieldViolations"]
+    }
+
+
+def assert_names(response: httpx.Response, field: str) -> str:
+    """A 400 in google.rpc.Status JSON whose BadRequest names `field`; its description."""
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert body["code"] == 3, body  # INVALID_ARGUMENT
+    assert field in body["message"], body
+    found = violations(body)
+    assert field in found, body
+    return found[field]
+
+
+async def my_profile(rest, headers: dict[str, str]) -> dict | None:
+    response = await rest.get("/v1/profiles/me", headers=headers)
+    if response.status_code == 404:
+        return None
+    assert response.status_code == 200, response.text
+    return response.json()["profile"]
+
+
+def processor_streams(mesh: Mesh) -> int:
+    """How many ext_proc streams Envoy has opened to the validator so far."""
+    stats = httpx.get(
+        f"http://127.0.0.1:{mesh.config.admin_port}/stats",
+        params={"filter": r"^http\.edge\.ext_proc\.streams_started$"},
+        timeout=5,
+    ).text
+    return int(stats.split(":")[1])
+
+
+# --------------------------------------------------------------------------- refused
+
+
+async def test_unknown_top_level_field(mesh: Mesh, rest) -> None:
+    headers = bearer(mesh.token())
+    response = await rest.post("/v1/profiles", json={"displayName": "A", "bogus": 1}, headers=headers)
+    assert assert_names(response, "profile.bogus") == "unknown field"
+    assert response.json()["details"][0]["reason"] == "ERROR_REASON_INVALID_FIELD"  # as the services say it
+    assert await my_profile(rest, headers) is None  # nothing reached the service
+
+
+async def test_misspelt_field_gets_a_suggestion(mesh: Mesh, rest) -> None:
+    headers = bearer(mesh.token())
+    response = await rest.post("/v1/profiles", json={"displayname": "A"}, headers=headers)
+    assert assert_names(response, "profile.displayname") == 'unknown field; did you mean "displayName"?'
+    assert await my_profile(rest, headers) is None
+
+
+async def test_unknown_nested_field_names_its_path(mesh: Mesh, rest) -> None:
+    headers = bearer(mesh.token())
+    response = await rest.post(
+        "/v1/profiles", json={"displayName": "A", "preferences": {"stage": {"stagez": []}}}, headers=headers
+    )
+    assert assert_names(response, "profile.preferences.stage.stagez").startswith("unknown field")
+    assert await my_profile(rest, headers) is None
+
+
+async def test_unknown_enum_name(mesh: Mesh, rest) -> None:
+    headers = bearer(mesh.token())
+    response = await rest.post("/v1/profiles", json={"displayName": "A", "role": "ROLE_NOPE"}, headers=headers)
+    assert "ROLE_NOPE" in assert_names(response, "profile.role")
+    response = await rest.post(
+        "/v1/profiles",
+        json={"displayName": "A", "preferences": {"stage": {"stages": ["STARTUP_STAGE_SEED", "STAGE_NOPE"]}}},
+        headers=headers,
+    )
+    assert "STAGE_NOPE" in assert_names(response, "profile.preferences.stage.stages[1]")
+    assert await my_profile(rest, headers) is None
+
+
+async def test_update_with_unknown_field_changes_nothing(mesh: Mesh, rest) -> None:
+    headers = bearer(mesh.token())
+    created = await rest.post("/v1/profiles", json={"displayName": "Ada", "headline": "First"}, headers=headers)
+    assert created.status_code == 200, created.text
+    profile = created.json()["profile"]
+
+    response = await rest.patch(
+        f"/v1/profiles/{profile['profileId']}",
+        params={"updateMask": "headline"},
+        json={"headline": "Second", "headlien": "typo"},
+        headers=headers,
+    )
+    assert_names(response, "profile.headlien")
+    assert await my_profile(rest, headers) == profile  # same version, same headline
+
+    response = await rest.patch(
+        f"/v1/profiles/{profile['profileId']}",
+        params={"updateMask": "headline"},
+        json={"headline": "Second"},
+        headers=headers,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["profile"]["version"] == "2"
+
+
+async def test_body_star_method(mesh: Mesh, rest) -> None:
+    """body "*": the request message is the body, minus the fields the path sets."""
+    headers = bearer(mesh.token())
+    profile = (await rest.post("/v1/profiles", json={"displayName": "Bo"}, headers=headers)).json()["profile"]
+    path = f"/v1/profiles/{profile['profileId']}/skills"
+
+    assert_names(await rest.post(path, json={"name": "Go", "proficiency": 3, "level": 5}, headers=headers), "level")
+    other = str(uuid.uuid4())
+    assert_names(await rest.post(path, json={"name": "Go", "profileId": other}, headers=headers), "profile_id")
+    assert_names(await rest.post(path, json={"name": "Go", "proficiency": "expert"}, headers=headers), "proficiency")
+    listed = await rest.get(path, headers=headers)
+    assert listed.json()["skills"] == []
+
+    added = await rest.post(path, json={"name": "Go", "proficiency": 3}, headers=headers)
+    assert added.status_code == 200, added.text
+
+
+async def test_content_type_does_not_dodge_the_check(mesh: Mesh, rest) -> None:
+    """Whatever the transcoder transcodes is checked: only application/grpc[+…] is skipped,
+    the test the transcoder itself uses to pass gRPC through."""
+    headers = bearer(mesh.token())
+    for content_type in (
+        "text/plain",
+        "application/grpc-json",
+        "application/grpc;x",
+        "application/x-www-form-urlencoded",
+    ):
+        response = await rest.post(
+            "/v1/profiles",
+            content=b'{"displayName": "A", "bogus": 1}',
+            headers={**headers, "content-type": content_type},
+        )
+        assert_names(response, "profile.bogus")
+    assert await my_profile(rest, headers) is None
+
+
+async def test_malformed_json_keeps_the_transcoders_400(mesh: Mesh, rest) -> None:
+    headers = {**bearer(mesh.token()), "content-type": "application/json"}
+    response = await rest.post("/v1/profiles", content=b'{"displayName": ', headers=headers)
+    assert response.status_code == 400
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["code"] == 3
+    assert await my_profile(rest, headers) is None
+
+
+# --------------------------------------------------------------------------- untouched
+
+
+async def test_valid_body_goes_through(mesh: Mesh, rest) -> None:
+    headers = bearer(mesh.token())
+    body = {
+        "displayName": "Alice Example",
+        "role": "ROLE_TECHNICAL_COFOUNDER",
+        "years_experience": 7,  # proto names are valid JSON keys too
+        "location": {"city": "Berlin", "countryCode": "DE"},
+        "preferences": {"stage": {"stages": ["STARTUP_STAGE_SEED"], "importance": "IMPORTANCE_MUST_HAVE"}},
+    }
+    response = await rest.post("/v1/profiles", json=body, params={"requestId": str(uuid.uuid4())}, headers=headers)
+    assert response.status_code == 200, response.text
+    profile = response.json()["profile"]
+    assert (profile["displayName"], profile["yearsExperience"]) == ("Alice Example", 7)
+    assert await my_profile(rest, headers) == profile
+
+
+async def test_requests_without_body_never_reach_the_validator(mesh: Mesh, rest) -> None:
+    headers = bearer(mesh.token())
+    before = processor_streams(mesh)
+    search = await rest.get("/v1/skills:search", params={"query": "py"}, headers=headers)
+    assert search.status_code == 200 and search.json()["skills"]
+    assert (await rest.get("/v1/profiles/me", headers=headers)).status_code == 404
+    bad_query = await rest.get("/v1/skills:search", params={"query": "py", "bogus": "1"}, headers=headers)
+    assert bad_query.status_code == 400  # the transcoder's own check of query parameters
+    preflight = await rest.options(
+        "/v1/profiles", headers={"origin": "http://localhost:5173", "access-control-request-method": "POST"}
+    )
+    assert preflight.status_code == 200
+    assert processor_streams(mesh) == before
+    # ... while a body does:
+    await rest.post("/v1/profiles", json={"displayName": "Counted"}, headers=headers)
+    assert processor_streams(mesh) == before + 1
+
+
+async def test_grpc_and_grpc_web_never_reach_the_validator(mesh: Mesh, rest, edge_channel) -> None:
+    token = mesh.token()
+    before = processor_streams(mesh)
+
+    stub = profile_pb2_grpc.ProfileServiceStub(edge_channel)
+    created = await stub.CreateProfile(
+        profile_pb2.CreateProfileRequest(profile=profile_pb2.Profile(display_name="Grace")),
+        metadata=(("authorization", f"Bearer {token}"),),
+        timeout=10,
+    )
+    assert created.profile.display_name == "Grace"
+
+    response = await rest.post(
+        f"{PROFILE}/GetMyProfile",
+        content=frame(profile_pb2.GetMyProfileRequest().SerializeToString()),
+        headers=call_headers(token),
+    )
+    received = [f async for f in frames(response)]
+    assert [f.flag for f in received] == [DATA, TRAILERS]
+    assert profile_pb2.GetMyProfileResponse.FromString(received[0].payload).profile.display_name == "Grace"
+
+    assert processor_streams(mesh) == before
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_config_with_validation_validates(tmp_path) -> None:
+    """Every cluster plus the validator, by DNS name as on Kubernetes."""
+    names = ["identity", "profile", "matching", "messaging", "enrichment", "validation"]
+    config = tmp_path / "envoy.yaml"
+    config.write_text(
+        render(
+            listen_port=18080,
+            admin_port=19901,
+            descriptor_path=str(DESCRIPTOR),
+            clusters=[{"name": n, "host": f"{n}.openhr.svc", "port": 50060 + i} for i, n in enumerate(names)],
+        )
+    )
+    result = subprocess.run(
+        [str(ENVOY), "--mode", "validate", "-c", str(config), "--use-dynamic-base-id"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0 and f"configuration '{config}' OK" in out, out[-3000:]
+    text = config.read_text()
+    assert "envoy.filters.http.ext_proc" in text and "failure_mode_allow: false" in text
+
+
+def test_no_validation_cluster_no_filter() -> None:
+    text = render(
+        listen_port=18080,
+        admin_port=19901,
+        descriptor_path=str(DESCRIPTOR),
+        clusters=[{"name": "profile", "host": "127.0.0.1", "port": 50061}],
+    )
+    assert "ext_proc" not in text and "openhr.validation" not in text
+
+
+# --------------------------------------------------------------------------- validator down
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(admin: str, cluster: str) -> bool:
+    clusters = httpx.get(f"{admin}/clusters", timeout=2).text
+    return any(
+        line.startswith(f"{cluster}::") and line.endswith("::health_flags::healthy") for line in clusters.splitlines()
+    )
+
+
+@pytest.fixture(scope="module")
+def edge_without_validator(mesh: Mesh, tmp_path_factory):
+    """A second Envoy in front of the test mesh's services whose validator is not running."""
+    tmp = tmp_path_factory.mktemp("edge-no-validator")
+    port, admin_port = _free_port(), _free_port()
+    dead = socket.socket()  # bound, never listening: connections are refused
+    dead.bind(("127.0.0.1", 0))
+    config = tmp / "envoy.yaml"
+    config.write_text(
+        render(
+            listen_address="127.0.0.1",
+            listen_port=port,
+            admin_address="127.0.0.1",
+            admin_port=admin_port,
+            descriptor_path=str(DESCRIPTOR),
+            clusters=[
+                {"name": "profile", "host": "127.0.0.1", "port": mesh.config.ports["profile"]},
+                {"name": "enrichment", "host": "127.0.0.1", "port": mesh.config.ports["enrichment"]},
+                {"name": "validation", "host": "127.0.0.1", "port": dead.getsockname()[1]},
+            ],
+            access_log_path=str(tmp / "access.log"),
+        )
+    )
+    out = tmp / "envoy.out"
+    with out.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(ENVOY), "-c", str(config), "--use-dynamic-base-id", "--log-level", "warn"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    admin = f"http://127.0.0.1:{admin_port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"envoy exited {proc.returncode}:\n{out.read_text()[-3000:]}")
+            try:
+                if _healthy(admin, "profile") and _healthy(admin, "enrichment"):
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"envoy not ready after 30s:\n{out.read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        dead.close()
+
+
+async def test_validator_down_fails_rest_writes_closed(mesh: Mesh, rest, edge_without_validator) -> None:
+    """failure_mode_allow: false. A REST body is never let through unchecked; requests the
+    validator never sees keep working."""
+    token = mesh.token()
+    headers = bearer(token)
+    async with httpx.AsyncClient(base_url=edge_without_validator, timeout=10) as edge:
+        refused = await edge.post("/v1/profiles", json={"displayName": "Unchecked"}, headers=headers)
+        assert refused.status_code >= 500, refused.text
+        assert refused.headers["content-type"].startswith("application/json")
+        assert refused.json()["code"] in (13, 14), refused.text  # INTERNAL / UNAVAILABLE
+        assert await my_profile(rest, headers) is None
+
+        assert (await edge.get("/v1/profiles/me", headers=headers)).status_code == 404  # reached the service
+        search = await edge.get("/v1/skills:search", params={"query": "py"}, headers=headers)
+        assert search.status_code == 200
+
+    async with grpc.aio.insecure_channel(edge_without_validator.removeprefix("http://")) as channel:
+        created = await profile_pb2_grpc.ProfileServiceStub(channel).CreateProfile(
+            profile_pb2.CreateProfileRequest(profile=profile_pb2.Profile(display_name="Over gRPC")),
+            metadata=(("authorization", f"Bearer {token}"),),
+            timeout=10,
+        )
+    assert created.profile.display_name == "Over gRPC"
