@@ -1,9 +1,7 @@
 """python -m edge.validation: runs the REST body validator until SIGTERM."""
 
-import asyncio
-
 from edge.validation.app import ValidationSettings, build
-from services.common.runner import run
+from services.common.runner import serve
 
 if __name__ == "__main__":
-    asyncio.run(run("validation", ValidationSettings(), build))
+    serve("validation", ValidationSettings(), build)

@@ -129,7 +129,7 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
             if profile is None:
                 raise errors.not_found("profile (create it with POST /v1/profiles)")
             yield profile_pb2.WatchMyProfileResponse(profile=profile)
-            version = profile.version
+            sent = profile
             while True:
                 try:
                     event = await changes.next(self._heartbeat)
@@ -137,11 +137,15 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
                     raise errors.unavailable("the stream fell behind; reconnect") from None
                 if event is None:
                     yield profile_pb2.WatchMyProfileResponse(heartbeat=_now())
-                elif event.profile_changed.profile.version >= version:
-                    # >=: endorsements change the profile without bumping its version (the
-                    # endorser may not write the owner's row); a repeat of the snapshot is harmless.
-                    version = event.profile_changed.profile.version
-                    yield profile_pb2.WatchMyProfileResponse(profile=event.profile_changed.profile)
+                    continue
+                changed = event.profile_changed.profile
+                # Older, or what the client already has (an event committed before the snapshot
+                # was read). Endorsements change a profile without bumping its version (the
+                # endorser may not write the owner's row), hence the content comparison.
+                if changed.version < sent.version or changed == sent:
+                    continue
+                sent = changed
+                yield profile_pb2.WatchMyProfileResponse(profile=changed)
 
     async def ListSkills(self, request, context):
         profile_id = parse_uuid(request.profile_id, "profile_id")
