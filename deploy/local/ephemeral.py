@@ -1,5 +1,6 @@
-"""A throwaway mesh for the test suites and benchmarks: embedded Postgres + pgvector, Redis, migrations, every
-service as its own process and Envoy, all on free ports with data in a fresh folder.
+"""A throwaway mesh for the test suites and benchmarks: embedded Postgres + pgvector, Redis, an SMTP sink (aiosmtpd
+writing a Maildir), migrations, every service as its own process and Envoy, all on free ports with data in a fresh
+folder.
 
 Tests start it once per session (tests/conftest.py) and isolate themselves by data (fresh
 users), not by restarting servers. Tests that break infrastructure start their own copy."""
@@ -14,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.local.infra import EmbeddedPostgres, LocalRedis, free_port
+from deploy.local.infra import EmbeddedPostgres, LocalRedis, free_port, port_in_use
 from deploy.local.stack import SERVICES, StackConfig, migrate, serving, wait_until_ready
 from services.common.devkeys import mint_token, user_id_for
 from services.common.settings import REPO_ROOT, ServiceSettings
@@ -44,6 +45,11 @@ class Mesh:
     @property
     def key_dir(self) -> Path:
         return self.config.data_dir / "dev-keys"
+
+    @property
+    def maildir(self) -> Path:
+        """The SMTP sink's Maildir: read it with the stdlib `mailbox.Maildir`."""
+        return self.config.maildir
 
     def token(self, email: str | None = None, **kwargs) -> str:
         """An access token for a user (a fresh one unless an email is given)."""
@@ -97,6 +103,7 @@ def config_on_free_ports(data_dir: Path) -> StackConfig:
         redis_port=redis_port,
         ports={s.name: free_port() for s in SERVICES},
         metrics_ports={s.name: free_port() for s in SERVICES},
+        smtp_port=free_port(),
     )
     config.database_url = config.postgres.url
     config.redis_url = config.redis.url
@@ -119,6 +126,8 @@ def start_mesh(data_dir: Path) -> Mesh:
             mesh.start_process(name, argv)
             if name in config.ports:
                 _wait_serving(mesh, name)
+            elif name == "mail":
+                _wait_listening(mesh, name, config.smtp_port)
         if not wait_until_ready(config, timeout=60):
             raise RuntimeError("the mesh did not become ready:\n" + _tails(mesh))
     except BaseException:
@@ -135,6 +144,17 @@ def _wait_serving(mesh: Mesh, name: str, timeout: float = 60) -> None:
         if mesh.processes[name].poll() is not None:
             break
         time.sleep(0.2)
+    raise RuntimeError(f"{name} did not start:\n{mesh.log(name)[-3000:]}")
+
+
+def _wait_listening(mesh: Mesh, name: str, port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_in_use("127.0.0.1", port):
+            return
+        if mesh.processes[name].poll() is not None:
+            break
+        time.sleep(0.1)
     raise RuntimeError(f"{name} did not start:\n{mesh.log(name)[-3000:]}")
 
 

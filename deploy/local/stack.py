@@ -1,6 +1,7 @@
 """The whole mesh on one machine: embedded Postgres and Redis (unless DATABASE_URL / REDIS_URL
-point elsewhere), migrations, every service, the edge's REST body validator and Envoy,
-supervised by honcho.
+point elsewhere), a local SMTP sink writing a Maildir (unless OPENHR_SMTP_HOST names a mail
+server), migrations, every service, the edge's REST body validator and Envoy, supervised by
+honcho.
 
     python -m deploy.local.stack run       # what `make run` does
     python -m deploy.local.stack migrate   # start Postgres if embedded, run all migrations
@@ -67,7 +68,9 @@ class ServiceDef:
 
 # Started in this order, all before Envoy; a service's peers come before it. "validation"
 # (the REST body validator Envoy's ext_proc filter calls) is an Envoy cluster like the others.
+# Every service verifies tokens against identity's JWKS, fetched through Envoy on first use.
 SERVICES = (
+    ServiceDef("identity", 50060, 9460, migrations=True, module="edge.identity"),
     ServiceDef("validation", 50069, 9469, migrations=False, module="edge.validation"),
     ServiceDef("enrichment", 50064, 9464, migrations=False),
     ServiceDef("profile", 50061, 9461, migrations=True),
@@ -91,6 +94,9 @@ class StackConfig:
     ports: dict[str, int] = field(default_factory=dict)
     metrics_ports: dict[str, int] = field(default_factory=dict)
     cors_origins: list[str] = field(default_factory=list)
+    smtp_host: str | None = None  # None: the local SMTP sink (aiosmtpd, Maildir in data_dir/mail)
+    smtp_port: int = 2525
+    public_url: str | None = None  # None: the edge URL
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> StackConfig:
@@ -106,6 +112,9 @@ class StackConfig:
             ports={s.name: _int(env, s.port_env, s.port) for s in SERVICES},
             metrics_ports={s.name: _int(env, s.metrics_env, s.metrics_port) for s in SERVICES},
             cors_origins=[o for o in (env.get("OPENHR_CORS_ORIGINS") or "").split(",") if o],
+            smtp_host=env.get("OPENHR_SMTP_HOST") or None,
+            smtp_port=_int(env, "OPENHR_SMTP_PORT", 2525),
+            public_url=env.get("OPENHR_PUBLIC_URL") or None,
         )
 
     @property
@@ -128,12 +137,27 @@ class StackConfig:
     def edge_url(self) -> str:
         return f"http://{self.edge_host}:{self.edge_port}"
 
+    @property
+    def jwks_url(self) -> str:
+        """Identity's JWKS as the services fetch it: through Envoy, on this machine."""
+        host = "127.0.0.1" if self.edge_host in ("0.0.0.0", "::", "") else self.edge_host
+        return f"http://{host}:{self.edge_port}/.well-known/jwks.json"
+
+    @property
+    def maildir(self) -> Path:
+        """Where the local SMTP sink delivers (when no OPENHR_SMTP_HOST is set)."""
+        return self.data_dir / "mail"
+
     def service_env(self) -> dict[str, str]:
         """The environment every service process gets."""
         env = {
             "DATABASE_URL": self.effective_database_url,
             "REDIS_URL": self.effective_redis_url,
-            "OPENHR_JWKS": str(self.data_dir / "dev-keys" / "jwks.json"),
+            "OPENHR_DATA_DIR": str(self.data_dir),
+            "OPENHR_JWKS": self.jwks_url,
+            "OPENHR_SMTP_HOST": self.smtp_host or "127.0.0.1",
+            "OPENHR_SMTP_PORT": str(self.smtp_port),
+            "OPENHR_PUBLIC_URL": self.public_url or self.edge_url,
             "PYTHONPATH": f"{REPO_ROOT}:{GEN_DIR / 'python'}",
             "PYTHONUNBUFFERED": "1",
         }
@@ -175,6 +199,18 @@ class StackConfig:
                 "--port",
                 str(self.redis_port),
             ]
+        if self.smtp_host is None:
+            commands["mail"] = [
+                python,
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                f"127.0.0.1:{self.smtp_port}",
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+                str(self.maildir),
+            ]
         for service in SERVICES:
             commands[service.name] = [python, "-m", service.module]
         commands["envoy"] = [
@@ -192,6 +228,8 @@ class StackConfig:
         wanted = {"OPENHR_EDGE_PORT": self.edge_port, "OPENHR_ENVOY_ADMIN_PORT": self.admin_port}
         if self.redis_url is None:
             wanted["OPENHR_REDIS_PORT"] = self.redis_port
+        if self.smtp_host is None:
+            wanted["OPENHR_SMTP_PORT"] = self.smtp_port
         for service in SERVICES:
             wanted[service.port_env] = self.ports[service.name]
             wanted[service.metrics_env] = self.metrics_ports[service.name]
@@ -239,7 +277,10 @@ def _announce_when_ready(config: StackConfig, manager) -> None:
             f"\n  OpenHR is up.  Edge (REST + grpc-web + gRPC): {config.edge_url}\n"
             f"  Try:  TOKEN=$(make -s token USER=you@example.com)\n"
             f"        curl -H \"Authorization: Bearer $TOKEN\" '{config.edge_url}/v1/skills:search?query=pyth'\n"
-            f"  Ctrl-C stops everything.\n",
+            f"  Sign up:  curl -X POST {config.edge_url}/v1/auth/signup"
+            f' -d \'{{"email": "you@example.com", "password": "<8 or more characters>"}}\'\n'
+            + (f"  Mail (verification and reset links): {config.maildir}/new\n" if config.smtp_host is None else "")
+            + "  Ctrl-C stops everything.\n",
             flush=True,
         )
     else:

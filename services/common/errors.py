@@ -96,5 +96,9 @@ def unavailable(message: str = "a dependency is unavailable, retry later") -> Do
     return DomainError(message, grpc.StatusCode.UNAVAILABLE, common_pb2.ERROR_REASON_DEPENDENCY_UNAVAILABLE)
 
 
+def unimplemented() -> DomainError:
+    return DomainError("not implemented yet", grpc.StatusCode.UNIMPLEMENTED)
+
+
 def internal() -> DomainError:
     return DomainError("internal error", grpc.StatusCode.INTERNAL)

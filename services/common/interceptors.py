@@ -47,6 +47,8 @@ def as_domain_error(exc: BaseException) -> errors.DomainError:
         return exc
     if isinstance(exc, _UNAVAILABLE_ERRORS):
         return errors.unavailable()
+    if isinstance(exc, NotImplementedError):  # the generated base class of an RPC not served yet
+        return errors.unimplemented()
     return errors.internal()
 
 
@@ -78,7 +80,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             )
         return handler  # client/bidi streaming: none in our contracts.
 
-    def _enter(self, method: str, metadata: dict[str, str], rpc_type: str) -> None:
+    async def _enter(self, method: str, metadata: dict[str, str], rpc_type: str) -> None:
         """Binds request id and caller to the RPC's context (grpc.aio runs each RPC in its own task)."""
         request_id = metadata.get("x-request-id") or str(uuid.uuid4())
         structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
@@ -88,7 +90,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             token = auth.bearer_token(metadata)
             if token is None:
                 raise errors.unauthenticated("missing access token: send 'authorization: Bearer <token>'")
-            principal = self._verifier.verify(token)
+            principal = await self._verifier.verify(token)
             auth.set_principal(principal)
             structlog.contextvars.bind_contextvars(user_id=principal.user_id)
 
@@ -108,7 +110,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         """One RPC: context and auth on entry; every failure becomes a status; metrics and a log line on exit."""
         start, code = time.perf_counter(), grpc.StatusCode.OK
         try:
-            self._enter(method, metadata, rpc_type)
+            await self._enter(method, metadata, rpc_type)
             yield
         except (asyncio.CancelledError, GeneratorExit):
             code = grpc.StatusCode.CANCELLED  # the client went away

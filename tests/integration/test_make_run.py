@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from deploy.local.infra import free_port
+from deploy.local.stack import SERVICES
 from services.common.devkeys import mint_token, user_id_for
 from services.common.settings import REPO_ROOT
 
@@ -31,11 +32,11 @@ def _env(data_dir: Path, **extra: str) -> dict[str, str]:
         OPENHR_ENVOY_ADMIN_PORT=str(free_port()),
         OPENHR_PG_PORT=str(free_port()),
         OPENHR_REDIS_PORT=str(free_port()),
-        PROFILE_PORT=str(free_port()),
-        PROFILE_METRICS_PORT=str(free_port()),
-        ENRICHMENT_PORT=str(free_port()),
-        ENRICHMENT_METRICS_PORT=str(free_port()),
+        OPENHR_SMTP_PORT=str(free_port()),
     )
+    for service in SERVICES:  # never collide with a `make run` on the default ports
+        env[service.port_env] = str(free_port())
+        env[service.metrics_env] = str(free_port())
     env.update(extra)
     return env
 

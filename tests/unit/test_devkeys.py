@@ -22,11 +22,11 @@ def _token_command(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_local_token_verifies_against_the_local_jwks(tmp_path) -> None:
+async def test_local_token_verifies_against_the_local_jwks(tmp_path) -> None:
     result = _token_command({"OPENHR_ENV": "local", "OPENHR_DATA_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     verifier = TokenVerifier(str(tmp_path / "dev-keys" / "jwks.json"), "openhr-identity", "openhr")
-    principal = verifier.verify(result.stdout.strip())
+    principal = await verifier.verify(result.stdout.strip())
     assert principal.user_id == user_id_for("dev@example.com")
 
 

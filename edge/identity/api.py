@@ -1,0 +1,123 @@
+"""The identity service's gRPC servicer: thin translation between protos, metadata (cookies,
+CSRF header, transport choice) and edge.identity.accounts."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+from google.api import httpbody_pb2
+from google.protobuf import timestamp_pb2
+
+from edge.identity import cookies
+from edge.identity.accounts import Accounts, Session
+from edge.identity.keys import KeyRing
+from edge.identity.tokens import session_of
+from openhr.identity.v1 import identity_pb2, identity_pb2_grpc
+from services.common.auth import current_principal
+from services.common.errors import DomainError
+
+TOKEN_TYPE = "Bearer"
+# Token answers must not be stored by browsers or proxies.
+_NO_STORE = ("cache-control", "no-store")
+# Keys are published PUBLISH_AHEAD (10 min) before they sign: five minutes of caching is safe.
+_JWKS_CACHE = ("cache-control", "public, max-age=300")
+
+
+def _not_yet() -> DomainError:
+    return DomainError("sign-in with GitHub or Google is not available yet", grpc.StatusCode.UNIMPLEMENTED)
+
+
+def _timestamp(session: Session) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(session.refresh.expires_at)
+    return stamp
+
+
+async def _answer_tokens(context: grpc.aio.ServicerContext, session: Session, by_cookie: bool) -> identity_pb2.Tokens:
+    """The Tokens message; by cookie: the refresh token goes to set-cookie, not the body."""
+    metadata = [_NO_STORE, *(cookies.issue(session.refresh.token) if by_cookie else ())]
+    await context.send_initial_metadata(metadata)
+    return identity_pb2.Tokens(
+        access_token=session.access_token,
+        token_type=TOKEN_TYPE,
+        expires_in=session.expires_in,
+        refresh_token="" if by_cookie else session.refresh.token,
+        refresh_expire_time=_timestamp(session),
+        user_id=session.user_id,
+    )
+
+
+def _transport(context: grpc.aio.ServicerContext) -> cookies.Request:
+    return cookies.Request.from_metadata(context.invocation_metadata() or ())
+
+
+class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
+    """Email + password accounts and tokens.
+
+    StartOAuth and CompleteOAuth (GitHub, Google) are not implemented yet and answer
+    UNIMPLEMENTED (HTTP 501). They say so explicitly: the generated base class raises
+    NotImplementedError, which the kit's interceptor reports as INTERNAL."""
+
+    def __init__(self, accounts: Accounts, keys: KeyRing) -> None:
+        self._accounts, self._keys = accounts, keys
+
+    async def SignUp(self, request, context):
+        session, sent = await self._accounts.sign_up(request.email, request.password, request.display_name)
+        tokens = await _answer_tokens(context, session, _transport(context).wants_cookie)
+        return identity_pb2.SignUpResponse(tokens=tokens, verification_sent=sent)
+
+    async def Login(self, request, context):
+        session = await self._accounts.login(request.email, request.password)
+        tokens = await _answer_tokens(context, session, _transport(context).wants_cookie)
+        return identity_pb2.LoginResponse(tokens=tokens)
+
+    async def Refresh(self, request, context):
+        transport = _transport(context)
+        by_cookie = not request.refresh_token
+        token = request.refresh_token or transport.refresh_from_cookie()
+        session = await self._accounts.refresh(token)
+        tokens = await _answer_tokens(context, session, transport.wants_cookie or by_cookie)
+        return identity_pb2.RefreshResponse(tokens=tokens)
+
+    async def Logout(self, request, context):
+        transport = _transport(context)
+        by_cookie = not request.refresh_token
+        await self._accounts.logout(request.refresh_token or transport.refresh_from_cookie())
+        if by_cookie:
+            await context.send_initial_metadata(cookies.clear())
+        return identity_pb2.LogoutResponse()
+
+    async def VerifyEmail(self, request, context):
+        await self._accounts.verify_email(request.token)
+        return identity_pb2.VerifyEmailResponse()
+
+    async def ResendVerificationEmail(self, request, context):
+        sent = await self._accounts.resend_verification(current_principal().user_id)
+        return identity_pb2.ResendVerificationEmailResponse(verification_sent=sent)
+
+    async def RequestPasswordReset(self, request, context):
+        await self._accounts.request_password_reset(request.email)
+        return identity_pb2.RequestPasswordResetResponse()
+
+    async def ResetPassword(self, request, context):
+        await self._accounts.reset_password(request.token, request.new_password)
+        return identity_pb2.ResetPasswordResponse()
+
+    async def ChangePassword(self, request, context):
+        principal = current_principal()  # the interceptor verified the access token
+        await self._accounts.change_password(
+            principal.user_id, session_of(principal.token), request.current_password, request.new_password
+        )
+        return identity_pb2.ChangePasswordResponse()
+
+    async def StartOAuth(self, request, context):
+        raise _not_yet()
+
+    async def CompleteOAuth(self, request, context):
+        raise _not_yet()
+
+    async def GetJwks(self, request, context):
+        document = await self._keys.jwks()
+        await context.send_initial_metadata([_JWKS_CACHE])
+        return httpbody_pb2.HttpBody(content_type="application/json", data=json.dumps(document).encode())

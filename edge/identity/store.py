@@ -1,0 +1,247 @@
+"""SQL for the identity schema, on the transaction `Database.transaction(user_id)` opened.
+
+Row-level security sees the acting user (`app.user_id`) or the one row of a presented secret
+(`app.lookup`, the hex of an email lookup hash or a token's SHA-256). A flow that starts from a
+secret sets the lookup, finds the row, then acts for its user (`act_as`) to change anything."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from asyncpg import Record
+
+from services.common.db import Tx
+
+SCHEMA = "identity"
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: str
+    email_ciphertext: bytes
+    email_verified: bool
+    password_hash: str | None
+
+
+def _user(row: Record | None) -> User | None:
+    if row is None:
+        return None
+    return User(str(row["user_id"]), row["email_ciphertext"], row["email_verified"], row["password_hash"])
+
+
+async def set_lookup(tx: Tx, secret_hash: bytes) -> None:
+    await tx.execute("SELECT set_config('app.lookup', $1, true)", secret_hash.hex())
+
+
+async def act_as(tx: Tx, user_id: str) -> None:
+    await tx.execute("SELECT set_config('app.user_id', $1, true)", str(uuid.UUID(user_id)))
+
+
+# --- users --------------------------------------------------------------------------------------
+
+_USER = "SELECT user_id, email_ciphertext, email_verified, password_hash FROM identity.users"
+
+
+async def insert_user(
+    tx: Tx, user_id: str, email_ciphertext: bytes, email_lookup: bytes, password_hash: str, display_name: str
+) -> bool:
+    """False when the email is taken (the unique lookup hash)."""
+    inserted = await tx.fetchval(
+        "INSERT INTO identity.users (user_id, email_ciphertext, email_lookup, password_hash, display_name)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (email_lookup) DO NOTHING RETURNING true",
+        uuid.UUID(user_id),
+        email_ciphertext,
+        email_lookup,
+        password_hash,
+        display_name,
+    )
+    return bool(inserted)
+
+
+async def user_by_lookup(tx: Tx, email_lookup: bytes) -> User | None:
+    """Needs `set_lookup(email_lookup)` first (RLS)."""
+    return _user(
+        await tx.fetchrow(f"{_USER} WHERE email_lookup = $1 AND deleted_at IS NULL", email_lookup),
+    )
+
+
+async def user_by_id(tx: Tx, user_id: str) -> User | None:
+    return _user(await tx.fetchrow(f"{_USER} WHERE user_id = $1 AND deleted_at IS NULL", uuid.UUID(user_id)))
+
+
+async def set_password(tx: Tx, user_id: str, password_hash: str) -> None:
+    await tx.execute(
+        "UPDATE identity.users SET password_hash = $2, password_changed_at = now(), updated_at = now()"
+        " WHERE user_id = $1",
+        uuid.UUID(user_id),
+        password_hash,
+    )
+
+
+async def rehash_password(tx: Tx, user_id: str, old_hash: str, new_hash: str) -> None:
+    """Upgrades a hash made with older parameters, unless the password changed meanwhile."""
+    await tx.execute(
+        "UPDATE identity.users SET password_hash = $3 WHERE user_id = $1 AND password_hash = $2",
+        uuid.UUID(user_id),
+        old_hash,
+        new_hash,
+    )
+
+
+async def mark_email_verified(tx: Tx, user_id: str) -> None:
+    await tx.execute(
+        "UPDATE identity.users SET email_verified = true, email_verified_at = coalesce(email_verified_at, now()),"
+        " updated_at = now() WHERE user_id = $1",
+        uuid.UUID(user_id),
+    )
+
+
+# --- refresh tokens -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefreshToken:
+    user_id: str
+    family_id: str
+    expires_at: datetime
+    rotated: bool  # spent by a refresh: presenting it again is reuse
+    revoked: bool  # its family was revoked (sign-out, reuse, password change)
+
+
+async def insert_refresh_token(tx: Tx, token_hash: bytes, user_id: str, family_id: str, expires_at: datetime) -> None:
+    await tx.execute(
+        "INSERT INTO identity.refresh_tokens (token_hash, user_id, family_id, expires_at) VALUES ($1, $2, $3, $4)",
+        token_hash,
+        uuid.UUID(user_id),
+        uuid.UUID(family_id),
+        expires_at,
+    )
+
+
+async def refresh_token(tx: Tx, token_hash: bytes) -> RefreshToken | None:
+    """Needs `set_lookup(token_hash)` first (RLS)."""
+    row = await tx.fetchrow(
+        "SELECT user_id, family_id, expires_at, rotated_at IS NOT NULL AS rotated, revoked_at IS NOT NULL AS revoked"
+        " FROM identity.refresh_tokens WHERE token_hash = $1",
+        token_hash,
+    )
+    if row is None:
+        return None
+    return RefreshToken(str(row["user_id"]), str(row["family_id"]), row["expires_at"], row["rotated"], row["revoked"])
+
+
+async def spend_refresh_token(tx: Tx, token_hash: bytes) -> bool:
+    """Marks a live token rotated; False when it was already spent (by a concurrent call too:
+    the second UPDATE waits for the first to commit and then matches nothing)."""
+    spent = await tx.fetchval(
+        "UPDATE identity.refresh_tokens SET rotated_at = now()"
+        " WHERE token_hash = $1 AND rotated_at IS NULL AND revoked_at IS NULL RETURNING true",
+        token_hash,
+    )
+    return bool(spent)
+
+
+async def revoke_family(tx: Tx, family_id: str) -> None:
+    await tx.execute(
+        "UPDATE identity.refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
+        uuid.UUID(family_id),
+    )
+
+
+async def revoke_families_of_user(tx: Tx, user_id: str, keep_family: str | None = None) -> None:
+    await tx.execute(
+        "UPDATE identity.refresh_tokens SET revoked_at = now()"
+        " WHERE user_id = $1 AND revoked_at IS NULL AND family_id IS DISTINCT FROM $2",
+        uuid.UUID(user_id),
+        uuid.UUID(keep_family) if keep_family else None,
+    )
+
+
+# --- one-time link tokens -------------------------------------------------------------------------
+
+
+async def insert_one_time_token(tx: Tx, token_hash: bytes, user_id: str, purpose: str, expires_at: datetime) -> None:
+    await tx.execute(
+        "INSERT INTO identity.one_time_tokens (token_hash, user_id, purpose, expires_at) VALUES ($1, $2, $3, $4)",
+        token_hash,
+        uuid.UUID(user_id),
+        purpose,
+        expires_at,
+    )
+
+
+async def one_time_token_owner(tx: Tx, token_hash: bytes, purpose: str) -> str | None:
+    """Needs `set_lookup(token_hash)` first (RLS)."""
+    owner = await tx.fetchval(
+        "SELECT user_id FROM identity.one_time_tokens WHERE token_hash = $1 AND purpose = $2", token_hash, purpose
+    )
+    return str(owner) if owner else None
+
+
+async def use_one_time_token(tx: Tx, token_hash: bytes, purpose: str) -> bool:
+    """Spends a live token; False when it was used already or has expired."""
+    used = await tx.fetchval(
+        "UPDATE identity.one_time_tokens SET used_at = now()"
+        " WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now() RETURNING true",
+        token_hash,
+        purpose,
+    )
+    return bool(used)
+
+
+async def spend_open_tokens(tx: Tx, user_id: str, purpose: str) -> None:
+    """Every outstanding link of this purpose stops working (after a password change or reset)."""
+    await tx.execute(
+        "UPDATE identity.one_time_tokens SET used_at = now() WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
+        uuid.UUID(user_id),
+        purpose,
+    )
+
+
+# --- signing keys -------------------------------------------------------------------------------
+
+
+async def signing_keys(tx: Tx) -> list[Record]:
+    return await tx.fetch(
+        "SELECT kid, public_jwk, private_key_ciphertext, activates_at, retired_at"
+        " FROM identity.signing_keys ORDER BY activates_at"
+    )
+
+
+async def lock_signing_keys(tx: Tx) -> None:
+    """Serializes key rotation across replicas until the transaction ends."""
+    await tx.execute("SELECT pg_advisory_xact_lock(hashtext('identity.signing_keys'))")
+
+
+async def insert_signing_key(
+    tx: Tx, kid: str, public_jwk: dict, private_key_ciphertext: bytes, activates_at: datetime
+) -> None:
+    await tx.execute(
+        "INSERT INTO identity.signing_keys (kid, public_jwk, private_key_ciphertext, activates_at)"
+        " VALUES ($1, $2, $3, $4)",
+        kid,
+        public_jwk,
+        private_key_ciphertext,
+        activates_at,
+    )
+
+
+async def retire_signing_key(tx: Tx, kid: str, retired_at: datetime) -> None:
+    await tx.execute("UPDATE identity.signing_keys SET retired_at = $2 WHERE kid = $1", kid, retired_at)
+
+
+# --- audit log ----------------------------------------------------------------------------------
+
+
+async def audit(
+    tx: Tx, event: str, *, user_id: str | None = None, email_lookup: bytes | None = None, request_id: str = ""
+) -> None:
+    await tx.execute(
+        "INSERT INTO identity.audit_log (event, user_id, email_lookup, request_id) VALUES ($1, $2, $3, $4)",
+        event,
+        uuid.UUID(user_id) if user_id else None,
+        email_lookup,
+        request_id[:128],
+    )

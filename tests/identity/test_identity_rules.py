@@ -1,0 +1,116 @@
+"""The identity service's input rules, without a mesh: email syntax, password policy, the
+common-password list, cookie parsing and the AES-GCM box."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.exceptions import InvalidTag
+
+from edge.identity import cookies
+from edge.identity.crypto import Box, MissingSecretError, load_secrets
+from edge.identity.validation import email_problem, load_common_passwords, normalize_email, password_problem
+from services.common.errors import DomainError
+
+COMMON = load_common_passwords()
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "ada@example.com",
+        "O'Brien@Example.COM",
+        "first.last+tag@mail.sub.example.co.uk",
+        "x@xn--bcher-kva.xn--p1ai",
+        "a" * 64 + "@example.com",
+    ],
+)
+def test_usable_addresses(email: str) -> None:
+    assert email_problem(email) is None
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "",
+        "plainaddress",
+        "@example.com",
+        "ada@",
+        "ada@localhost",
+        "ada@example.c",
+        "ada@example.123",
+        "ada..lovelace@example.com",
+        ".ada@example.com",
+        "ada.@example.com",
+        "ada lovelace@example.com",
+        "ada@-example.com",
+        "ada@example-.com",
+        "ada@exa_mple.com",
+        "ada@example..com",
+        '"ada"@example.com',
+        "ada@[127.0.0.1]",
+        "adä@example.com",
+        "a" * 65 + "@example.com",
+        "a@" + "b" * 250 + ".com",
+    ],
+)
+def test_unusable_addresses(email: str) -> None:
+    assert email_problem(email) is not None
+
+
+def test_addresses_are_looked_up_trimmed_and_lowercase() -> None:
+    assert normalize_email("  Ada.Lovelace@Example.COM ") == "ada.lovelace@example.com"
+
+
+def test_password_policy() -> None:
+    assert password_problem("seven77", COMMON) == "must be at least 8 characters"
+    assert password_problem("x" * 129, COMMON) == "must be at most 128 characters"
+    assert password_problem("x" * 128, COMMON) is None
+    assert password_problem("violet-kettle-harbour", COMMON) is None
+    for common in ("password", "Password1", "QWERTY123", "iloveyou", "12345678"):
+        assert "common" in password_problem(common, COMMON)
+
+
+def test_the_common_password_list() -> None:
+    assert len(COMMON) == 10_000
+    assert all(word == word.lower() and word.strip() == word and word for word in COMMON)
+    assert {"123456", "password", "qwerty", "letmein", "trustno1"} <= COMMON
+
+
+def test_cookie_header_parsing_and_csrf() -> None:
+    request = cookies.Request.from_metadata(
+        [
+            ("cookie", "theme=dark; openhr_refresh=r1"),
+            ("cookie", 'openhr_csrf="c1"'),  # HTTP/2 may split cookies into several headers
+            ("x-csrf-token", "c1"),
+            ("x-openhr-token-transport", "Cookie"),
+            ("grpc-trace-bin", b"\x00"),
+        ]
+    )
+    assert request.wants_cookie and request.cookies == {"theme": "dark", "openhr_refresh": "r1", "openhr_csrf": "c1"}
+    assert request.refresh_from_cookie() == "r1"
+    forged = cookies.Request.from_metadata([("cookie", "openhr_refresh=r1; openhr_csrf=c1"), ("x-csrf-token", "c2")])
+    with pytest.raises(DomainError) as denied:
+        forged.refresh_from_cookie()
+    assert denied.value.code.name == "PERMISSION_DENIED"
+    with pytest.raises(DomainError) as missing:
+        cookies.Request.from_metadata([]).refresh_from_cookie()
+    assert missing.value.code.name == "UNAUTHENTICATED"
+
+
+def test_box_binds_ciphertext_to_its_row() -> None:
+    box = Box(bytes(range(32)))
+    sealed = box.seal(b"ada@example.com", "identity.users.email:1")
+    assert box.open(sealed, "identity.users.email:1") == b"ada@example.com"
+    assert box.seal(b"ada@example.com", "identity.users.email:1") != sealed, "a fresh nonce every time"
+    with pytest.raises(InvalidTag):
+        box.open(sealed, "identity.users.email:2")
+
+
+def test_local_secrets_are_generated_once(tmp_path) -> None:
+    first = load_secrets("", "", local=True, key_dir=tmp_path / "keys")
+    again = load_secrets("", "", local=True, key_dir=tmp_path / "keys")
+    assert first == again and len(first.data_key) == 32 and len(first.lookup_key) >= 32
+    with pytest.raises(MissingSecretError, match="must be set"):
+        load_secrets("", "", local=False, key_dir=tmp_path / "other")
+    with pytest.raises(MissingSecretError, match="exactly 32 bytes"):
+        load_secrets("c2hvcnQ=", "x" * 44, local=False, key_dir=tmp_path / "other")
