@@ -1,7 +1,7 @@
 """python -m bench (what `make bench` runs): the taxonomy search benchmark, then GET profile by id through
 Envoy REST, direct gRPC and the FastAPI peer on a throwaway mesh. Results in bench/results/.
 
-    python -m bench                      # everything (about 4 minutes)
+    python -m bench                      # everything (about 3 minutes)
     python -m bench --only taxonomy      # just the in-process taxonomy search
     python -m bench --quick              # 2 rounds, shorter cells, 300 profiles: a smoke run
 """
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         config = Config(profiles=args.profiles, rounds=args.rounds, diagnostics=not args.no_diagnostics)
         if args.quick:
             config = Config(
-                profiles=min(args.profiles, 300), rounds=2, seconds_c1=0.8, seconds_cn=1.2, warmup_seconds=0.5,
+                profiles=min(args.profiles, 300), rounds=2, seconds_c1=0.8, seconds_cn=1.2, seconds_open=1.2,
+                warmup_seconds=0.5,
                 diagnostics=not args.no_diagnostics,
             )  # fmt: skip
         from deploy.local.ephemeral import start_mesh

@@ -61,14 +61,18 @@ def machine_busy_seconds() -> tuple[float, float]:
 @dataclass
 class Snapshot:
     wall: float
-    groups: dict[str, float]
+    groups: dict[str, dict[int, float]]  # group -> pid -> CPU seconds so far
     busy: float
     total: float
 
 
 class CpuMeter:
     """Snapshots CPU seconds per named group. A group is a list of root pids; each root counts with all
-    its descendants (Postgres backends are children of the postmaster; uvicorn may fork)."""
+    its descendants (Postgres backends are children of the postmaster; uvicorn may fork).
+
+    Deltas are taken per pid: a process that starts during the interval counts in full, one that exits
+    during it drops out (its last moments are lost, its earlier lifetime is not subtracted). Pools that
+    close idle or overflow connections would otherwise make Postgres look as if it used negative CPU."""
 
     def __init__(self, groups: dict[str, list[int]], *, include_self: bool = True) -> None:
         self.groups = {name: list(pids) for name, pids in groups.items()}
@@ -76,7 +80,7 @@ class CpuMeter:
 
     def snapshot(self) -> Snapshot:
         tree = _children()
-        values: dict[str, float] = {}
+        values: dict[str, dict[int, float]] = {}
         for name, roots in self.groups.items():
             seen: set[int] = set()
             todo = list(roots)
@@ -86,9 +90,9 @@ class CpuMeter:
                     continue
                 seen.add(pid)
                 todo.extend(tree.get(pid, ()))
-            values[name] = sum(process_seconds(pid) for pid in seen)
+            values[name] = {pid: process_seconds(pid) for pid in seen}
         if self.include_self:
-            values["client"] = time.process_time()
+            values["client"] = {os.getpid(): time.process_time()}
         busy, total = machine_busy_seconds()
         return Snapshot(time.perf_counter(), values, busy, total)
 
@@ -96,7 +100,10 @@ class CpuMeter:
     def delta(before: Snapshot, after: Snapshot) -> dict[str, float]:
         """CPU seconds per group between two snapshots, plus `machine` (all cores, every process) and
         `other` (machine minus the named groups: other people's work on the box, the kernel)."""
-        out = {name: max(0.0, after.groups[name] - before.groups.get(name, 0.0)) for name in after.groups}
+        out = {}
+        for name, pids in after.groups.items():
+            earlier = before.groups.get(name, {})
+            out[name] = sum(max(0.0, seconds - earlier.get(pid, 0.0)) for pid, seconds in pids.items())
         machine = after.busy - before.busy
         out["other"] = max(0.0, machine - sum(out.values()))
         out["machine"] = machine

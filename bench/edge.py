@@ -28,9 +28,41 @@ def without_access_log(config: dict) -> None:
     _hcm(config).pop("access_log", None)
 
 
+def minimal_filters(config: dict) -> None:
+    """Only what GET through REST needs: the transcoder and the router (no CORS, grpc-web, ext_proc, access
+    log, early header mutation). Not a proposal: it shows what the rest of the edge config costs."""
+    hcm = _hcm(config)
+    hcm.pop("access_log", None)
+    hcm.pop("early_header_mutation_extensions", None)
+    hcm["http_filters"] = [
+        f for f in hcm["http_filters"]
+        if f["name"] in ("envoy.filters.http.grpc_json_transcoder", "envoy.filters.http.router")
+    ]  # fmt: skip
+
+
+def point_cluster(name: str, port: int):
+    def change(config: dict) -> None:
+        for cluster in config["static_resources"]["clusters"]:
+            if cluster["name"] == name:
+                endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+                endpoint["address"]["socket_address"]["port_value"] = port
+
+    return change
+
+
+def combine(*changes: Callable[[dict], None]) -> Callable[[dict], None]:
+    def change(config: dict) -> None:
+        for one in changes:
+            one(config)
+
+    return change
+
+
 class ExtraEnvoy:
-    def __init__(self, source: Path, name: str, change: Callable[[dict], None], log_dir: Path) -> None:
-        self.name = name
+    def __init__(
+        self, source: Path, name: str, change: Callable[[dict], None], log_dir: Path, args: list[str] = ()
+    ) -> None:
+        self.name, self.args = name, list(args)
         self.port, self.admin_port = free_port(), free_port()
         config = yaml.safe_load(source.read_text())
         change(config)
@@ -46,7 +78,7 @@ class ExtraEnvoy:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(
-                [envoy, "-c", str(self.config_path), "--use-dynamic-base-id", "--log-level", "warn"],
+                [envoy, "-c", str(self.config_path), "--use-dynamic-base-id", "--log-level", "warn", *self.args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

@@ -9,6 +9,7 @@ plus diagnostic paths that split the Envoy path's cost:
   grpc_envoy        gRPC through the same Envoy (router only, no transcoding, h2 downstream)
   envoy_rest_nolog  REST through a second Envoy, the same rendered config minus the access log
   envoy_rest_httpx  the envoy_rest path driven by httpx instead of bench/http1.py (client overhead)
+  fastapi_naive     the peer as a straightforward handler would be written (bench/peer.py, mode naive)
 
 Interleaved: every round runs every path at every concurrency for the same time, path order rotated per
 round, so machine noise lands on all paths alike; the report quotes medians across rounds. CPU seconds
@@ -26,8 +27,8 @@ from dataclasses import dataclass
 
 from bench.cpu import CpuMeter
 from bench.edge import ExtraEnvoy, without_access_log
-from bench.http1 import Http1Client
-from bench.load import GrpcSession, Http1Session, HttpxSession, run_cell
+from bench.http1 import Http1Client, HttpError
+from bench.load import GrpcSession, Http1Session, HttpxSession, run_cell, run_open_loop
 from bench.peer import start_peer, stop_process
 from bench.seed import seed_profiles
 from deploy.local.ephemeral import Mesh
@@ -53,6 +54,7 @@ PATHS = (
     PathDef("grpc_envoy", "gRPC via Envoy (no transcoding)", False, (1, 32)),
     PathDef("envoy_rest_nolog", "REST via Envoy, access log off", False, (1, 32)),
     PathDef("envoy_rest_httpx", "REST via Envoy, httpx client", False, (32,)),
+    PathDef("fastapi_naive", "FastAPI peer, naive handler (6 round trips, JWT verified every time)", False, (1, 32)),
 )
 
 
@@ -61,11 +63,23 @@ class Config:
     profiles: int = 1000
     rounds: int = 5
     concurrencies: tuple[int, ...] = (1, 32)
-    seconds_c1: float = 1.5
-    seconds_cn: float = 2.5
+    seconds_c1: float = 1.2
+    seconds_cn: float = 2.0
     max_requests: int = 50_000
     warmup_seconds: float = 1.0
     diagnostics: bool = True
+    # Open loop for the main paths: Poisson arrivals at these rates, at most 32 connections.
+    open_rates: tuple[float, ...] = (150.0,)
+    open_max_in_flight: int = 32
+    seconds_open: float = 2.0
+
+    def loads(self) -> list[str]:
+        """Load labels in run order: closed-loop concurrencies ("1", "32"), then open-loop rates ("150/s")."""
+        return [str(c) for c in self.concurrencies] + [open_label(r) for r in self.open_rates]
+
+
+def open_label(rate: float) -> str:
+    return f"{rate:g}/s"
 
 
 def _postmaster_pid(mesh: Mesh) -> int:
@@ -79,7 +93,10 @@ async def _parity(edge: tuple[str, int], peer: tuple[str, int], token: str, ids:
     same, differences, sizes = 0, [], {"envoy_rest": [], "fastapi": []}
     try:
         for profile_id in ids:
-            (sa, ba), (sb, bb) = await a.get(f"/v1/profiles/{profile_id}"), await b.get(f"/profiles/{profile_id}")
+            try:
+                (sa, ba), (sb, bb) = await a.get(f"/v1/profiles/{profile_id}"), await b.get(f"/profiles/{profile_id}")
+            except HttpError as exc:
+                raise RuntimeError(f"payload parity check failed ({exc}); see the peer's and Envoy's logs") from exc
             sizes["envoy_rest"].append(len(ba))
             sizes["fastapi"].append(len(bb))
             if sa == sb == 200 and json.loads(ba) == json.loads(bb):
@@ -102,8 +119,11 @@ class Bench:
         self.mesh, self.config, self.log = mesh, config, log
         self.peer_process = None
         self.extra_envoy: ExtraEnvoy | None = None
+        self.naive_process = None
         self.tokens: list[str] = []
         self.ids: list[str] = []
+        self.openers: dict = {}
+        self.cpu_groups: dict[str, list[int]] = {}
 
     # ---- setup
 
@@ -132,7 +152,16 @@ class Bench:
             log_path=mesh.config.data_dir / "logs" / "fastapi-peer.log",
         )
         self.peer_port = peer_port
+        self.naive_process = None
         if self.config.diagnostics:
+            self.naive_port = free_port()
+            self.naive_process = start_peer(
+                port=self.naive_port,
+                database_url=mesh.config.database_url or mesh.config.effective_database_url,
+                jwks=mesh.key_dir / "jwks.json",
+                log_path=mesh.config.data_dir / "logs" / "fastapi-peer-naive.log",
+                mode="naive",
+            )
             self.extra_envoy = ExtraEnvoy(
                 mesh.config.data_dir / "envoy.yaml", "nolog", without_access_log, mesh.config.data_dir / "logs"
             ).start()
@@ -142,45 +171,60 @@ class Bench:
             ("127.0.0.1", mesh.config.edge_port), ("127.0.0.1", peer_port), self.tokens[0], self.ids[:25]
         )
         self.log(f"payload parity: {parity['identical']}/{parity['checked']} identical JSON documents")
+        if parity["identical"] != parity["checked"]:
+            self.log(
+                f"WARNING: the peer's JSON differs from Envoy's; the comparison is suspect: {parity['differences'][:1]}"
+            )
+        if self.naive_process is not None:
+            naive = await _parity(
+                ("127.0.0.1", mesh.config.edge_port), ("127.0.0.1", self.naive_port), self.tokens[0], self.ids[:25]
+            )
+            parity["naive_identical"] = naive["identical"]
+            self.log(f"payload parity (naive peer): {naive['identical']}/{naive['checked']} identical")
+        self._openers()
         return {"profiles": len(seeded), "seed_seconds": round(seed_seconds, 2), "parity": parity}
 
     def paths(self) -> list[PathDef]:
         return [p for p in PATHS if p.main or self.config.diagnostics]
 
-    async def open(self, path: str, concurrency: int):
-        mesh, tokens = self.mesh, self.tokens
-        if path == "envoy_rest":
-            return await Http1Session("127.0.0.1", mesh.config.edge_port, "/v1/profiles/", tokens, concurrency).open()
-        if path == "envoy_rest_nolog":
-            return await Http1Session("127.0.0.1", self.extra_envoy.port, "/v1/profiles/", tokens, concurrency).open()
-        if path == "envoy_rest_httpx":
-            return await HttpxSession(mesh.edge_url, "/v1/profiles/", tokens, concurrency).open(self.ids[0])
-        if path == "fastapi":
-            return await Http1Session("127.0.0.1", self.peer_port, "/profiles/", tokens, concurrency).open()
-        if path == "grpc_direct":
-            return await GrpcSession(mesh.target("profile"), tokens, concurrency).open()
-        if path == "grpc_envoy":
-            return await GrpcSession(mesh.edge_target, tokens, concurrency).open()
-        raise ValueError(path)
-
-    def meter(self) -> CpuMeter:
-        groups = {
-            "envoy": [self.mesh.processes["envoy"].pid],
-            "profile": [self.mesh.processes["profile"].pid],
-            "postgres": [_postmaster_pid(self.mesh)],
+    def _openers(self) -> None:
+        mesh, tokens, local = self.mesh, self.tokens, "127.0.0.1"
+        self.openers = {
+            "envoy_rest": lambda c: Http1Session(local, mesh.config.edge_port, "/v1/profiles/", tokens, c).open(),
+            "fastapi": lambda c: Http1Session(local, self.peer_port, "/profiles/", tokens, c).open(),
+            "grpc_direct": lambda c: GrpcSession(mesh.target("profile"), tokens, c).open(),
+            "grpc_envoy": lambda c: GrpcSession(mesh.edge_target, tokens, c).open(),
+            "envoy_rest_httpx": lambda c: HttpxSession(mesh.edge_url, "/v1/profiles/", tokens, c).open(self.ids[0]),
+        }
+        self.cpu_groups = {
+            "envoy": [mesh.processes["envoy"].pid],
+            "profile": [mesh.processes["profile"].pid],
+            "postgres": [_postmaster_pid(mesh)],
             "fastapi": [self.peer_process.pid],
         }
         if self.extra_envoy is not None:
-            groups["envoy_nolog"] = [self.extra_envoy.process.pid]
-        return CpuMeter(groups)
+            port = self.extra_envoy.port
+            self.openers["envoy_rest_nolog"] = lambda c: Http1Session(local, port, "/v1/profiles/", tokens, c).open()
+            self.cpu_groups["envoy_nolog"] = [self.extra_envoy.process.pid]
+        if self.naive_process is not None:
+            naive_port = self.naive_port
+            self.openers["fastapi_naive"] = lambda c: Http1Session(local, naive_port, "/profiles/", tokens, c).open()
+            self.cpu_groups["fastapi_naive"] = [self.naive_process.pid]
 
     # ---- measurement
 
-    async def cell(self, path: str, concurrency: int, ids: list[str], seconds: float, meter: CpuMeter) -> dict:
-        session = await self.open(path, concurrency)
+    async def cell(
+        self, path: str, concurrency: int, ids: list[str], seconds: float, meter: CpuMeter, rate: float | None = None
+    ) -> dict:
+        session = await self.openers[path](concurrency)
         try:
             before = meter.snapshot()
-            stats = await run_cell(session, concurrency, ids, seconds=seconds, max_requests=self.config.max_requests)
+            if rate is None:
+                stats = await run_cell(
+                    session, concurrency, ids, seconds=seconds, max_requests=self.config.max_requests
+                )
+            else:
+                stats = await run_open_loop(session, concurrency, ids, rate=rate, seconds=seconds, seed=len(ids))
             after = meter.snapshot()
         finally:
             await session.close()
@@ -188,6 +232,8 @@ class Bench:
         per_request = {k: round(v * 1e6 / stats.ok, 1) for k, v in cpu.items() if k != "wall"} if stats.ok else {}
         return {
             "path": path,
+            "load": str(concurrency) if rate is None else open_label(rate),
+            "mode": "closed" if rate is None else "open",
             "concurrency": concurrency,
             "ok": stats.ok,
             "errors": stats.errors,
@@ -201,9 +247,9 @@ class Bench:
             "machine_busy_pct": round(100 * cpu["machine"] / (cpu["wall"] * _cores()), 1) if cpu["wall"] else None,
         }
 
-    async def run(self) -> dict:
-        config, paths = self.config, self.paths()
-        meter = self.meter()
+    async def run(self, paths: list[PathDef] | None = None) -> dict:
+        config, paths = self.config, paths or self.paths()
+        meter = CpuMeter(self.cpu_groups)
         self.log(f"warm-up: {config.warmup_seconds:.1f}s per path at concurrency {max(config.concurrencies)}")
         for path in paths:
             warm_c = max(c for c in path.concurrencies)
@@ -216,16 +262,17 @@ class Bench:
             ids = self.ids[:]
             rng.shuffle(ids)  # the same id sequence for every path within a round
             rotated = paths[round_no % len(paths) :] + paths[: round_no % len(paths)]
-            for concurrency in config.concurrencies:
-                seconds = config.seconds_c1 if concurrency == 1 else config.seconds_cn
+            plan = [(c, None, config.seconds_c1 if c == 1 else config.seconds_cn) for c in config.concurrencies]
+            plan += [(config.open_max_in_flight, rate, config.seconds_open) for rate in config.open_rates]
+            for concurrency, rate, seconds in plan:
                 for path in rotated:
-                    if concurrency not in path.concurrencies:
+                    if (rate is None and concurrency not in path.concurrencies) or (rate is not None and not path.main):
                         continue
-                    result = await self.cell(path.name, concurrency, ids, seconds, meter)
+                    result = await self.cell(path.name, concurrency, ids, seconds, meter, rate)
                     result["round"] = round_no + 1
                     cells.append(result)
                     self.log(
-                        f"  round {round_no + 1} c={concurrency:<2} {path.name:<17} {result['rps']:>8.1f} req/s  "
+                        f"  round {round_no + 1} {result['load']:>5} {path.name:<17} {result['rps']:>8.1f} req/s  "
                         f"p50 {result['p50_ms']:>7.2f} ms  p99 {result['p99_ms']:>7.2f} ms  errors {result['errors']}"
                     )
         measure_seconds = time.perf_counter() - t0
@@ -234,23 +281,27 @@ class Bench:
     def close(self) -> None:
         if self.extra_envoy is not None:
             self.extra_envoy.stop()
-        if self.peer_process is not None:
-            stop_process(self.peer_process)
+        for process in (self.peer_process, self.naive_process):
+            if process is not None:
+                stop_process(process)
 
 
 def _cores() -> int:
     return os.cpu_count() or 1
 
 
-def summarize(cells: list[dict]) -> dict:
+DEFAULT_PAIRS = (("envoy_rest", "grpc_direct"), ("envoy_rest_nolog", "envoy_rest"))
+
+
+def summarize(cells: list[dict], extra_pairs=DEFAULT_PAIRS) -> dict:
     """Medians across rounds per (path, concurrency), paired ratios per round, and the goal check."""
-    by_key: dict[tuple[str, int], list[dict]] = {}
+    by_key: dict[tuple[str, str], list[dict]] = {}
     for cell in cells:
-        by_key.setdefault((cell["path"], cell["concurrency"]), []).append(cell)
+        by_key.setdefault((cell["path"], cell["load"]), []).append(cell)
     summary: dict[str, dict] = {}
-    for (path, concurrency), rows in by_key.items():
+    for (path, load), rows in by_key.items():
         cpu_keys = sorted({k for r in rows for k in r["cpu_us_per_request"]})
-        summary.setdefault(path, {})[str(concurrency)] = {
+        summary.setdefault(path, {})[load] = {
             "rounds": len(rows),
             "rps": round(statistics.median(r["rps"] for r in rows), 1),
             "rps_min": min(r["rps"] for r in rows),
@@ -266,10 +317,10 @@ def summarize(cells: list[dict]) -> dict:
             "machine_busy_pct": round(statistics.median(r["machine_busy_pct"] or 0 for r in rows), 1),
         }
 
-    def paired(numerator: str, denominator: str, concurrency: int) -> dict | None:
+    def paired(numerator: str, denominator: str, load: str) -> dict | None:
         rounds = {}
         for cell in cells:
-            if cell["concurrency"] == concurrency and cell["path"] in (numerator, denominator):
+            if cell["load"] == load and cell["path"] in (numerator, denominator):
                 rounds.setdefault(cell["round"], {})[cell["path"]] = cell["rps"]
         values = [r[numerator] / r[denominator] for r in rounds.values() if r.get(denominator) and numerator in r]
         if not values:
@@ -282,14 +333,16 @@ def summarize(cells: list[dict]) -> dict:
         }
 
     ratios = {}
-    concurrencies = sorted({c["concurrency"] for c in cells})
-    for numerator in ("envoy_rest", "grpc_direct", "grpc_envoy", "envoy_rest_nolog"):
+    # Throughput ratios only mean something in the closed loop (open-loop throughput is the offered rate).
+    concurrencies = list(dict.fromkeys(c["load"] for c in cells if c["mode"] == "closed"))
+    names = list(dict.fromkeys(c["path"] for c in cells if c["path"] not in ("fastapi", "envoy_rest_httpx")))
+    for numerator in names:
         for concurrency in concurrencies:
             ratio = paired(numerator, "fastapi", concurrency)
             if ratio:
                 ratios[f"{numerator}/fastapi@{concurrency}"] = ratio
     for concurrency in concurrencies:
-        for numerator, denominator in (("envoy_rest", "grpc_direct"), ("envoy_rest_nolog", "envoy_rest")):
+        for numerator, denominator in extra_pairs:
             ratio = paired(numerator, denominator, concurrency)
             if ratio:
                 ratios[f"{numerator}/{denominator}@{concurrency}"] = ratio
@@ -322,7 +375,10 @@ async def run_get_profile(mesh: Mesh, config: Config, log) -> dict:
             "profiles": config.profiles,
             "rounds": config.rounds,
             "concurrencies": list(config.concurrencies),
-            "seconds_per_cell": {"1": config.seconds_c1, "n": config.seconds_cn},
+            "open_rates": list(config.open_rates),
+            "open_max_in_flight": config.open_max_in_flight,
+            "loads": config.loads(),
+            "seconds_per_cell": {"1": config.seconds_c1, "n": config.seconds_cn, "open": config.seconds_open},
             "max_requests_per_cell": config.max_requests,
             "warmup_seconds": config.warmup_seconds,
         },

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -31,8 +32,9 @@ class Http1Session(Session):
 
     def __init__(self, host: str, port: int, prefix: str, tokens: list[str], concurrency: int) -> None:
         self._prefix = prefix
+        accept = {"accept": "application/json"}
         self._clients = [
-            Http1Client(host, port, {"authorization": f"Bearer {tokens[w % len(tokens)]}", "accept": "application/json"})
+            Http1Client(host, port, {"authorization": f"Bearer {tokens[w % len(tokens)]}", **accept})
             for w in range(concurrency)
         ]
 
@@ -117,6 +119,54 @@ class CellStats:
         return ordered[rank - 1]
 
 
+async def run_open_loop(
+    session: Session, max_in_flight: int, ids: list[str], *, rate: float, seconds: float, seed: int = 0
+) -> CellStats:
+    """Open loop: requests arrive at `rate` per second (Poisson, fixed seed) whatever the latency, on at most
+    `max_in_flight` connections. Latency counts from the scheduled arrival, so time spent waiting for a free
+    connection counts too (no coordinated omission). Watchdog as in run_cell."""
+    rng = random.Random(seed)
+    free: asyncio.Queue[int] = asyncio.Queue()
+    for w in range(max_in_flight):
+        free.put_nowait(w)
+    latencies: list[float] = []
+    errors = 0
+    perf = time.perf_counter
+
+    async def one(i: int, scheduled: float) -> None:
+        nonlocal errors
+        worker = await free.get()
+        try:
+            ok = await session.call(worker, ids[i % len(ids)])
+        except Exception:
+            ok = False
+        finally:
+            free.put_nowait(worker)
+        if ok:
+            latencies.append((perf() - scheduled) * 1000)
+        else:
+            errors += 1
+
+    start = perf()
+    arrival, tasks, i = start, [], 0
+    while True:
+        arrival += rng.expovariate(rate)
+        if arrival - start >= seconds:
+            break
+        delay = arrival - perf()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(i, arrival)))
+        i += 1
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=15)
+        for task in pending:
+            task.cancel()
+        errors += len(pending)
+    # Throughput over the arrival window: the offered rate as carried (completions after it still count).
+    return CellStats(ok=len(latencies), errors=errors, seconds=max(seconds, 1e-9), latencies_ms=latencies)
+
+
 async def run_cell(
     session: Session, concurrency: int, ids: list[str], *, seconds: float, max_requests: int
 ) -> CellStats:
@@ -149,7 +199,7 @@ async def run_cell(
                 errors += 1
 
     tasks = [asyncio.ensure_future(worker(w)) for w in range(concurrency)]
-    done, pending = await asyncio.wait(tasks, timeout=seconds + 15)
+    _, pending = await asyncio.wait(tasks, timeout=seconds + 15)
     for task in pending:
         task.cancel()
     errors += len(pending)

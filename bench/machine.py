@@ -58,9 +58,26 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def _commit() -> str:
+    """The checked-out commit, '+changes' when the work tree differs from it (read-only git calls)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True,
+            timeout=10,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}+changes" if dirty else head
+
+
 def describe() -> dict:
     return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _commit(),
         "nproc": _nproc(),
         "cpu_model": _cpu_model(),
         "memory": _memory(),
@@ -84,7 +101,7 @@ def describe() -> dict:
 
 def markdown(machine: dict) -> str:
     return (
-        f"- Date: {machine['date']}\n"
+        f"- Date: {machine['date']}; code at commit {machine.get('commit', 'unknown')}\n"
         f"- Machine: {machine['nproc']} cores (`nproc`), {machine['cpu_model']}, {machine['memory']} RAM, "
         f"Linux {machine['kernel']}; load average at start {machine['load_average_at_start']}\n"
         f"- Versions: Python {machine['python']}, grpcio {machine['grpcio']}, protobuf {machine['protobuf']}, "

@@ -1,22 +1,29 @@
 """The peer the Envoy REST path is compared with: a minimal FastAPI + asyncpg handler, the stack the
 original spec used, doing the same read as `ProfileService/GetProfile`.
 
-`GET /profiles/{profile_id}` with `Authorization: Bearer <token>`:
-  1. verifies the JWT like services/common/auth.py (PyJWT, EdDSA only, key by kid from the JWKS file,
-     issuer, audience, exp/iat/sub/iss/aud required, 5 s leeway);
-  2. opens a transaction that switches to the `profile_app` role and sets `app.user_id` in one statement
-     (as services/common/db.py does), so the same row-level security policies apply;
-  3. runs the same three queries as services/profile/store.py `get_by_id` (profile row, its skills,
-     endorsement counts per skill);
-  4. returns the same JSON as Envoy's transcoder prints for GetProfileResponse (lowerCamel names, enum
-     names, int64 as strings, RFC 3339 timestamps, every field printed) - checked by bench/get_profile.py.
+`GET /profiles/{profile_id}` with `Authorization: Bearer <token>` returns the same JSON document as
+Envoy's transcoder prints for GetProfileResponse (lowerCamel names, enum names, int64 as strings, RFC 3339
+timestamps, every field printed) - checked every run by bench/get_profile.py ("payload parity").
+
+Two modes (BENCH_PEER_MODE):
+
+  same-work (default)  exactly the work the profile service does now, so that only the stack differs:
+                       the token checked by services/common/auth.py's TokenVerifier (PyJWT, EdDSA, the
+                       mesh's JWKS, verified tokens cached until expiry), and the transaction and SQL of
+                       services/common/db.py + services/profile/store.py (BEGIN and the RLS context in
+                       one round trip, one query for the profile with skills and endorsement counts,
+                       COMMIT), imported from there so they cannot drift apart.
+  naive                what a straightforward FastAPI handler does (and what the service did before
+                       commit 82a5550): the JWT verified on every request, BEGIN, set_config, three
+                       selects (profile, skills, endorsement counts), COMMIT - 6 round trips.
 
 Run by `start_peer()` under uvicorn in its own process, one worker, like each of our services.
 Configuration from the environment: BENCH_PEER_DATABASE_URL, BENCH_PEER_JWKS, BENCH_PEER_ISSUER,
-BENCH_PEER_AUDIENCE, BENCH_PEER_POOL_MAX."""
+BENCH_PEER_AUDIENCE, BENCH_PEER_POOL_MAX (default 10, as OPENHR_DB_POOL_SIZE), BENCH_PEER_MODE."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -32,6 +39,12 @@ import asyncpg
 import jwt
 from fastapi import FastAPI, Header, HTTPException
 from jwt import PyJWK
+
+# The service's own auth and SQL, so that the same-work peer does exactly what GetProfile does.
+from services.common.auth import TokenVerifier
+from services.common.db import _open_statement
+from services.common.errors import DomainError
+from services.profile.store import _PROFILES
 
 ROLE = "profile_app"
 _OPEN = "SELECT set_config('role', $1, true), set_config('app.user_id', $2, true)"
@@ -72,13 +85,19 @@ def _timestamp(value: datetime) -> str:
     return f"{base}.{micros:06d}Z"
 
 
-class Verifier:
+def _timestamp_us(micros: int) -> str:
+    return _timestamp(datetime.fromtimestamp(micros // 1_000_000, UTC).replace(microsecond=micros % 1_000_000))
+
+
+class NaiveVerifier:
+    """PyJWT with the same checks as services/common/auth.py, on every request, no cache."""
+
     def __init__(self, jwks_path: str, issuer: str, audience: str) -> None:
         document = json.loads(Path(jwks_path).read_text())
         self._keys = {k["kid"]: PyJWK(k) for k in document.get("keys", [])}
         self._issuer, self._audience = issuer, audience
 
-    def user_id(self, authorization: str) -> str:
+    async def user_id(self, authorization: str) -> str:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise HTTPException(401, "missing access token")
@@ -103,24 +122,49 @@ class Verifier:
             raise HTTPException(401, "invalid access token") from None
 
 
+class SameVerifier:
+    """The service's own TokenVerifier (and its cache of verified tokens); its verify() may be sync or async."""
+
+    def __init__(self, jwks_path: str, issuer: str, audience: str) -> None:
+        self._verifier = TokenVerifier(jwks_path, issuer, audience)
+
+    async def user_id(self, authorization: str) -> str:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise HTTPException(401, "missing access token")
+        try:
+            principal = self._verifier.verify(token.strip())
+            if inspect.isawaitable(principal):
+                principal = await principal
+            return principal.user_id
+        except DomainError:
+            raise HTTPException(401, "invalid access token") from None
+
+
 async def _init_connection(connection: asyncpg.Connection) -> None:
-    await connection.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    for kind in ("json", "jsonb"):
+        await connection.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+MODE = os.environ.get("BENCH_PEER_MODE", "same-work")
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    app.state.verifier = Verifier(
+    verifier = SameVerifier if MODE == "same-work" else NaiveVerifier
+    app.state.verifier = verifier(
         os.environ["BENCH_PEER_JWKS"],
         os.environ.get("BENCH_PEER_ISSUER", "openhr-identity"),
         os.environ.get("BENCH_PEER_AUDIENCE", "openhr"),
     )
-    # Same pool bounds as services/common/db.py: 10 connections, 10 more under load.
+    # Same pool bounds as services/common/db.py.
     app.state.pool = await asyncpg.create_pool(
         os.environ["BENCH_PEER_DATABASE_URL"],
-        min_size=10,
-        max_size=int(os.environ.get("BENCH_PEER_POOL_MAX", "20")),
+        min_size=0,
+        max_size=int(os.environ.get("BENCH_PEER_POOL_MAX", "10")),
+        max_inactive_connection_lifetime=300,
         init=_init_connection,
-        server_settings={"application_name": "bench-peer"},
+        server_settings={"application_name": f"bench-peer-{MODE}"},
     )
     yield
     await app.state.pool.close()
@@ -131,30 +175,78 @@ app = FastAPI(lifespan=lifespan)
 
 @app.get("/healthz")
 async def healthz():
-    return {"ok": True}
+    return {"ok": True, "mode": MODE}
 
 
 @app.get("/profiles/{profile_id}")
 async def get_profile(profile_id: str, authorization: str = Header("")):
-    caller = app.state.verifier.user_id(authorization)
+    caller = await app.state.verifier.user_id(authorization)
     try:
         profile_id = str(uuid.UUID(profile_id))
     except ValueError:
         raise HTTPException(400, "profile_id must be a UUID") from None
+    if MODE == "same-work":
+        return {"profile": await _same_work(caller, profile_id)}
+    return {"profile": await _naive(caller, profile_id)}
+
+
+async def _same_work(caller: str, profile_id: str) -> dict:
+    async with app.state.pool.acquire() as connection:
+        await connection.execute(_open_statement(ROLE, caller))
+        try:
+            row = await connection.fetchrow(_PROFILES + "WHERE p.profile_id = $1", profile_id)
+        except BaseException:
+            await connection.execute("ROLLBACK")
+            raise
+        await connection.execute("COMMIT")
+    if row is None:
+        raise HTTPException(404, "profile not found")
+    skills = [
+        {
+            "skillId": str(s["skill_id"]),
+            "name": s["name"],
+            "taxonomyId": s["taxonomy_id"],
+            "category": s["category"],
+            "proficiency": s["proficiency"],
+            "source": s["source"],
+            "custom": not s["taxonomy_id"],
+            "endorsementCount": s["endorsements"],
+            "createTime": _timestamp_us(s["created_us"]),
+        }
+        for s in row["skills"]
+    ]
+    return _profile_json(row, skills)
+
+
+async def _naive(caller: str, profile_id: str) -> dict:
     async with app.state.pool.acquire() as connection, connection.transaction():
         await connection.execute(_OPEN, ROLE, caller)
         row = await connection.fetchrow(_PROFILE, profile_id)
         if row is None:
             raise HTTPException(404, "profile not found")
-        skills = await connection.fetch(_SKILLS, profile_id)
+        skill_rows = await connection.fetch(_SKILLS, profile_id)
         counts = dict(await connection.fetch(_COUNTS, profile_id))
-    return {"profile": _profile_json(row, skills, counts)}
+    skills = [
+        {
+            "skillId": s["skill_id"],
+            "name": s["name"],
+            "taxonomyId": s["taxonomy_id"],
+            "category": s["category"],
+            "proficiency": s["proficiency"],
+            "source": s["source"],
+            "custom": not s["taxonomy_id"],
+            "endorsementCount": counts.get(s["skill_id"], 0),
+            "createTime": _timestamp(s["created_at"]),
+        }
+        for s in skill_rows
+    ]
+    return _profile_json(row, skills)
 
 
-def _profile_json(row, skills, counts) -> dict:
+def _profile_json(row, skills: list[dict]) -> dict:
     return {
-        "profileId": row["profile_id"],
-        "userId": row["user_id"],
+        "profileId": str(row["profile_id"]),
+        "userId": str(row["user_id"]),
         "role": row["role"],
         "displayName": row["display_name"],
         "headline": row["headline"],
@@ -175,20 +267,7 @@ def _profile_json(row, skills, counts) -> dict:
         },
         "visibility": row["visibility"],
         "preferences": _camel_keys(row["preferences"]),
-        "skills": [
-            {
-                "skillId": s["skill_id"],
-                "name": s["name"],
-                "taxonomyId": s["taxonomy_id"],
-                "category": s["category"],
-                "proficiency": s["proficiency"],
-                "source": s["source"],
-                "custom": not s["taxonomy_id"],
-                "endorsementCount": counts.get(s["skill_id"], 0),
-                "createTime": _timestamp(s["created_at"]),
-            }
-            for s in skills
-        ],
+        "skills": skills,
         "avatarUrl": row["avatar_url"],
         "completeness": row["completeness"],
         "version": str(row["version"]),
@@ -198,11 +277,19 @@ def _profile_json(row, skills, counts) -> dict:
 
 
 def start_peer(
-    *, port: int, database_url: str, jwks: Path, log_path: Path, extra_args: list[str] = (), timeout: float = 30
+    *,
+    port: int,
+    database_url: str,
+    jwks: Path,
+    log_path: Path,
+    mode: str = "same-work",
+    extra_args: list[str] = (),
+    timeout: float = 30,
 ) -> subprocess.Popen:
     """uvicorn with its defaults (uvloop + httptools when installed, access log on), one worker."""
     env = {
         **os.environ,
+        "BENCH_PEER_MODE": mode,
         "BENCH_PEER_DATABASE_URL": database_url,
         "BENCH_PEER_JWKS": str(jwks),
         "PYTHONUNBUFFERED": "1",

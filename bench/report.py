@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from bench.machine import markdown as machine_markdown
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
-CPU_GROUPS = ("client", "envoy", "envoy_nolog", "profile", "fastapi", "postgres", "other")
+CPU_GROUPS = ("client", "envoy", "envoy_nolog", "profile", "fastapi", "fastapi_naive", "postgres", "other")
 
 
 def _fmt(value, digits: int = 1) -> str:
@@ -23,16 +24,23 @@ def _fmt(value, digits: int = 1) -> str:
 def _rows(result: dict, main: bool) -> list[tuple[str, int, dict]]:
     names = [n for n in result["labels"] if (n in result["main_paths"]) == main and n in result["paths"]]
     rows = []
-    for concurrency in result["config"]["concurrencies"]:
+    loads = result["config"].get("loads") or [str(c) for c in result["config"]["concurrencies"]]
+    for load in loads:
         for name in names:
-            cell = result["paths"][name].get(str(concurrency))
+            cell = result["paths"][name].get(load)
             if cell:
-                rows.append((name, concurrency, cell))
+                rows.append((name, load_label(load, result), cell))
     return rows
 
 
+def load_label(load: str, result: dict) -> str:
+    if load.endswith("/s"):
+        return f"open loop {load}, <= {result['config'].get('open_max_in_flight', 32)} conn."
+    return load
+
+
 def table_lines(result: dict, main: bool = True) -> list[str]:
-    header = "| path | in flight | req/s (median) | req/s min-max | p50 ms | p99 ms | errors |"
+    header = "| path | in flight / load | req/s (median) | req/s min-max | p50 ms | p99 ms | errors |"
     lines = [header, "|---|---:|---:|---:|---:|---:|---:|"]
     for name, concurrency, cell in _rows(result, main):
         lines.append(
@@ -44,9 +52,10 @@ def table_lines(result: dict, main: bool = True) -> list[str]:
 
 
 def cpu_lines(result: dict) -> list[str]:
-    groups = [g for g in CPU_GROUPS if any(g in c["cpu_us_per_request"] for p in result["paths"].values() for c in p.values())]
+    cells = [c for p in result["paths"].values() for c in p.values()]
+    groups = [g for g in CPU_GROUPS if any(g in c["cpu_us_per_request"] for c in cells)]
     lines = [
-        "| path | in flight | " + " | ".join(groups) + " | sum (excl. other) | machine busy % |",
+        "| path | in flight / load | " + " | ".join(groups) + " | sum (excl. other) | machine busy % |",
         "|---|---:|" + "---:|" * (len(groups) + 2),
     ]
     for main in (True, False):
@@ -68,6 +77,161 @@ def ratio_lines(result: dict) -> list[str]:
     return lines
 
 
+def analysis_lines(result: dict, concurrency: int = 32) -> list[str]:
+    """Where the time went in this run, computed from its own figures (nothing hand-written)."""
+    paths, ratios, c = result["paths"], result["ratios"], str(concurrency)
+
+    def cell(name: str) -> dict:
+        return paths.get(name, {}).get(c, {})
+
+    def cpu(name: str, group: str) -> float:
+        return cell(name).get("cpu_us_per_request", {}).get(group, 0.0)
+
+    def ratio(key: str) -> str:
+        value = ratios.get(key, {}).get("median")
+        return "-" if value is None else f"{value:.2f}"
+
+    lines = []
+    rest, peer, direct = cell("envoy_rest"), cell("fastapi"), cell("grpc_direct")
+    stolen = other_cores(result)
+    if stolen is not None:
+        lines.append(
+            f"- **Machine noise:** CPU outside the named groups (other people's processes, kernel threads, Redis, "
+            f"the enrichment service) took a median of {stolen:.2f} cores during the cells (highest per-path median "
+            f"{max_other_cores(result):.2f})"
+            + (
+                ": a busy run - paired ratios hold up better than single figures, and paths that need the second "
+                "core (Envoy) suffer most."
+                if stolen >= 0.2
+                else ": a quiet run."
+            )
+        )
+    if rest and peer and direct:
+        service_cores = direct.get("rps", 0) * cpu("grpc_direct", "profile") / 1e6
+        peer_cores = peer.get("rps", 0) * cpu("fastapi", "fastapi") / 1e6
+        predicted = cpu("fastapi", "fastapi") / cpu("grpc_direct", "profile") if cpu("grpc_direct", "profile") else 0
+        busy = rest.get("machine_busy_pct", 0)
+        others = (
+            f"Envoy ({cpu('envoy_rest', 'envoy'):,.0f} us/request, multi-threaded), Postgres "
+            f"({cpu('envoy_rest', 'postgres'):,.0f} us) and the client ({cpu('envoy_rest', 'client'):,.0f} us) share "
+            "the other core"
+        )
+        others += (
+            ", and it is (nearly) full: on the REST path Envoy's threads compete with the service for CPU time."
+            if busy >= 80
+            else ", which still had room."
+        )
+        lines.append(
+            f"- **The limit is one Python process on one core.** At {concurrency} in flight the profile service "
+            f"used {service_cores:.2f} cores (req/s x its CPU per request, direct gRPC) and the peer "
+            f"{peer_cores:.2f}; the machine was {busy:.0f}% / {peer.get('machine_busy_pct', 0):.0f}% busy (of "
+            f"{result['machine']['nproc']} cores) during the Envoy REST / peer cells. Each server is one asyncio "
+            "process, so its throughput is about 1 / (its CPU per request): "
+            f"{cpu('fastapi', 'fastapi'):,.0f} us (peer) / {cpu('grpc_direct', 'profile'):,.0f} us (service) "
+            f"predicts a ratio of {predicted:.2f}; measured {ratio(f'grpc_direct/fastapi@{concurrency}')} direct "
+            f"and {ratio(f'envoy_rest/fastapi@{concurrency}')} through Envoy. {others}"
+        )
+    if direct and rest:
+        lines.append(
+            f"- **How the gap splits:** envoy_rest / fastapi = {ratio(f'envoy_rest/fastapi@{concurrency}')} is "
+            f"(service stack: grpc_direct / fastapi = {ratio(f'grpc_direct/fastapi@{concurrency}')}) x (Envoy hop: "
+            f"envoy_rest / grpc_direct = {ratio(f'envoy_rest/grpc_direct@{concurrency}')}) at {concurrency} in "
+            f"flight; at 1 in flight {ratio('grpc_direct/fastapi@1')} x {ratio('envoy_rest/grpc_direct@1')}. "
+            f"The service spends {cpu('grpc_direct', 'profile'):,.0f} us CPU per GetProfile against the peer's "
+            f"{cpu('fastapi', 'fastapi'):,.0f} us for the same token check, transaction and query (same-work peer)."
+        )
+    if cell("grpc_envoy"):
+        transcoding = cpu("envoy_rest", "envoy") - cpu("grpc_envoy", "envoy")
+        lines.append(
+            f"- **Envoy's share:** {cpu('envoy_rest', 'envoy'):,.0f} us CPU per REST request; gRPC through the same "
+            f"Envoy costs it {cpu('grpc_envoy', 'envoy'):,.0f} us, so JSON transcoding + HTTP/1.1 is about "
+            f"{transcoding:,.0f} us of it. It runs on Envoy's own threads, so it costs throughput once the "
+            "second core is full."
+        )
+    if cell("envoy_rest_nolog"):
+        nolog = ratios.get(f"envoy_rest_nolog/envoy_rest@{concurrency}", {})
+        spread = f"{nolog.get('min', 0):.2f}-{nolog.get('max', 0):.2f} over rounds"
+        verdict = (
+            "within the round-to-round spread: not where the time goes"
+            if nolog and nolog["min"] <= 1.0 <= nolog["max"]
+            else "outside the round-to-round spread"
+        )
+        lines.append(
+            f"- **Access log:** the same config without the access log gives "
+            f"{ratio(f'envoy_rest_nolog/envoy_rest@{concurrency}')}x the throughput of the mesh's Envoy ({spread}; "
+            f"Envoy CPU {cpu('envoy_rest_nolog', 'envoy_nolog'):,.0f} vs {cpu('envoy_rest', 'envoy'):,.0f} us per "
+            f"request): {verdict}."
+        )
+    if cell("fastapi_naive"):
+        lines.append(
+            f"- **The peer as naively written** (JWT verified on every request, 6 round trips) reaches "
+            f"{ratio(f'fastapi_naive/fastapi@{concurrency}')}x the same-work peer at {concurrency} in flight "
+            f"({cpu('fastapi_naive', 'fastapi_naive'):,.0f} us CPU per request); the Envoy REST path reaches "
+            f"{_quotient(ratios, f'envoy_rest/fastapi@{concurrency}', f'fastapi_naive/fastapi@{concurrency}')}x it."
+        )
+    if cell("envoy_rest_httpx"):
+        lines.append(
+            f"- **Client overhead:** `bench/http1.py` spends {cpu('envoy_rest', 'client'):,.0f} us of client CPU per "
+            f"REST request, httpx {cpu('envoy_rest_httpx', 'client'):,.0f} us on the same path; with httpx the same "
+            f"Envoy path measured {cell('envoy_rest_httpx').get('rps', 0):,.0f} req/s instead of "
+            f"{rest.get('rps', 0):,.0f} (p99 {cell('envoy_rest_httpx').get('p99_ms', 0):,.0f} ms): httpx would "
+            "measure itself. grpc.aio's client costs "
+            f"{cpu('grpc_direct', 'client'):,.0f} us per call, which the gRPC rows carry."
+        )
+    open_loads = [load for load in result["config"].get("loads", []) if load.endswith("/s")]
+    for load in open_loads:
+        row = {name: paths.get(name, {}).get(load) for name in ("envoy_rest", "grpc_direct", "fastapi")}
+        if all(row.values()):
+            lines.append(
+                f"- **Latency at a fixed {load} (open loop):** p50 / p99 = {row['envoy_rest']['p50_ms']:.1f} / "
+                f"{row['envoy_rest']['p99_ms']:.1f} ms through Envoy REST, {row['grpc_direct']['p50_ms']:.1f} / "
+                f"{row['grpc_direct']['p99_ms']:.1f} ms direct gRPC, {row['fastapi']['p50_ms']:.1f} / "
+                f"{row['fastapi']['p99_ms']:.1f} ms for the peer."
+            )
+    if peer:
+        needed = concurrency / (GOAL_P99_MS_FOR_NOTE / 1000)
+        lines.append(
+            f"- **The p99 target at {concurrency} in flight is a throughput target.** With {concurrency} requests "
+            f"always in flight, mean latency = {concurrency} / throughput (Little's law), so p99 <= "
+            f"{GOAL_P99_MS_FOR_NOTE:g} ms needs at least {needed:,.0f} req/s. The FastAPI peer itself reaches "
+            f"{peer.get('rps', 0):,.0f} req/s here (p99 {peer.get('p99_ms', 0):,.1f} ms): on this machine no "
+            "path meets the p99 part in a closed loop at 32 in flight."
+        )
+    return lines
+
+
+GOAL_P99_MS_FOR_NOTE = 20.0
+
+
+def _other_cores_per_cell(result: dict) -> list[float]:
+    return [
+        c["cpu_us_per_request"].get("other", 0.0) * c["ok"] / c["seconds"] / 1e6
+        for c in result.get("cells", [])
+        if c.get("ok") and c.get("seconds")
+    ]
+
+
+def other_cores(result: dict) -> float | None:
+    """Median cores used by processes outside the benchmark (the `other` CPU group) over all cells."""
+    values = _other_cores_per_cell(result)
+    return statistics.median(values) if values else None
+
+
+def max_other_cores(result: dict) -> float:
+    by_path: dict[str, list[float]] = {}
+    for c in result.get("cells", []):
+        if c.get("ok") and c.get("seconds"):
+            by_path.setdefault(c["path"], []).append(
+                c["cpu_us_per_request"].get("other", 0.0) * c["ok"] / c["seconds"] / 1e6
+            )
+    return max((statistics.median(v) for v in by_path.values()), default=0.0)
+
+
+def _quotient(ratios: dict, numerator: str, denominator: str) -> str:
+    a, b = ratios.get(numerator, {}).get("median"), ratios.get(denominator, {}).get("median")
+    return "-" if not a or not b else f"{a / b:.2f}"
+
+
 def print_get_profile(result: dict) -> None:
     print("\nGET profile by id - medians across rounds")
     print("\n".join(table_lines(result, True)))
@@ -75,6 +239,8 @@ def print_get_profile(result: dict) -> None:
     print("\n".join(table_lines(result, False)))
     print("\nratios")
     print("\n".join(ratio_lines(result)))
+    print("\nwhere the time goes")
+    print("\n".join(analysis_lines(result)))
     goal = result["goal"]
     print(
         f"\ngoal: {goal['statement']}\n  -> ratio {goal['ratio']}, p99 {goal['p99_ms']} ms: "
@@ -84,6 +250,7 @@ def print_get_profile(result: dict) -> None:
 
 def get_profile_markdown(result: dict, machine: dict, findings: str = "") -> str:
     config, setup, goal = result["config"], result["setup"], result["goal"]
+    open_loads = [load for load in config.get("loads", []) if load.endswith("/s")]
     parity = setup["parity"]
     r32 = result["ratios"].get("envoy_rest/fastapi@32", {})
     g32 = result["ratios"].get("grpc_direct/fastapi@32", {})
@@ -99,19 +266,30 @@ def get_profile_markdown(result: dict, machine: dict, findings: str = "") -> str
         f"Postgres 18 + pgvector, Redis, profile + enrichment services, Envoy, free ports), seeds "
         f"{setup['profiles']} profiles through gRPC (each by its own user, 2-8 skills, endorsements on ~30%; "
         f"{setup['seed_seconds']} s), starts the FastAPI peer (`bench/peer.py`: uvicorn, 1 worker, its defaults "
-        f"uvloop + httptools + access log) on the same Postgres, and a second Envoy with the mesh's rendered config "
-        f"minus the access log (diagnostic).",
-        "- Every path reads the same rows with the same work: JWT (EdDSA) verified in the handler, one transaction "
-        "per request that sets `role=profile_app` and `app.user_id` in one statement (RLS applies), then the "
-        "profile row, its skills and the endorsement counts (3 queries, as `store.get_by_id`). Payload parity: "
+        "uvloop + httptools + access log, asyncpg pool of 10 like the service) on the same Postgres and, for "
+        "diagnosis, a second peer in its naive mode and a second Envoy with the mesh's rendered config minus the "
+        "access log.",
+        "- **Same work on every path.** The peer (same-work mode) checks the token with the service's own "
+        "`TokenVerifier` (PyJWT, EdDSA, the mesh's JWKS, verified tokens cached until expiry) and runs the "
+        "service's own transaction and SQL, imported from `services/common/db.py` and `services/profile/store.py`: "
+        "BEGIN + `set_config('role','profile_app')` + `set_config('app.user_id', caller)` in one round trip (RLS "
+        "applies), one query for the profile with its skills and endorsement counts, COMMIT. Only the stack "
+        "differs: Envoy + grpc.aio + protobuf vs uvicorn + FastAPI + JSON. The naive peer (diagnostic) verifies "
+        "the JWT on every request and runs BEGIN, set_config, 3 selects, COMMIT. Payload parity: "
         f"{parity['identical']}/{parity['checked']} sampled profiles returned identical JSON documents through "
-        f"Envoy and the peer (median body {parity['median_body_bytes'].get('envoy_rest', '?')} vs "
-        f"{parity['median_body_bytes'].get('fastapi', '?')} bytes).",
+        f"Envoy and the peer (naive peer: {parity.get('naive_identical', '-')}/{parity['checked']}; median body "
+        f"{parity['median_body_bytes'].get('envoy_rest', '?')} vs {parity['median_body_bytes'].get('fastapi', '?')} "
+        "bytes).",
         f"- Closed loop: N workers with one request in flight each (N = in flight), for a fixed time "
         f"({config['seconds_per_cell']['1']} s at 1, {config['seconds_per_cell']['n']} s at 32) and at most "
         f"{config['max_requests_per_cell']:,} requests per cell; readers are 64 different bench users, profile ids "
         f"in a shuffled order that is the same for every path within a round. Warm-up "
         f"{config['warmup_seconds']} s per path first.",
+        f"- Open loop (main paths): requests arrive at a fixed rate ({', '.join(open_loads) or '-'}, "
+        f"Poisson, fixed seed) for {config['seconds_per_cell'].get('open', '-')} s on at most "
+        f"{config.get('open_max_in_flight', 32)} connections; latency counts from the scheduled arrival (waiting "
+        "for a free connection included). This shows latency at a load every path can carry. Its req/s column is "
+        "the arrivals actually drawn (the same fixed-seed draw for every path), not a capacity.",
         f"- Interleaved: {config['rounds']} rounds; each round runs every path at every concurrency, path order "
         "rotated per round. Figures are medians across rounds; ratios are paired per round (same round, "
         "adjacent in time) and their median is quoted.",
@@ -150,8 +328,9 @@ def get_profile_markdown(result: dict, machine: dict, findings: str = "") -> str
         *cpu_lines(result),
         "",
     ]
+    lines += ["## Where the time goes (computed from this run)", "", *analysis_lines(result), ""]
     if findings:
-        lines += ["## Findings", "", findings.strip(), ""]
+        lines += [findings.strip(), ""]
     lines += [
         "## Raw data",
         "",
@@ -191,6 +370,13 @@ def taxonomy_markdown(result: dict, machine: dict) -> str:
         *(
             f"| {kind} | {result['per_kind_median_us'][kind]} | {result['per_kind_p99_us'][kind]} |"
             for kind in result["per_kind_median_us"]
+        ),
+        "",
+        "| letters/digits typed | queries | median us | p99 us |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {bucket} | {v['queries']} | {v['median_us']} | {v['p99_us']} |"
+            for bucket, v in result.get("per_length", {}).items()
         ),
         "",
         "| repeat | median us | mean us | p99 us | total ms |",

@@ -81,6 +81,12 @@ def build_queries(count: int = QUERIES, seed: int = 11) -> list[tuple[str, str, 
     return out[:count]
 
 
+def _length_bucket(query: str) -> str:
+    """Letters and digits typed: autosuggest cost depends on how many labels share the prefix."""
+    n = sum(ch.isalnum() for ch in query)
+    return "1" if n <= 1 else "2" if n == 2 else "3-4" if n <= 4 else "5+"
+
+
 def run_taxonomy(log=print, repeats: int = REPEATS, time_limit: float = 60.0) -> dict:
     t0 = time.perf_counter()
     taxonomy = default_taxonomy()
@@ -89,6 +95,7 @@ def run_taxonomy(log=print, repeats: int = REPEATS, time_limit: float = 60.0) ->
     deadline = time.perf_counter() + time_limit
     repeats_out = []
     per_kind: dict[str, list[float]] = {}
+    per_length: dict[str, list[float]] = {}
     hits = sum(1 for _, q, c in queries if taxonomy.search(q, category=c))  # also warms caches
     for repeat in range(repeats):
         if time.perf_counter() > deadline:
@@ -102,6 +109,7 @@ def run_taxonomy(log=print, repeats: int = REPEATS, time_limit: float = 60.0) ->
             elapsed = (perf() - q0) / 1000  # microseconds
             timings.append(elapsed)
             per_kind.setdefault(kind, []).append(elapsed)
+            per_length.setdefault(_length_bucket(query), []).append(elapsed)
         total_ms = (perf() - start) / 1e6
         ordered = sorted(timings)
         repeats_out.append(
@@ -128,6 +136,14 @@ def run_taxonomy(log=print, repeats: int = REPEATS, time_limit: float = 60.0) ->
         "queries_per_second": round(len(queries) / (statistics.median(r["total_ms"] for r in repeats_out) / 1000)),
         "per_kind_median_us": {k: round(statistics.median(v), 1) for k, v in per_kind.items()},
         "per_kind_p99_us": {k: round(sorted(v)[int(0.99 * len(v)) - 1], 1) for k, v in per_kind.items()},
+        "per_length": {
+            bucket: {
+                "queries": len(values) // max(1, len(repeats_out)),
+                "median_us": round(statistics.median(values), 1),
+                "p99_us": round(sorted(values)[int(0.99 * len(values)) - 1], 1),
+            }
+            for bucket, values in sorted(per_length.items())
+        },
         "per_repeat": repeats_out,
         "examples": [q for _, q, _ in queries[:12]],
     }

@@ -42,7 +42,7 @@ def redact_pii(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> M
     for key, value in list(event.items()):
         if key.lower() in _PII_KEYS:
             event[key] = _REDACTED
-        elif isinstance(value, str):
+        elif isinstance(value, str) and "@" in value:  # the cheap test first: most values have none
             event[key] = _EMAIL.sub(_REDACTED, value)
     return event
 
