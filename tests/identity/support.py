@@ -107,12 +107,3 @@ async def claims(rest: httpx.AsyncClient, access_token: str) -> dict:
     keys = {key.key_id: key for key in PyJWKSet.from_dict(document).keys}
     kid = jwt.get_unverified_header(access_token)["kid"]
     return jwt.decode(access_token, keys[kid].key, algorithms=["EdDSA"], issuer=ISSUER, audience=AUDIENCE)
-
-
-def rest_violations(body: dict) -> list[str]:
-    return [
-        v["field"]
-        for d in body.get("details", [])
-        if d.get("@type", "").endswith("/google.rpc.BadRequest")
-        for v in d.get("fieldViolations", [])
-    ]

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from tests.identity.support import PASSWORD, login, new_email, rest_violations, sign_up
+from tests.identity.support import PASSWORD, login, new_email, sign_up
+from tests.users import rest_violations
 
 INJECTIONS = [
     "' OR '1'='1",

@@ -18,10 +18,10 @@ from tests.identity.support import (
     new_email,
     next_link,
     refresh,
-    rest_violations,
     sign_up,
     token_hash,
 )
+from tests.users import rest_violations
 
 
 async def _audit(db, user_id: str) -> list[str]:

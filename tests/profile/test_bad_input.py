@@ -29,7 +29,7 @@ from jwt.algorithms import OKPAlgorithm
 
 from deploy.local.ephemeral import AUDIENCE, ISSUER, Mesh
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
-from services.common.devkeys import user_id_for
+from tests.users import User, new_user, rest_violations
 
 # The limits, as stated in services/profile/validation.py and the proto comments.
 MAX_DISPLAY_NAME = 80
@@ -59,29 +59,6 @@ REASON_FOR_HTTP = {
 
 
 # --- users, calls and the database ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class User:
-    email: str
-    token: str = field(repr=False)
-
-    @property
-    def user_id(self) -> str:
-        return user_id_for(self.email)
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self.token}"}
-
-    @property
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        return (("authorization", f"Bearer {self.token}"),)
-
-
-def new_user(mesh: Mesh) -> User:
-    email = f"bad-input-{uuid.uuid4().hex[:12]}@example.com"
-    return User(email, mesh.token(email))
 
 
 def camel(path: str) -> str:
@@ -169,15 +146,6 @@ def assert_no_leak(text: str) -> None:
         assert leak not in text.lower(), f"{leak!r} in {text!r}"
     for leak in LEAKS_SQL:
         assert leak not in text, f"{leak!r} in {text!r}"
-
-
-def rest_violations(body: dict) -> list[str]:
-    return [
-        v["field"]
-        for d in body.get("details", [])
-        if d.get("@type", "").endswith("/google.rpc.BadRequest")
-        for v in d.get("fieldViolations", [])
-    ]
 
 
 def rest_reasons(body: dict) -> list[str]:
@@ -280,7 +248,7 @@ FIELD_CASES = [
 
 @pytest.mark.parametrize("case", FIELD_CASES, ids=lambda c: c.id)
 async def test_bad_field_on_create(mesh: Mesh, rest, stub, db, case: FieldCase) -> None:
-    user = new_user(mesh)
+    user = new_user(mesh, "bad-input")
     before = await snapshot(db, user)
     assert counts(before) == {"profiles": 0, "skills": 0, "endorsements": 0, "outbox": 0}
 
@@ -300,7 +268,7 @@ async def test_bad_field_on_create(mesh: Mesh, rest, stub, db, case: FieldCase) 
 
 @pytest.mark.parametrize("case", FIELD_CASES, ids=lambda c: c.id)
 async def test_bad_field_on_update(mesh: Mesh, rest, stub, db, case: FieldCase) -> None:
-    user = new_user(mesh)
+    user = new_user(mesh, "bad-input")
     profile = await create_profile(rest, user)
     before = await snapshot(db, user)
     assert counts(before) == {"profiles": 1, "skills": 0, "endorsements": 0, "outbox": 1}
@@ -326,7 +294,7 @@ async def test_bad_field_on_update(mesh: Mesh, rest, stub, db, case: FieldCase) 
 
 async def test_role_name_out_of_range_is_rejected_by_the_transcoder(mesh: Mesh, rest, db) -> None:
     """Over REST an unknown enum name never reaches the service: Envoy answers 400 naming the field."""
-    newcomer, owner = new_user(mesh), new_user(mesh)
+    newcomer, owner = new_user(mesh, "bad-input"), new_user(mesh, "bad-input")
     profile = await create_profile(rest, owner)
     before = await snapshot(db, newcomer, owner)
 
@@ -346,7 +314,7 @@ async def test_role_name_out_of_range_is_rejected_by_the_transcoder(mesh: Mesh, 
 
 
 async def test_empty_timezone_is_allowed(mesh: Mesh, rest, stub) -> None:
-    over_rest, over_grpc = new_user(mesh), new_user(mesh)
+    over_rest, over_grpc = new_user(mesh, "bad-input"), new_user(mesh, "bad-input")
     created = await create_profile(rest, over_rest, timezone="")
     assert created["timezone"] == ""
 
@@ -380,7 +348,7 @@ async def test_empty_timezone_is_allowed(mesh: Mesh, rest, stub) -> None:
 
 async def test_limits_are_inclusive(mesh: Mesh, rest) -> None:
     """The one-over cases fail because of the limit, not the value: exactly at it is fine."""
-    owner, endorser = new_user(mesh), new_user(mesh)
+    owner, endorser = new_user(mesh, "bad-input"), new_user(mesh, "bad-input")
     profile = await create_profile(
         rest,
         owner,
@@ -418,7 +386,7 @@ SKILL_CASES = [
 
 @pytest.mark.parametrize(("name", "proficiency", "violation"), SKILL_CASES)
 async def test_bad_skill(mesh: Mesh, rest, stub, db, name: str, proficiency: int, violation: str) -> None:
-    user = new_user(mesh)
+    user = new_user(mesh, "bad-input")
     profile = await create_profile(rest, user)
     await add_skill(rest, user, profile["profileId"], name="Rust", proficiency=3)
     profile = await my_profile(rest, user)
@@ -442,7 +410,7 @@ async def test_bad_skill(mesh: Mesh, rest, stub, db, name: str, proficiency: int
 
 
 async def test_endorsement_note_too_long(mesh: Mesh, rest, stub, db) -> None:
-    owner, endorser = new_user(mesh), new_user(mesh)
+    owner, endorser = new_user(mesh, "bad-input"), new_user(mesh, "bad-input")
     profile = await create_profile(rest, owner)
     await create_profile(rest, endorser)
     skill = await add_skill(rest, owner, profile["profileId"])
@@ -579,7 +547,7 @@ INVALID_SKILL_ID_CALLS = [
 
 @pytest.mark.parametrize(("call", "violation"), INVALID_ID_CALLS, ids=lambda v: getattr(v, "id", v))
 async def test_invalid_profile_id(mesh: Mesh, rest, stub, db, call: Call, violation: str) -> None:
-    user = new_user(mesh)
+    user = new_user(mesh, "bad-input")
     profile = await create_profile(rest, user)
     skill = await add_skill(rest, user, profile["profileId"])
     profile = await my_profile(rest, user)
@@ -594,7 +562,7 @@ async def test_invalid_profile_id(mesh: Mesh, rest, stub, db, call: Call, violat
 
 @pytest.mark.parametrize(("call", "violation"), INVALID_SKILL_ID_CALLS, ids=lambda v: getattr(v, "id", v))
 async def test_invalid_skill_id(mesh: Mesh, rest, stub, db, call: Call, violation: str) -> None:
-    owner, caller = new_user(mesh), new_user(mesh)
+    owner, caller = new_user(mesh, "bad-input"), new_user(mesh, "bad-input")
     profile = await create_profile(rest, owner)
     await add_skill(rest, owner, profile["profileId"])
     await create_profile(rest, caller)
@@ -626,7 +594,7 @@ UPDATE_MASKS = [
 
 @pytest.mark.parametrize("paths", UPDATE_MASKS)
 async def test_bad_update_mask(mesh: Mesh, rest, stub, db, paths: list[str]) -> None:
-    user = new_user(mesh)
+    user = new_user(mesh, "bad-input")
     profile = await create_profile(rest, user)
     before = await snapshot(db, user)
     changes = {"headline": "changed", "version": "99", "completeness": 100}
@@ -682,7 +650,7 @@ MISSING_CALLS = [
 
 @pytest.mark.parametrize("call", MISSING_CALLS, ids=lambda c: c.id)
 async def test_unknown_profile_is_not_found(mesh: Mesh, rest, stub, db, call: Call) -> None:
-    user = new_user(mesh)
+    user = new_user(mesh, "bad-input")
     profile = await create_profile(rest, user)
     before = await snapshot(db, user)
     missing, missing_skill = str(uuid.uuid4()), str(uuid.uuid4())
@@ -728,7 +696,7 @@ FOREIGN_CALLS = [
 
 @pytest.mark.parametrize("call", FOREIGN_CALLS, ids=lambda c: c.id)
 async def test_changing_someone_elses_public_profile_is_forbidden(mesh: Mesh, rest, stub, db, call: Call) -> None:
-    owner, intruder = new_user(mesh), new_user(mesh)
+    owner, intruder = new_user(mesh, "bad-input"), new_user(mesh, "bad-input")
     profile = await create_profile(rest, owner, visibility="VISIBILITY_PUBLIC", headline="Mine")
     skill = await add_skill(rest, owner, profile["profileId"])
     await create_profile(rest, intruder)
@@ -750,7 +718,7 @@ async def test_changing_someone_elses_public_profile_is_forbidden(mesh: Mesh, re
 
 
 async def test_unknown_query_parameter(mesh: Mesh, rest, db) -> None:
-    user, newcomer = new_user(mesh), new_user(mesh)
+    user, newcomer = new_user(mesh, "bad-input"), new_user(mesh, "bad-input")
     profile = await create_profile(rest, user)
     before = await snapshot(db, user, newcomer)
     pid = profile["profileId"]
@@ -785,7 +753,7 @@ MALFORMED_BODIES = [
 
 @pytest.mark.parametrize(("body", "mentions"), MALFORMED_BODIES)
 async def test_malformed_json_create(mesh: Mesh, rest, db, body: bytes, mentions: str | None) -> None:
-    user = new_user(mesh)
+    user = new_user(mesh, "bad-input")
     before = await snapshot(db, user)
     response = await rest.post(
         "/v1/profiles", content=body, headers={**user.headers, "content-type": "application/json"}
@@ -796,7 +764,7 @@ async def test_malformed_json_create(mesh: Mesh, rest, db, body: bytes, mentions
 
 
 async def test_malformed_json_update_and_add_skill(mesh: Mesh, rest, db) -> None:
-    user = new_user(mesh)
+    user = new_user(mesh, "bad-input")
     profile = await create_profile(rest, user)
     before = await snapshot(db, user)
     headers = {**user.headers, "content-type": "application/json"}
@@ -922,7 +890,7 @@ ATTACKS = {
 
 async def test_tokens_built_like_the_attacks_but_honest_are_accepted(mesh: Mesh, rest) -> None:
     """Control: the claims and signing the attacks start from are accepted when left alone."""
-    user = new_user(mesh)
+    user = new_user(mesh, "bad-input")
     for token in (_signed(mesh, _claims(user)), mesh.token(user.email, ttl_seconds=60)):
         response = await rest.get("/v1/profiles/me", headers={"authorization": f"Bearer {token}"})
         assert response.status_code == 404, response.text  # authenticated; no profile yet
@@ -930,7 +898,7 @@ async def test_tokens_built_like_the_attacks_but_honest_are_accepted(mesh: Mesh,
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
 async def test_bad_token_is_unauthenticated(mesh: Mesh, rest, profile_channel, edge_channel, db, attack: str) -> None:
-    victim, other = new_user(mesh), new_user(mesh)
+    victim, other = new_user(mesh, "bad-input"), new_user(mesh, "bad-input")
     profile = await create_profile(rest, victim, headline="Untouched")
     await create_profile(rest, other)
     before = await snapshot(db, victim, other)

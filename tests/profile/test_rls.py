@@ -10,38 +10,19 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import asyncpg
 import pytest
 
 from deploy.local.ephemeral import Mesh
-from services.common.devkeys import user_id_for
+from tests.users import User, new_user
 
 APP_ROLE = "profile_app"
 # The statement services/common/db.py runs first in every transaction.
 OPEN = "SELECT set_config('role','profile_app',true), set_config('app.user_id',$1,true)"
 USER_TABLES = ("profiles", "skills", "endorsements", "connections")
 RLS_VIOLATION = "row-level security"
-
-
-@dataclass(frozen=True)
-class User:
-    email: str
-    token: str = field(repr=False)
-
-    @property
-    def user_id(self) -> str:
-        return user_id_for(self.email)
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self.token}"}
-
-
-def new_user(mesh: Mesh) -> User:
-    email = f"rls-{uuid.uuid4().hex[:12]}@example.com"
-    return User(email, mesh.token(email))
 
 
 async def create_profile(rest, user: User, visibility: str, **fields) -> dict:
@@ -154,7 +135,7 @@ class Setup:
 async def owner_with_skill(mesh: Mesh, rest, db, visibility: str) -> Setup:
     """The owner's profile with one skill, endorsed by a third user while it was public, then
     given `visibility`; and another user with a public profile of their own."""
-    owner, other, endorser = new_user(mesh), new_user(mesh), new_user(mesh)
+    owner, other, endorser = new_user(mesh, "rls"), new_user(mesh, "rls"), new_user(mesh, "rls")
     profile = await create_profile(rest, owner, "VISIBILITY_PUBLIC", headline="Original")
     pid = profile["profileId"]
     skill = await add_skill(rest, owner, pid)
@@ -397,7 +378,7 @@ async def probe(i: int, me: User, created: list[dict], rest) -> list[str]:
 
 
 async def test_twenty_users_cannot_reach_each_others_profiles(mesh: Mesh, rest, db) -> None:
-    users = [new_user(mesh) for _ in range(USERS)]
+    users = [new_user(mesh, "rls") for _ in range(USERS)]
     created = await in_batches(
         [create_profile(rest, u, visibility_of(i), headline=f"Headline {i}") for i, u in enumerate(users)]
     )
