@@ -10,12 +10,21 @@ import pytest
 
 from deploy.local.ephemeral import Mesh, start_mesh
 from services.common.settings import REPO_ROOT
+from tests.support.oauth_provider import OAuthProvider
 
 
 @pytest.fixture(scope="session")
-def mesh() -> Mesh:
+def oauth_provider() -> OAuthProvider:
+    """The GitHub and Google stand-in (tests/support/oauth_provider.py), started before the mesh."""
+    provider = OAuthProvider().start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="session")
+def mesh(oauth_provider: OAuthProvider) -> Mesh:
     # Per process, so that two test runs on one machine never share (or delete) a mesh.
-    started = start_mesh(REPO_ROOT / ".data" / f"test-{os.getpid()}")
+    started = start_mesh(REPO_ROOT / ".data" / f"test-{os.getpid()}", extra_env=oauth_provider.env())
     yield started
     started.stop(remove_data=True)
 

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
@@ -44,7 +46,16 @@ _env = jinja2.Environment(
 
 def _template_module():
     return _env.get_template(TEMPLATE_NAME).make_module(
-        {"listen_port": 0, "admin_port": 0, "descriptor_path": "", "clusters": [], "streaming_paths": []}
+        {
+            "listen_port": 0,
+            "admin_port": 0,
+            "descriptor_path": "",
+            "clusters": [],
+            "streaming_paths": [],
+            "public_http_routes": [],
+            "auth": False,
+            "rate_limits": False,
+        }
     )
 
 
@@ -94,11 +105,81 @@ def streaming_paths(descriptor_path: str | os.PathLike) -> list[str]:
     )
 
 
+def identity_public_methods() -> frozenset[str]:
+    """Full gRPC method names the edge lets through without an access token."""
+    module = _template_module()
+    return frozenset(f"/{module.IDENTITY_SERVICE}/{method}" for method in module.IDENTITY_PUBLIC_METHODS)
+
+
+_VARIABLE = re.compile(r"\{([^}=]+)(?:=([^}]*))?\}")
+
+
+def _template_regex(template: str) -> str:
+    """RE2 for the paths a google.api.http path template matches (the part before any query)."""
+    out, position = [], 0
+    for match in _VARIABLE.finditer(template):
+        out.append(re.escape(template[position : match.start()]))
+        pattern = match.group(2) or "*"
+        out.append(
+            "/".join(
+                ".+" if segment == "**" else "[^/]+" if segment == "*" else re.escape(segment)
+                for segment in pattern.split("/")
+            )
+        )
+        position = match.end()
+    out.append(re.escape(template[position:]))
+    return "".join(out)
+
+
+def public_http_routes(descriptor_path: str | os.PathLike) -> list[dict[str, str]]:
+    """The REST routes (google.api.http, additional bindings included) of identity's public
+    methods, for jwt_authn's rules and the sign-in / sign-up rate limits: {rpc, method, path
+    (literal templates) or regex (templates with variables), path_regex}."""
+    descriptors = descriptor_pb2.FileDescriptorSet.FromString(Path(descriptor_path).read_bytes())
+    module = _template_module()
+    package, _, service_name = module.IDENTITY_SERVICE.rpartition(".")
+    routes = []
+    for file in descriptors.file:
+        if file.package != package:
+            continue
+        for service in file.service:
+            if service.name != service_name:
+                continue
+            for method in service.method:
+                if method.name not in module.IDENTITY_PUBLIC_METHODS:
+                    continue
+                rule = method.options.Extensions[annotations_pb2.http]
+                for binding in (rule, *rule.additional_bindings):
+                    verb = binding.WhichOneof("pattern")
+                    if verb in (None, "custom"):
+                        continue
+                    template = getattr(binding, verb)
+                    regex = _template_regex(template)
+                    literal = not _VARIABLE.search(template)
+                    routes.append(
+                        {
+                            "rpc": method.name,
+                            "method": verb.upper(),
+                            "path": template if literal else "",
+                            "regex": "" if literal else f"^{regex}$",
+                            "path_regex": regex,
+                        }
+                    )
+    return routes
+
+
 def render(**values: Any) -> str:
     """Render the template. See the variable list at the top of envoy.yaml.j2."""
     values["clusters"] = _normalise_clusters(values.get("clusters") or [])
+    has_identity = any(c["name"] == "identity" for c in values["clusters"])
+    for switch in ("auth", "rate_limits"):
+        if values.get(switch) is None:
+            values[switch] = has_identity
+        elif values[switch] and not has_identity:
+            raise ValueError(f"{switch} needs the identity cluster (it serves the JWKS and the RateLimitService)")
     values["descriptor_path"] = os.fspath(values["descriptor_path"])
     values["streaming_paths"] = streaming_paths(values["descriptor_path"])
+    values["public_http_routes"] = public_http_routes(values["descriptor_path"])
     values.setdefault("access_log_path", "/dev/stdout")
     values.setdefault("cors_allowed_origins", [])
     return _env.get_template(TEMPLATE_NAME).render(**values)
@@ -148,6 +229,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="force the cluster discovery type (default: STATIC for IPs, else STRICT_DNS)",
     )
     p.add_argument("--stream-idle-timeout", default="300s")
+    p.add_argument("--jwt-issuer", default="openhr-identity", help="required iss (OPENHR_JWT_ISSUER)")
+    p.add_argument("--jwt-audience", default="openhr", help="required aud (OPENHR_JWT_AUDIENCE)")
+    p.add_argument(
+        "--no-auth", dest="auth", action="store_false", default=None, help="no jwt_authn (services still verify)"
+    )
+    p.add_argument("--no-rate-limits", dest="rate_limits", action="store_false", default=None)
     args = p.parse_args(argv)
 
     values: dict[str, Any] = {
@@ -160,6 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cors_allowed_origins": args.cors_origin,
         "access_log_path": args.access_log_path,
         "stream_idle_timeout": args.stream_idle_timeout,
+        "jwt_issuer": args.jwt_issuer,
+        "jwt_audience": args.jwt_audience,
+        "auth": args.auth,
+        "rate_limits": args.rate_limits,
     }
     if args.dns_type:
         values["dns_type"] = args.dns_type

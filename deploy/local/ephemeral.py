@@ -22,6 +22,16 @@ from services.common.settings import REPO_ROOT, ServiceSettings
 
 ISSUER = ServiceSettings.model_fields["jwt_issuer"].default
 AUDIENCE = ServiceSettings.model_fields["jwt_audience"].default
+# A throwaway mesh serves a whole test suite (or a benchmark) from one address and a few users:
+# the edge's rate limits (edge/identity/ratelimit.py) are lifted unless `extra_env` sets them
+# (tests/edge/test_rate_limits.py runs a mesh of its own with small ones).
+UNLIMITED_RATES = {
+    "OPENHR_RATE_IP_PER_MIN": "1000000000",
+    "OPENHR_RATE_USER_PER_MIN": "1000000000",
+    "OPENHR_RATE_LOGIN_IP_PER_MIN": "1000000000",
+    "OPENHR_RATE_SIGNUP_IP_PER_MIN": "1000000000",
+    "OPENHR_RATE_LOGIN_FAILURES": "1000000000",
+}
 
 
 @dataclass
@@ -30,6 +40,8 @@ class Mesh:
     postgres: EmbeddedPostgres
     redis: LocalRedis
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    # Added to every process's environment (e.g. the URLs of local OAuth provider stand-ins).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def edge_url(self) -> str:
@@ -67,7 +79,7 @@ class Mesh:
             process = subprocess.Popen(
                 argv,
                 cwd=REPO_ROOT,
-                env={**os.environ, **self.config.service_env(), **(env or {})},
+                env={**os.environ, **UNLIMITED_RATES, **self.config.service_env(), **self.extra_env, **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -110,11 +122,12 @@ def config_on_free_ports(data_dir: Path) -> StackConfig:
     return config
 
 
-def start_mesh(data_dir: Path) -> Mesh:
+def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None) -> Mesh:
+    """`extra_env` is added to every process's environment (e.g. OPENHR_GITHUB_* of a stand-in)."""
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
     config = config_on_free_ports(data_dir)
-    mesh = Mesh(config=config, postgres=config.postgres, redis=config.redis)
+    mesh = Mesh(config=config, postgres=config.postgres, redis=config.redis, extra_env=dict(extra_env or {}))
     try:
         mesh.postgres.start()
         mesh.redis.start()

@@ -28,7 +28,7 @@ from deploy.envoy.render import render
 from deploy.local.infra import EmbeddedPostgres, LocalRedis, PortInUseError, port_in_use
 from services.common.devkeys import ensure_keys
 from services.common.migrations import upgrade_to_head
-from services.common.settings import DATA_DIR, REPO_ROOT
+from services.common.settings import DATA_DIR, REPO_ROOT, ServiceSettings
 
 GEN_DIR = REPO_ROOT / "gen"
 DESCRIPTOR = GEN_DIR / "openhr.binpb"
@@ -98,6 +98,9 @@ class StackConfig:
     smtp_host: str | None = None  # None: the local SMTP sink (aiosmtpd, Maildir in data_dir/mail)
     smtp_port: int = 2525
     public_url: str | None = None  # None: the edge URL
+    # What Envoy's jwt_authn requires (the services read the same variables).
+    jwt_issuer: str = ServiceSettings.model_fields["jwt_issuer"].default
+    jwt_audience: str = ServiceSettings.model_fields["jwt_audience"].default
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> StackConfig:
@@ -117,6 +120,8 @@ class StackConfig:
             smtp_host=env.get("OPENHR_SMTP_HOST") or None,
             smtp_port=_int(env, "OPENHR_SMTP_PORT", 2525),
             public_url=env.get("OPENHR_PUBLIC_URL") or None,
+            jwt_issuer=env.get("OPENHR_JWT_ISSUER") or cls.jwt_issuer,
+            jwt_audience=env.get("OPENHR_JWT_AUDIENCE") or cls.jwt_audience,
         )
 
     @property
@@ -185,6 +190,8 @@ class StackConfig:
                 descriptor_path=str(DESCRIPTOR),
                 clusters=[{"name": s.name, "host": "127.0.0.1", "port": self.ports[s.name]} for s in SERVICES],
                 cors_allowed_origins=self.cors_origins or ["regex:^https?://(localhost|127\\.0\\.0\\.1)(:[0-9]+)?$"],
+                jwt_issuer=self.jwt_issuer,
+                jwt_audience=self.jwt_audience,
             )
         )
         return path
@@ -262,14 +269,18 @@ def serving(port: int, timeout: float = 1.0) -> bool:
 
 
 def edge_ready(config: StackConfig) -> bool:
-    """Envoy is live and sees every cluster healthy."""
+    """Envoy is live, sees every cluster healthy and (with jwt_authn) has identity's JWKS."""
+    admin = f"http://127.0.0.1:{config.admin_port}"
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{config.admin_port}/clusters", timeout=1) as response:
+        with urllib.request.urlopen(f"{admin}/clusters", timeout=1) as response:
             clusters = response.read().decode()
+        with urllib.request.urlopen(f"{admin}/stats?filter=jwt_authn.jwks_fetch_success$", timeout=1) as response:
+            jwks_fetches = response.read().decode().split()
     except OSError:
         return False
     flags = [line for line in clusters.splitlines() if "::health_flags::" in line]
-    return bool(flags) and all(line.endswith("::healthy") for line in flags)
+    has_jwks = not jwks_fetches or jwks_fetches[-1] != "0"  # no such counter: no jwt_authn
+    return bool(flags) and all(line.endswith("::healthy") for line in flags) and has_jwks
 
 
 def wait_until_ready(config: StackConfig, timeout: float = 120.0) -> bool:

@@ -14,7 +14,11 @@ Choices that matter to an attacker:
 - Unverified accounts may sign in; the access token says `email_verified` and services that
   need a verified address check that claim.
 - A link token is spent atomically (UPDATE ... WHERE used_at IS NULL): used twice, raced or
-  expired, it answers INVALID_ARGUMENT on `token`."""
+  expired, it answers INVALID_ARGUMENT on `token`.
+- Sign-in with a provider (GitHub, Google; the protocol is in oauth.py) never lets a provider's
+  word about an email take over an account: an existing account is joined by its email only
+  when the provider verified the address and the account verified it too (see
+  sign_in_with_provider)."""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -41,6 +46,7 @@ from edge.identity.tokens import (
     new_secret,
 )
 from edge.identity.validation import (
+    MAX_DISPLAY_NAME,
     MAX_PASSWORD,
     normalize_email,
     password_problem,
@@ -51,8 +57,12 @@ from edge.identity.validation import (
     validate_token,
 )
 from services.common import errors
-from services.common.db import Database
+from services.common.db import Database, Tx
 from services.common.errors import FieldViolation
+
+if TYPE_CHECKING:
+    from edge.identity.oauth import ProviderUser
+    from edge.identity.ratelimit import LoginGuard
 
 log = structlog.get_logger("accounts")
 
@@ -61,6 +71,9 @@ RESET_PASSWORD = "reset_password"
 BAD_CREDENTIALS = "wrong email or password"
 BAD_REFRESH = "refresh token is invalid, expired or revoked: sign in again"
 BAD_LINK = "is invalid, expired or already used: ask for a new link"
+EMAIL_TAKEN = "an account with this email exists; sign in and link"
+# Attempts of a provider sign-in that lost a race (the same identity or email created meanwhile).
+PROVIDER_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,18 @@ class Session:
     access_token: str
     expires_in: int
     refresh: IssuedRefresh
+
+
+@dataclass(frozen=True)
+class ProviderSignIn:
+    session: Session
+    created: bool  # the account was created by this sign-in
+    linked: bool  # the provider identity joined an account in this call (created or linked)
+    email_verified: bool
+
+
+class _Raced(Exception):
+    """Another request linked the identity or took the email meanwhile: resolve again."""
 
 
 def _request_id() -> str:
@@ -88,10 +113,13 @@ class Accounts:
         *,
         issuer: str,
         audience: str,
+        login_guard: LoginGuard | None = None,
     ) -> None:
         self._db, self._passwords, self._box, self._lookup_key = db, passwords, box, lookup_key
         self._keys, self._mailer, self._common = keys, mailer, common_passwords
         self._issuer, self._audience = issuer, audience
+        # Failed sign-ins per account (edge.identity.ratelimit); None: unlimited.
+        self._login_guard = login_guard
 
     def _lookup(self, email: str) -> bytes:
         return lookup_hash(self._lookup_key, normalize_email(email))
@@ -128,6 +156,15 @@ class Accounts:
         return session, await self._mailer.send_verification(address, link)
 
     async def login(self, email: str, password: str) -> Session:
+        """Signs in, within the per-account limit of failed attempts (edge.identity.ratelimit:
+        RESOURCE_EXHAUSTED past it, UNAVAILABLE while its counter cannot be read)."""
+        validate_credentials(email, password)
+        if self._login_guard is None:
+            return await self._login(email, password)
+        async with self._login_guard.attempt(self._lookup(email)):
+            return await self._login(email, password)
+
+    async def _login(self, email: str, password: str) -> Session:
         validate_credentials(email, password)
         lookup = self._lookup(email)
         key = await self._keys.signing_key()
@@ -274,6 +311,98 @@ class Accounts:
             await store.spend_open_tokens(tx, user_id, RESET_PASSWORD)
             await store.revoke_families_of_user(tx, user_id, keep_family=keep)
             await store.audit(tx, "password_changed", user_id=user_id, request_id=_request_id())
+
+    async def sign_in_with_provider(self, who: ProviderUser, caller: str | None) -> ProviderSignIn:
+        """Signs in the account of a provider identity (GitHub, Google) the provider vouched for:
+
+        1. an identity linked before signs in its account; when the request is also signed in
+           as another account, FAILED_PRECONDITION (an identity belongs to one account);
+        2. else, a signed-in caller (`caller`, verified from the request's bearer token) gets
+           the identity linked to their account (at most one identity per provider);
+        3. else, an account with the provider's email is joined only if the provider verified
+           the address AND the account verified it; otherwise FAILED_PRECONDITION (no account
+           takeover through an unverified email: sign in to that account and link);
+        4. else an account is created: no password, the provider's email (verified only if the
+           provider verified it; if not, a verification link is mailed as after sign-up).
+
+        Audit: `sign_up` (created), `provider_linked` (cases 2 and 3) and `sign_in_succeeded`
+        (all but created), each with the provider."""
+        key = await self._keys.signing_key()  # before the transaction: it may read the keys
+        for _ in range(PROVIDER_ATTEMPTS):
+            link = new_secret()
+            try:
+                async with self._db.transaction(None) as tx:
+                    user_id, created, linked, verified = await self._resolve_provider(tx, who, caller, link)
+                    refresh = await sessions.issue(tx, user_id)
+                    request_id = _request_id()
+                    if linked and not created:
+                        await store.audit(
+                            tx, "provider_linked", user_id=user_id, request_id=request_id, provider=who.provider
+                        )
+                    event = "sign_up" if created else "sign_in_succeeded"
+                    await store.audit(tx, event, user_id=user_id, request_id=request_id, provider=who.provider)
+            except _Raced:
+                continue
+            if created and not verified and who.email:
+                self._mailer.in_background(self._mailer.send_verification(who.email, link))
+            session = self._session(key, user_id, verified, refresh)
+            return ProviderSignIn(session, created, linked, verified)
+        raise errors.unavailable("the sign-in collided with another one for the same account: try again")
+
+    async def _resolve_provider(
+        self, tx: Tx, who: ProviderUser, caller: str | None, link: str
+    ) -> tuple[str, bool, bool, bool]:
+        """(user_id, created, linked, email_verified) of the account `who` signs in to."""
+        await store.set_lookup(tx, store.identity_lookup(who.provider, who.subject))
+        owner = await store.identity_owner(tx, who.provider, who.subject)
+        if owner is not None:  # 1. linked before
+            if caller is not None and caller != owner:
+                raise errors.failed_precondition(f"this {who.label} account is linked to another OpenHR account")
+            await store.act_as(tx, owner)
+            user = await store.user_by_id(tx, owner)
+            if user is None:
+                raise errors.unauthenticated(f"the account of this {who.label} sign-in no longer exists")
+            return owner, False, False, user.email_verified
+        if caller is not None:  # 2. a signed-in caller links this provider
+            await store.act_as(tx, caller)
+            user = await store.user_by_id(tx, caller)
+            if user is None:
+                raise errors.unauthenticated("no account for this access token")
+            await self._link(tx, who, caller)
+            return caller, False, True, user.email_verified
+        if not who.email:
+            raise errors.failed_precondition(
+                f"{who.label} shares no usable email address for this account: add one there, or sign up with email"
+            )
+        lookup = self._lookup(who.email)
+        await store.set_lookup(tx, lookup)
+        existing = await store.user_by_lookup(tx, lookup)
+        if existing is not None:  # 3. the email's account: both sides must have verified it
+            if not (who.email_verified and existing.email_verified):
+                raise errors.failed_precondition(EMAIL_TAKEN)
+            await store.act_as(tx, existing.user_id)
+            await self._link(tx, who, existing.user_id, refuse=EMAIL_TAKEN)
+            return existing.user_id, False, True, True
+        user_id = str(uuid.uuid4())  # 4. a new account
+        await store.act_as(tx, user_id)
+        sealed = self._box.seal(who.email.encode(), email_context(user_id))
+        name = " ".join(who.name.split())[:MAX_DISPLAY_NAME]
+        if not await store.insert_user(tx, user_id, sealed, lookup, None, name, email_verified=who.email_verified):
+            raise _Raced
+        if not await store.insert_identity(tx, who.provider, who.subject, user_id):
+            raise _Raced
+        if not who.email_verified:
+            expires = datetime.now(UTC) + VERIFY_EMAIL_TTL
+            await store.insert_one_time_token(tx, digest(link), user_id, VERIFY_EMAIL, expires)
+        return user_id, True, True, who.email_verified
+
+    @staticmethod
+    async def _link(tx: Tx, who: ProviderUser, user_id: str, refuse: str | None = None) -> None:
+        """Links `who` to the acting user, who must not have another identity of that provider."""
+        if await store.has_identity_of(tx, user_id, who.provider):
+            raise errors.failed_precondition(refuse or f"another {who.label} account is linked to this account already")
+        if not await store.insert_identity(tx, who.provider, who.subject, user_id):
+            raise _Raced
 
 
 def _is_uuid(value: str) -> bool:

@@ -12,20 +12,16 @@ from google.protobuf import timestamp_pb2
 from edge.identity import cookies
 from edge.identity.accounts import Accounts, Session
 from edge.identity.keys import KeyRing
+from edge.identity.oauth import OAuth
 from edge.identity.tokens import session_of
 from openhr.identity.v1 import identity_pb2, identity_pb2_grpc
-from services.common.auth import current_principal
-from services.common.errors import DomainError
+from services.common.auth import bearer_token, current_principal
 
 TOKEN_TYPE = "Bearer"
 # Token answers must not be stored by browsers or proxies.
 _NO_STORE = ("cache-control", "no-store")
 # Keys are published PUBLISH_AHEAD (10 min) before they sign: five minutes of caching is safe.
 _JWKS_CACHE = ("cache-control", "public, max-age=300")
-
-
-def _not_yet() -> DomainError:
-    return DomainError("sign-in with GitHub or Google is not available yet", grpc.StatusCode.UNIMPLEMENTED)
 
 
 def _timestamp(session: Session) -> timestamp_pb2.Timestamp:
@@ -53,14 +49,10 @@ def _transport(context: grpc.aio.ServicerContext) -> cookies.Request:
 
 
 class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
-    """Email + password accounts and tokens.
+    """Email + password accounts, sign-in with GitHub or Google (edge.identity.oauth), tokens."""
 
-    StartOAuth and CompleteOAuth (GitHub, Google) are not implemented yet and answer
-    UNIMPLEMENTED (HTTP 501). They say so explicitly: the generated base class raises
-    NotImplementedError, which the kit's interceptor reports as INTERNAL."""
-
-    def __init__(self, accounts: Accounts, keys: KeyRing) -> None:
-        self._accounts, self._keys = accounts, keys
+    def __init__(self, accounts: Accounts, keys: KeyRing, oauth: OAuth) -> None:
+        self._accounts, self._keys, self._oauth = accounts, keys, oauth
 
     async def SignUp(self, request, context):
         session, sent = await self._accounts.sign_up(request.email, request.password, request.display_name)
@@ -112,10 +104,17 @@ class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
         return identity_pb2.ChangePasswordResponse()
 
     async def StartOAuth(self, request, context):
-        raise _not_yet()
+        url, state = await self._oauth.start(request.provider, request.redirect_uri)
+        await context.send_initial_metadata([_NO_STORE])
+        return identity_pb2.StartOAuthResponse(authorization_url=url, state=state)
 
     async def CompleteOAuth(self, request, context):
-        raise _not_yet()
+        """Signs in; links the provider to the caller's account when the request carries the
+        caller's access token (`authorization: Bearer …`)."""
+        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        result = await self._oauth.complete(request.provider, request.code, request.state, bearer_token(metadata))
+        tokens = await _answer_tokens(context, result.session, _transport(context).wants_cookie)
+        return identity_pb2.CompleteOAuthResponse(tokens=tokens, created=result.created)
 
     async def GetJwks(self, request, context):
         document = await self._keys.jwks()

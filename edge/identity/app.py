@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import grpc
+from envoy.service.ratelimit.v3 import rls_pb2_grpc
 from pydantic import Field, SecretStr
 
 from edge.identity import store
@@ -14,9 +15,14 @@ from edge.identity.api import IdentityApi
 from edge.identity.crypto import Box, load_secrets
 from edge.identity.keys import KeyRing
 from edge.identity.mail import Mailer
+from edge.identity.oauth import build_oauth
 from edge.identity.passwords import Passwords
+from edge.identity.ratelimit import PUBLIC_METHODS as RATE_LIMIT_METHODS
+from edge.identity.ratelimit import SERVICE as RATE_LIMIT_SERVICE
+from edge.identity.ratelimit import Counters, Limits, LoginGuard, RateLimitApi
 from edge.identity.validation import load_common_passwords
 from openhr.identity.v1 import identity_pb2, identity_pb2_grpc
+from services.common.cache import connect_redis
 from services.common.db import Database
 from services.common.migrations import app_role
 from services.common.server import ServiceSpec
@@ -57,6 +63,36 @@ class IdentitySettings(ServiceSettings):
     smtp_host: str = Field("127.0.0.1", validation_alias="OPENHR_SMTP_HOST")
     smtp_port: int = Field(2525, validation_alias="OPENHR_SMTP_PORT")
     smtp_from: str = Field("OpenHR <no-reply@openhr.localhost>", validation_alias="OPENHR_SMTP_FROM")
+    # Rate limits (edge/identity/ratelimit.py): per minute at the edge, failed sign-ins per account.
+    rate_ip_per_min: int = Field(1000, ge=1, validation_alias="OPENHR_RATE_IP_PER_MIN")
+    rate_user_per_min: int = Field(100, ge=1, validation_alias="OPENHR_RATE_USER_PER_MIN")
+    rate_login_ip_per_min: int = Field(10, ge=1, validation_alias="OPENHR_RATE_LOGIN_IP_PER_MIN")
+    rate_signup_ip_per_min: int = Field(5, ge=1, validation_alias="OPENHR_RATE_SIGNUP_IP_PER_MIN")
+    rate_login_failures: int = Field(5, ge=1, validation_alias="OPENHR_RATE_LOGIN_FAILURES")
+    rate_login_failure_window: float = Field(900.0, gt=0, validation_alias="OPENHR_RATE_LOGIN_FAILURE_WINDOW")
+    # Sign-in with GitHub / Google (edge/identity/oauth.py): a provider without a client id is off.
+    github_client_id: str = Field("", validation_alias="OPENHR_GITHUB_CLIENT_ID")
+    github_client_secret: SecretStr = Field(SecretStr(""), validation_alias="OPENHR_GITHUB_CLIENT_SECRET")
+    github_authorize_url: str = Field(
+        "https://github.com/login/oauth/authorize", validation_alias="OPENHR_GITHUB_AUTHORIZE_URL"
+    )
+    github_token_url: str = Field(
+        "https://github.com/login/oauth/access_token", validation_alias="OPENHR_GITHUB_TOKEN_URL"
+    )
+    github_api_url: str = Field("https://api.github.com", validation_alias="OPENHR_GITHUB_API_URL")
+    google_client_id: str = Field("", validation_alias="OPENHR_GOOGLE_CLIENT_ID")
+    google_client_secret: SecretStr = Field(SecretStr(""), validation_alias="OPENHR_GOOGLE_CLIENT_SECRET")
+    google_authorize_url: str = Field(
+        "https://accounts.google.com/o/oauth2/v2/auth", validation_alias="OPENHR_GOOGLE_AUTHORIZE_URL"
+    )
+    google_token_url: str = Field("https://oauth2.googleapis.com/token", validation_alias="OPENHR_GOOGLE_TOKEN_URL")
+    google_userinfo_url: str = Field(
+        "https://openidconnect.googleapis.com/v1/userinfo", validation_alias="OPENHR_GOOGLE_USERINFO_URL"
+    )
+    # Comma list of the redirect URIs StartOAuth accepts; empty: OPENHR_PUBLIC_URL + /auth/callback.
+    oauth_redirect_uris: str = Field("", validation_alias="OPENHR_OAUTH_REDIRECT_URIS")
+    # Where a first GitHub sign-in creates the user's profile (ProfileService.CreateProfile).
+    profile_addr: str = Field("127.0.0.1:50061", validation_alias="PROFILE_ADDR")
 
 
 def build(settings: IdentitySettings) -> ServiceSpec:
@@ -81,6 +117,17 @@ def build(settings: IdentitySettings) -> ServiceSpec:
     mailer = Mailer(
         host=settings.smtp_host, port=settings.smtp_port, sender=settings.smtp_from, public_url=settings.public_url
     )
+    # Rate-limit counters: short timeouts, every edge request waits for them (Envoy gives 0.25 s).
+    redis = connect_redis(settings.redis_url, timeout=0.2)
+    counters = Counters(redis)
+    limits = Limits(
+        ip_per_min=settings.rate_ip_per_min,
+        user_per_min=settings.rate_user_per_min,
+        login_ip_per_min=settings.rate_login_ip_per_min,
+        signup_ip_per_min=settings.rate_signup_ip_per_min,
+        login_failures=settings.rate_login_failures,
+        login_failure_window=settings.rate_login_failure_window,
+    )
     accounts = Accounts(
         db,
         Passwords(),
@@ -91,14 +138,20 @@ def build(settings: IdentitySettings) -> ServiceSpec:
         load_common_passwords(),
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
+        login_guard=LoginGuard(counters, limits),
     )
 
+    oauth = build_oauth(settings, db, box, accounts)
+
     def register(server: grpc.aio.Server) -> list[str]:
-        identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityApi(accounts, keys), server)
-        return [SERVICE]
+        identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityApi(accounts, keys, oauth), server)
+        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitApi(counters, limits), server)
+        return [SERVICE, RATE_LIMIT_SERVICE]
 
     async def close() -> None:
+        await oauth.close()
         await mailer.drain()
+        await redis.aclose()
         await db.close()
 
     return ServiceSpec(
@@ -108,6 +161,8 @@ def build(settings: IdentitySettings) -> ServiceSpec:
         checks={"postgres": db.ping},
         background=[keys.run],
         cleanup=[close],
-        public_methods=PUBLIC_METHODS,
+        # Envoy's rate-limit calls carry no token and come with every edge request: not logged.
+        public_methods=PUBLIC_METHODS | RATE_LIMIT_METHODS,
+        quiet_methods=RATE_LIMIT_METHODS,
         metrics_port=settings.metrics_port,
     )

@@ -6,6 +6,7 @@ secret sets the lookup, finds the row, then acts for its user (`act_as`) to chan
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,17 +46,28 @@ _USER = "SELECT user_id, email_ciphertext, email_verified, password_hash FROM id
 
 
 async def insert_user(
-    tx: Tx, user_id: str, email_ciphertext: bytes, email_lookup: bytes, password_hash: str, display_name: str
+    tx: Tx,
+    user_id: str,
+    email_ciphertext: bytes,
+    email_lookup: bytes,
+    password_hash: str | None,
+    display_name: str,
+    *,
+    email_verified: bool = False,
 ) -> bool:
-    """False when the email is taken (the unique lookup hash)."""
+    """False when the email is taken (the unique lookup hash). No password: a provider's
+    account (GitHub, Google); `email_verified` when the provider vouched for the address."""
     inserted = await tx.fetchval(
-        "INSERT INTO identity.users (user_id, email_ciphertext, email_lookup, password_hash, display_name)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (email_lookup) DO NOTHING RETURNING true",
+        "INSERT INTO identity.users"
+        " (user_id, email_ciphertext, email_lookup, password_hash, display_name, email_verified, email_verified_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6 THEN now() END)"
+        " ON CONFLICT (email_lookup) DO NOTHING RETURNING true",
         uuid.UUID(user_id),
         email_ciphertext,
         email_lookup,
         password_hash,
         display_name,
+        email_verified,
     )
     return bool(inserted)
 
@@ -200,6 +212,95 @@ async def spend_open_tokens(tx: Tx, user_id: str, purpose: str) -> None:
     )
 
 
+# --- OAuth: pending states and linked provider identities ---------------------------------------
+
+
+@dataclass(frozen=True)
+class OAuthState:
+    provider: str
+    code_verifier_ciphertext: bytes
+    redirect_uri: str
+    expires_at: datetime
+
+
+async def purge_oauth_states(tx: Tx) -> None:
+    """Deletes states expired for more than a day (the only rows RLS lets anyone delete)."""
+    await tx.execute("DELETE FROM identity.oauth_states WHERE expires_at < now() - interval '1 day'")
+
+
+async def insert_oauth_state(
+    tx: Tx, state_hash: bytes, provider: str, code_verifier_ciphertext: bytes, redirect_uri: str, expires_at: datetime
+) -> None:
+    """Needs `set_lookup(state_hash)` first (RLS)."""
+    await tx.execute(
+        "INSERT INTO identity.oauth_states (state_hash, provider, code_verifier_ciphertext, redirect_uri, expires_at)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        state_hash,
+        provider,
+        code_verifier_ciphertext,
+        redirect_uri,
+        expires_at,
+    )
+
+
+async def spend_oauth_state(tx: Tx, state_hash: bytes) -> OAuthState | None:
+    """Marks an unused state used and returns it (expired or not: the caller checks); None when
+    it is unknown or was used before. Needs `set_lookup(state_hash)` first (RLS). A concurrent
+    second spend waits for the first to commit and then matches nothing."""
+    row = await tx.fetchrow(
+        "UPDATE identity.oauth_states SET used_at = now() WHERE state_hash = $1 AND used_at IS NULL"
+        " RETURNING provider, code_verifier_ciphertext, redirect_uri, expires_at",
+        state_hash,
+    )
+    if row is None:
+        return None
+    return OAuthState(row["provider"], row["code_verifier_ciphertext"], row["redirect_uri"], row["expires_at"])
+
+
+async def oauth_state_exists(tx: Tx, state_hash: bytes) -> bool:
+    """Needs `set_lookup(state_hash)` first (RLS)."""
+    return bool(await tx.fetchval("SELECT true FROM identity.oauth_states WHERE state_hash = $1", state_hash))
+
+
+def identity_lookup(provider: str, provider_user_id: str) -> bytes:
+    """What `set_lookup` takes to see the identity row of (provider, provider_user_id)."""
+    return hashlib.sha256(f"{provider}:{provider_user_id}".encode()).digest()
+
+
+async def identity_owner(tx: Tx, provider: str, provider_user_id: str) -> str | None:
+    """The account a provider identity is linked to. Needs `set_lookup(identity_lookup(...))`."""
+    owner = await tx.fetchval(
+        "SELECT user_id FROM identity.oauth_identities WHERE provider = $1 AND provider_user_id = $2",
+        provider,
+        provider_user_id,
+    )
+    return str(owner) if owner else None
+
+
+async def has_identity_of(tx: Tx, user_id: str, provider: str) -> bool:
+    """Whether the (acting) user has an identity of `provider` linked already."""
+    return bool(
+        await tx.fetchval(
+            "SELECT true FROM identity.oauth_identities WHERE user_id = $1 AND provider = $2",
+            uuid.UUID(user_id),
+            provider,
+        )
+    )
+
+
+async def insert_identity(tx: Tx, provider: str, provider_user_id: str, user_id: str) -> bool:
+    """Links the identity to the acting user; False when it (or an identity of the same provider
+    for this user) was linked meanwhile."""
+    inserted = await tx.fetchval(
+        "INSERT INTO identity.oauth_identities (provider, provider_user_id, user_id) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING RETURNING true",
+        provider,
+        provider_user_id,
+        uuid.UUID(user_id),
+    )
+    return bool(inserted)
+
+
 # --- signing keys -------------------------------------------------------------------------------
 
 
@@ -236,12 +337,21 @@ async def retire_signing_key(tx: Tx, kid: str, retired_at: datetime) -> None:
 
 
 async def audit(
-    tx: Tx, event: str, *, user_id: str | None = None, email_lookup: bytes | None = None, request_id: str = ""
+    tx: Tx,
+    event: str,
+    *,
+    user_id: str | None = None,
+    email_lookup: bytes | None = None,
+    request_id: str = "",
+    provider: str | None = None,
 ) -> None:
+    """`provider`: the sign-in provider (github, google) of an OAuth event, None otherwise."""
     await tx.execute(
-        "INSERT INTO identity.audit_log (event, user_id, email_lookup, request_id) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO identity.audit_log (event, user_id, email_lookup, request_id, provider)"
+        " VALUES ($1, $2, $3, $4, $5)",
         event,
         uuid.UUID(user_id) if user_id else None,
         email_lookup,
         request_id[:128],
+        provider,
     )

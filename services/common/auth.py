@@ -26,10 +26,13 @@ ALGORITHM = "EdDSA"
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a signed-in user, with the raw token to forward on their behalf."""
+    """Who is calling: a signed-in user, with the raw token to forward on their behalf; or, on
+    internal RPCs only, a peer service acting for no user (`service` set, `user_id` empty:
+    its transactions carry no user, see services.common.service_auth)."""
 
     user_id: str
     token: str
+    service: str = ""
 
 
 _current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("principal", default=None)
@@ -47,7 +50,7 @@ def current_principal() -> Principal:
     return principal
 
 
-def set_principal(principal: Principal) -> None:
+def set_principal(principal: Principal | None) -> None:
     _current.set(principal)
 
 

@@ -1,5 +1,7 @@
 """Channels to peer services. Outgoing calls carry the request id and the caller's token
-(on-behalf-of), get a deadline when the caller set none, and retry only idempotent methods."""
+(on-behalf-of) or, when no user is calling (background work, or a peer service's call), this
+service's own service token (services.common.service_auth; accepted on internal RPCs only),
+get a deadline when the caller set none, and retry only idempotent methods."""
 
 from __future__ import annotations
 
@@ -10,8 +12,16 @@ import grpc
 import structlog
 
 from services.common import auth
+from services.common.service_auth import ServiceTokenIssuer
 
 DEFAULT_TIMEOUT = 5.0
+# This process's service identity (set by services.common.server.Service); None: none.
+_service_identity: ServiceTokenIssuer | None = None
+
+
+def set_service_identity(issuer: ServiceTokenIssuer | None) -> None:
+    global _service_identity
+    _service_identity = issuer
 
 
 def _outgoing_metadata(metadata: grpc.aio.Metadata | None) -> grpc.aio.Metadata:
@@ -19,9 +29,12 @@ def _outgoing_metadata(metadata: grpc.aio.Metadata | None) -> grpc.aio.Metadata:
     request_id = structlog.contextvars.get_contextvars().get("request_id")
     if request_id and "x-request-id" not in out:
         out.add("x-request-id", request_id)
-    principal = auth.optional_principal()
-    if principal is not None and "authorization" not in out:
-        out.add("authorization", f"Bearer {principal.token}")
+    if "authorization" not in out:
+        principal = auth.optional_principal()
+        if principal is not None and principal.user_id:
+            out.add("authorization", f"Bearer {principal.token}")
+        elif _service_identity is not None:
+            out.add("authorization", f"Bearer {_service_identity.token()}")
     return out
 
 

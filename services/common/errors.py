@@ -30,6 +30,8 @@ class DomainError(Exception):
     reason: int = common_pb2.ERROR_REASON_UNSPECIFIED
     violations: list[FieldViolation] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    # Response metadata sent with the status (REST: response headers), e.g. retry-after.
+    headers: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__init__(self.message)

@@ -20,7 +20,7 @@ from grpc_status import rpc_status
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from services.common import auth, errors
+from services.common import auth, errors, service_auth
 from services.common.metrics import RPC_HANDLED, RPC_LATENCY, RPC_STARTED
 
 log = structlog.get_logger("rpc")
@@ -53,9 +53,23 @@ def as_domain_error(exc: BaseException) -> errors.DomainError:
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, verifier: auth.TokenVerifier, public_methods: frozenset[str] = frozenset()) -> None:
+    """`public_methods` need no token; internal methods (service_auth.is_internal) take a user's
+    token or, with `service_verifier`, a peer service's token; every other method a user's.
+    `quiet_methods` are counted but not logged (called for every edge request, e.g. the rate
+    limit service)."""
+
+    def __init__(
+        self,
+        verifier: auth.TokenVerifier,
+        public_methods: frozenset[str] = frozenset(),
+        *,
+        service_verifier: service_auth.ServiceTokenVerifier | None = None,
+        quiet_methods: frozenset[str] = frozenset(),
+    ) -> None:
         self._verifier = verifier
         self._public_methods = public_methods
+        self._service_verifier = service_verifier
+        self._quiet_methods = quiet_methods
 
     def _requires_auth(self, method: str) -> bool:
         return method not in self._public_methods and not method.startswith(PUBLIC_PREFIXES)
@@ -90,18 +104,23 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             token = auth.bearer_token(metadata)
             if token is None:
                 raise errors.unauthenticated("missing access token: send 'authorization: Bearer <token>'")
+            if self._service_verifier is not None and service_auth.is_internal(method):
+                if service_auth.is_service_token(token):
+                    service = self._service_verifier.verify(token)
+                    auth.set_principal(auth.Principal(user_id="", token=token, service=service))
+                    structlog.contextvars.bind_contextvars(caller_service=service)
+                    return
             principal = await self._verifier.verify(token)
             auth.set_principal(principal)
             structlog.contextvars.bind_contextvars(user_id=principal.user_id)
 
-    @staticmethod
-    def _exit(method: str, rpc_type: str, code: grpc.StatusCode, start: float) -> None:
+    def _exit(self, method: str, rpc_type: str, code: grpc.StatusCode, start: float) -> None:
         service, _, name = method.strip("/").partition("/")
         elapsed = time.perf_counter() - start
         RPC_HANDLED.labels(service, name, rpc_type, code.name).inc()
         RPC_LATENCY.labels(service, name, rpc_type).observe(elapsed)
-        if method.startswith(PUBLIC_PREFIXES):
-            return  # probes every few seconds: counted, not logged
+        if method.startswith(PUBLIC_PREFIXES) or (method in self._quiet_methods and code == grpc.StatusCode.OK):
+            return  # probes every few seconds, a rate-limit check per edge request: counted, not logged
         level = "info" if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else "warning"
         getattr(log, level)("rpc", code=code.name, duration_ms=round(elapsed * 1000, 2))
 
@@ -124,7 +143,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             if code == grpc.StatusCode.INTERNAL:
                 log.error("unhandled error", exc_info=exc)
             status = rpc_status.to_status(error.to_status())
-            await context.abort(status.code, status.details, status.trailing_metadata)
+            await context.abort(status.code, status.details, (*status.trailing_metadata, *error.headers.items()))
         finally:
             self._exit(method, rpc_type, code, start)
 

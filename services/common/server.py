@@ -7,15 +7,18 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from services.common import clients
 from services.common.auth import TokenVerifier
 from services.common.interceptors import ServerInterceptor
 from services.common.metrics import DEPENDENCY_UP, serve_metrics
+from services.common.service_auth import ServiceTokenIssuer, ServiceTokenVerifier, ensure_service_key
 from services.common.settings import ServiceSettings
 
 log = structlog.get_logger("server")
@@ -38,6 +41,8 @@ class ServiceSpec:
     cleanup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Full method names callable without a token.
     public_methods: frozenset[str] = frozenset()
+    # Full method names counted in metrics but not logged when they succeed.
+    quiet_methods: frozenset[str] = frozenset()
     metrics_port: int = 0
 
 
@@ -49,8 +54,20 @@ class Service:
         self._tasks: list[asyncio.Task] = []
         self._stopping = asyncio.Event()
         verifier = TokenVerifier(settings.jwks, settings.jwt_issuer, settings.jwt_audience)
+        # Service identity: this service's key signs its calls that act for no user; every
+        # service's public key verifies such calls to this service's internal RPCs.
+        key_dir = Path(settings.service_keys)
+        if settings.env == "local":
+            ensure_service_key(key_dir, spec.name)
+        clients.set_service_identity(ServiceTokenIssuer.from_dir(key_dir, spec.name))
+        interceptor = ServerInterceptor(
+            verifier,
+            spec.public_methods,
+            service_verifier=ServiceTokenVerifier(key_dir),
+            quiet_methods=spec.quiet_methods,
+        )
         self.server = grpc.aio.server(
-            interceptors=[ServerInterceptor(verifier, spec.public_methods)],
+            interceptors=[interceptor],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.keepalive_time_ms", 30_000),

@@ -29,6 +29,9 @@ class ServiceSettings(BaseSettings):
     jwks: str = Field(str(DATA_DIR / "dev-keys" / "jwks.json"), validation_alias="OPENHR_JWKS")
     jwt_issuer: str = Field("openhr-identity", validation_alias="OPENHR_JWT_ISSUER")
     jwt_audience: str = Field("openhr", validation_alias="OPENHR_JWT_AUDIENCE")
+    # Service identity (services/common/service_auth.py): every service's public key
+    # (<name>.jwk) and this service's private key (<name>.pem); created locally when missing.
+    service_keys: str = Field(str(DATA_DIR / "service-keys"), validation_alias="OPENHR_SERVICE_KEYS")
     log_level: str = Field("INFO", validation_alias="OPENHR_LOG_LEVEL")
     # Seconds in-flight RPCs get to finish on SIGTERM.
     shutdown_grace: float = Field(10.0, validation_alias="OPENHR_SHUTDOWN_GRACE")

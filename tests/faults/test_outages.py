@@ -159,9 +159,7 @@ async def test_sigterm_drains_in_flight_calls(faulty_mesh: Mesh, profile_direct)
     blocker = await asyncpg.connect(faulty_mesh.config.database_url)
     transaction = blocker.transaction()
     await transaction.start()
-    await blocker.execute(
-        "SELECT 1 FROM profile.profiles WHERE profile_id = $1 FOR UPDATE", created.profile.profile_id
-    )
+    await blocker.execute("SELECT 1 FROM profile.profiles WHERE profile_id = $1 FOR UPDATE", created.profile.profile_id)
     argv = faulty_mesh.config.commands()["profile"]
     process = faulty_mesh.processes["profile"]
     try:

@@ -265,8 +265,3 @@ async def test_sign_up_needs_no_token_but_change_password_does(identity) -> None
             timeout=RPC_TIMEOUT,
         )
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
-
-
-async def test_oauth_is_not_there_yet(rest) -> None:
-    response = await rest.get("/v1/auth/oauth/github:start")
-    assert response.status_code == 501, response.text

@@ -89,7 +89,7 @@ async def test_audit_log_rows_carry_no_personal_data(mesh: Mesh, rest, db) -> No
             " WHERE table_schema = 'identity' AND table_name = 'audit_log' ORDER BY ordinal_position"
         )
     ]
-    assert columns == ["id", "occurred_at", "event", "user_id", "email_lookup", "request_id"]
+    assert columns == ["id", "occurred_at", "event", "user_id", "email_lookup", "request_id", "provider"]
     rows = await db.fetch("SELECT * FROM identity.audit_log WHERE user_id = $1 ORDER BY id", account.user_id)
     assert [row["event"] for row in rows] == [
         "sign_up",

@@ -1,0 +1,111 @@
+"""Calls through the edge over REST, gRPC and grpc-web that report what came back and the
+request id Envoy gave them, and proof from a service's log that it never saw a request."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import grpc
+import httpx
+
+from deploy.local.ephemeral import Mesh
+from tests.grpcweb import HEADERS as GRPC_WEB_HEADERS
+from tests.grpcweb import frame
+
+# google.rpc.Code of an HTTP status Envoy answers with (and grpc-web / gRPC codes by name).
+UNAUTHENTICATED, RESOURCE_EXHAUSTED, UNIMPLEMENTED = 16, 8, 12
+
+
+@dataclass
+class Answer:
+    """The outcome of one call: HTTP status (REST, grpc-web), gRPC status code, message,
+    headers (or gRPC metadata) and Envoy's request id."""
+
+    status: int
+    grpc_status: int | None
+    message: str
+    headers: dict[str, str]
+    request_id: str
+    body: dict | None = None
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"} if token is not None else {}
+
+
+async def rest_call(client: httpx.AsyncClient, method: str, path: str, *, token: str | None = None, **kwargs) -> Answer:
+    headers = {**bearer(token), **kwargs.pop("headers", {})}
+    response = await client.request(method, path, headers=headers, **kwargs)
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    message = body.get("message", "") if isinstance(body, dict) else ""
+    code = body.get("code") if isinstance(body, dict) else None
+    return Answer(response.status_code, code, message, dict(response.headers), response.headers["x-request-id"], body)
+
+
+async def grpc_call(
+    channel: grpc.aio.Channel, path: str, request: bytes = b"", *, token: str | None = None, metadata=()
+) -> Answer:
+    call = channel.unary_unary(path)(request, metadata=(*bearer(token).items(), *metadata), timeout=10)
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        found = {k: v for k, v in (*(error.initial_metadata() or ()), *(error.trailing_metadata() or ()))}
+        return Answer(200, error.code().value[0], error.details() or "", found, found.get("x-request-id", ""))
+    found = {k: v for k, v in (*(await call.initial_metadata() or ()), *(await call.trailing_metadata() or ()))}
+    return Answer(200, 0, "", found, found.get("x-request-id", ""))
+
+
+async def grpc_web_call(
+    client: httpx.AsyncClient, path: str, request: bytes = b"", *, token: str | None = None
+) -> Answer:
+    response = await client.post(path, content=frame(request), headers={**GRPC_WEB_HEADERS, **bearer(token)})
+    status = response.headers.get("grpc-status")
+    if status is None:  # not trailers-only: the status is in the trailers frame at the end
+        raw = response.content
+        marker = raw.rfind(b"grpc-status:")
+        status = raw[marker:].split(b"\r\n", 1)[0].split(b":", 1)[1].strip().decode() if marker >= 0 else None
+    return Answer(
+        response.status_code,
+        int(status) if status is not None else None,
+        unquote(response.headers.get("grpc-message", "")),
+        dict(response.headers),
+        response.headers["x-request-id"],
+    )
+
+
+def logged_request_ids(mesh: Mesh, service: str) -> set[str]:
+    ids = set()
+    for line in mesh.log(service).splitlines():
+        if line.startswith("{"):
+            try:
+                ids.add(json.loads(line).get("request_id"))
+            except ValueError:
+                continue
+    return ids
+
+
+async def assert_never_reached(mesh: Mesh, service: str, request_ids: list[str], control_id: str) -> None:
+    """`service` logged none of `request_ids`. `control_id` is a request sent AFTER them that
+    did reach it: once its line is in the log, any of theirs would be there too."""
+    assert all(request_ids), request_ids
+    for _ in range(100):
+        seen = logged_request_ids(mesh, service)
+        if control_id in seen:
+            assert not seen & set(request_ids), f"{service} saw {seen & set(request_ids)}"
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{service} never logged the control request {control_id}")
+
+
+async def envoy_stat(mesh: Mesh, name: str) -> int:
+    """One counter of the edge Envoy's admin /stats (e.g. http.edge.ext_proc.streams_started)."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(f"http://127.0.0.1:{mesh.config.admin_port}/stats", params={"filter": f"^{name}$"})
+    values = dict(line.split(": ", 1) for line in response.text.strip().splitlines() if ": " in line)
+    return int(values.get(name, 0))

@@ -1,0 +1,259 @@
+"""Rate limits (edge/identity/ratelimit.py behind Envoy's ratelimit filter) on a mesh of their
+own with small limits: per user, per client address, sign-in and sign-up per address, failed
+sign-ins per account, and what happens while Redis is down.
+
+Every client address counts on its own, so each test speaks from its own loopback address
+(127.0.0.N: Linux routes all of 127/8 to lo, and Envoy sees the peer address). Windows are
+fixed minutes: a burst starts early enough in a minute to end inside it."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from deploy.local.ephemeral import Mesh, start_mesh
+from openhr.enrichment.v1 import enrichment_pb2
+from openhr.identity.v1 import identity_pb2
+from services.common.settings import REPO_ROOT
+from tests.edge.edge_calls import RESOURCE_EXHAUSTED, assert_never_reached, grpc_call, grpc_web_call, rest_call
+
+pytestmark = pytest.mark.timeout(300)
+
+LIMITS = {
+    "OPENHR_RATE_USER_PER_MIN": "5",
+    "OPENHR_RATE_IP_PER_MIN": "15",
+    "OPENHR_RATE_LOGIN_IP_PER_MIN": "3",
+    "OPENHR_RATE_SIGNUP_IP_PER_MIN": "2",
+    "OPENHR_RATE_LOGIN_FAILURES": "3",
+    "OPENHR_RATE_LOGIN_FAILURE_WINDOW": "900",
+}
+PASSWORD = "violet-kettle-harbour"
+SEARCH = "/openhr.enrichment.v1.SkillsService/SearchSkills"
+LOGIN = "/openhr.identity.v1.IdentityService/Login"
+_addresses = (f"127.0.{n // 250}.{n % 250 + 2}" for n in itertools.count(10))
+
+
+@pytest.fixture(scope="module")
+def limited_mesh() -> Mesh:
+    started = start_mesh(REPO_ROOT / ".data" / f"test-rates-{os.getpid()}", extra_env=LIMITS)
+    yield started
+    started.stop(remove_data=True)
+
+
+@pytest.fixture(scope="module")
+async def edge_channel(limited_mesh: Mesh) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(limited_mesh.edge_target) as channel:
+        yield channel
+
+
+def client_from(mesh: Mesh, address: str | None = None) -> httpx.AsyncClient:
+    """An HTTP client of the edge whose connections come from `address` (a fresh one if None)."""
+    transport = httpx.AsyncHTTPTransport(local_address=address or next(_addresses))
+    return httpx.AsyncClient(base_url=mesh.edge_url, transport=transport, timeout=15)
+
+
+async def fresh_window(need: float = 15.0) -> None:
+    """Waits for the next minute unless `need` seconds are left in this one."""
+    left = 60 - time.time() % 60
+    if left < need:
+        await asyncio.sleep(left + 0.3)
+
+
+def new_email(prefix: str = "rate") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+def assert_limited(answer, limit: int) -> int:
+    """An edge 429 / RESOURCE_EXHAUSTED with its headers; returns retry-after."""
+    retry_after = int(answer.headers["retry-after"])
+    assert 1 <= retry_after <= 60, answer.headers
+    assert answer.headers["x-ratelimit-remaining"] == "0", answer.headers
+    assert abs(int(answer.headers["x-ratelimit-reset"]) - retry_after) <= 1, answer.headers
+    assert answer.headers["x-ratelimit-limit"].split(",")[0] == str(limit), answer.headers
+    return retry_after
+
+
+async def test_a_burst_per_user_passes_exactly_the_limit_over_rest(limited_mesh: Mesh) -> None:
+    user, other = limited_mesh.token(), limited_mesh.token()
+    async with client_from(limited_mesh) as client:
+        await fresh_window()
+        passed = [
+            await rest_call(client, "GET", "/v1/skills:search", token=user, params={"query": "py"}) for _ in range(5)
+        ]
+        refused = [
+            await rest_call(client, "GET", "/v1/skills:search", token=user, params={"query": "py"}) for _ in range(3)
+        ]
+        assert [a.status for a in passed] == [200] * 5
+        assert [a.headers["x-ratelimit-remaining"] for a in passed] == ["4", "3", "2", "1", "0"]
+        assert all(a.headers["x-ratelimit-limit"].startswith("5,") for a in passed)
+        for answer in refused:
+            assert answer.status == 429, answer
+            assert answer.body == {"code": RESOURCE_EXHAUSTED, "message": answer.message, "details": []}
+            assert answer.message.startswith("too many requests")
+            assert_limited(answer, 5)
+        # Another user from the same address is not limited; the refused ones never reached
+        # the enrichment service.
+        control = await rest_call(client, "GET", "/v1/skills:search", token=other, params={"query": "py"})
+        assert control.status == 200 and control.headers["x-ratelimit-remaining"] == "4"
+        await assert_never_reached(limited_mesh, "enrichment", [a.request_id for a in refused], control.request_id)
+
+
+async def test_a_burst_per_user_over_grpc_and_grpc_web(limited_mesh: Mesh, edge_channel) -> None:
+    request = enrichment_pb2.SearchSkillsRequest(query="py", limit=3).SerializeToString()
+    await fresh_window()
+    user = limited_mesh.token()
+    answers = [await grpc_call(edge_channel, SEARCH, request, token=user) for _ in range(6)]
+    assert [a.grpc_status for a in answers] == [0] * 5 + [RESOURCE_EXHAUSTED], answers
+    assert answers[4].headers["x-ratelimit-remaining"] == "0"
+    assert_limited(answers[5], 5)
+
+    user = limited_mesh.token()
+    async with client_from(limited_mesh) as client:
+        answers = [await grpc_web_call(client, SEARCH, request, token=user) for _ in range(6)]
+    assert [a.grpc_status for a in answers] == [0] * 5 + [RESOURCE_EXHAUSTED], answers
+    # A grpc-web client reads a trailers-only answer: HTTP 200, the status in the headers.
+    assert answers[5].status == 200
+    assert_limited(answers[5], 5)
+
+
+async def test_a_burst_per_client_address(limited_mesh: Mesh) -> None:
+    """Fifteen users behind one address, one request each: the address's limit, not theirs."""
+    async with client_from(limited_mesh) as client:
+        await fresh_window()
+        answers = [
+            await rest_call(client, "GET", "/v1/skills:search", token=limited_mesh.token(), params={"query": "go"})
+            for _ in range(17)
+        ]
+    assert [a.status for a in answers] == [200] * 15 + [429] * 2
+    assert_limited(answers[15], 15)
+
+
+async def test_sign_in_is_limited_per_client_address(limited_mesh: Mesh) -> None:
+    address = next(_addresses)
+    async with client_from(limited_mesh, address) as client, client_from(limited_mesh) as elsewhere:
+        await fresh_window()
+        attempts = [
+            await rest_call(client, "POST", "/v1/auth/login", json={"email": new_email(), "password": "wrong-pass-1"})
+            for _ in range(4)
+        ]
+        # Three reach identity (each a different address: no account limit involved) ...
+        assert [a.status for a in attempts[:3]] == [401] * 3
+        assert all(a.body["details"] for a in attempts[:3])  # identity's answer
+        # ... the fourth is Envoy's, and so is every later one over REST or grpc-web.
+        assert attempts[3].status == 429 and attempts[3].body["details"] == []
+        assert_limited(attempts[3], 3)
+        login = identity_pb2.LoginRequest(email=new_email(), password="wrong-pass-1").SerializeToString()
+        assert (await grpc_web_call(client, LOGIN, login)).grpc_status == RESOURCE_EXHAUSTED
+        # Other requests from that address, and sign-ins from others, go on.
+        assert (await rest_call(client, "GET", "/.well-known/jwks.json")).status == 200
+        other = await rest_call(
+            elsewhere, "POST", "/v1/auth/login", json={"email": new_email(), "password": "x1234567"}
+        )
+        assert other.status == 401
+
+
+async def test_sign_up_is_limited_per_client_address(limited_mesh: Mesh) -> None:
+    async with client_from(limited_mesh) as client:
+        await fresh_window()
+        answers = [
+            await rest_call(client, "POST", "/v1/auth/signup", json={"email": new_email(), "password": PASSWORD})
+            for _ in range(3)
+        ]
+    assert [a.status for a in answers] == [200, 200, 429], answers
+    assert_limited(answers[2], 2)
+
+
+async def _sign_up(mesh: Mesh) -> str:
+    email = new_email("account")
+    async with client_from(mesh) as client:
+        response = await client.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return email
+
+
+async def _login(mesh: Mesh, email: str, password: str):
+    """A sign-in from an address of its own (below the per-address limit)."""
+    async with client_from(mesh) as client:
+        return await rest_call(client, "POST", "/v1/auth/login", json={"email": email, "password": password})
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["known_account", "unknown_address"])
+async def test_failed_sign_ins_lock_the_account_whoever_tries(limited_mesh: Mesh, known: bool) -> None:
+    """Three failures from three addresses, then even the right password is refused for the
+    rest of the window, for an unknown address alike (no oracle of who has an account)."""
+    email = await _sign_up(limited_mesh) if known else new_email("nobody")
+    failures = [await _login(limited_mesh, email, "wrong-pass-1") for _ in range(3)]
+    assert [(a.status, a.message) for a in failures] == [(401, "wrong email or password")] * 3
+    locked = await _login(limited_mesh, email, PASSWORD)
+    assert locked.status == 429, locked
+    assert locked.message.startswith("too many failed sign-ins for this account: retry in"), locked.message
+    (info,) = [d for d in locked.body["details"] if d["@type"].endswith("ErrorInfo")]
+    assert info["reason"] == "ERROR_REASON_RATE_LIMITED"
+    retry_after = int(locked.headers["retry-after"])
+    assert 850 < retry_after <= 900 and info["metadata"] == {"retry_after": str(retry_after)}
+    # Another account is not affected.
+    assert (await _login(limited_mesh, new_email("other"), "wrong-pass-1")).status == 401
+
+
+async def test_a_successful_sign_in_clears_the_failures(limited_mesh: Mesh) -> None:
+    email = await _sign_up(limited_mesh)
+    assert [(await _login(limited_mesh, email, "wrong-pass-1")).status for _ in range(2)] == [401, 401]
+    assert (await _login(limited_mesh, email, PASSWORD)).status == 200
+    assert [(await _login(limited_mesh, email, "wrong-pass-1")).status for _ in range(4)] == [401, 401, 401, 429]
+
+
+async def _identity_serving(mesh: Mesh) -> bool:
+    async with grpc.aio.insecure_channel(mesh.target("identity")) as channel:
+        answer = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_redis_down_fails_open_at_the_edge_and_closed_for_sign_in(limited_mesh: Mesh) -> None:
+    """Last in the module: it stops Redis. While it is down, limits are not counted (more
+    than a user's limit passes, without x-ratelimit headers) and sign-up works, but sign-in
+    answers UNAVAILABLE: it will not run without its per-account counter. Identity itself
+    stays SERVING. Once Redis is back, both come back."""
+    email = await _sign_up(limited_mesh)
+    user = limited_mesh.token()
+    limited_mesh.redis.stop()
+    try:
+        async with client_from(limited_mesh) as client:
+            answers = [
+                await rest_call(client, "GET", "/v1/skills:search", token=user, params={"query": "py"})
+                for _ in range(8)
+            ]
+            assert [a.status for a in answers] == [200] * 8
+            assert not any("x-ratelimit-limit" in a.headers for a in answers)
+        async with client_from(limited_mesh) as client:
+            signed_up = await rest_call(
+                client, "POST", "/v1/auth/signup", json={"email": new_email(), "password": PASSWORD}
+            )
+        assert signed_up.status == 200, signed_up
+        for password in (PASSWORD, "wrong-pass-1"):
+            refused = await _login(limited_mesh, email, password)
+            assert (refused.status, refused.message) == (503, "sign-in is temporarily unavailable, retry later")
+        async with client_from(limited_mesh) as client:
+            login = identity_pb2.LoginRequest(email=email, password=PASSWORD).SerializeToString()
+            assert (await grpc_web_call(client, LOGIN, login)).grpc_status == grpc.StatusCode.UNAVAILABLE.value[0]
+        assert await _identity_serving(limited_mesh)
+    finally:
+        limited_mesh.redis.start()
+
+    deadline = time.monotonic() + 20
+    while (answer := await _login(limited_mesh, email, PASSWORD)).status != 200:
+        assert time.monotonic() < deadline, answer
+        await asyncio.sleep(0.5)
+    async with client_from(limited_mesh) as client:
+        counted = await rest_call(
+            client, "GET", "/v1/skills:search", token=limited_mesh.token(), params={"query": "py"}
+        )
+    assert counted.status == 200 and counted.headers["x-ratelimit-remaining"] == "4"
