@@ -1,8 +1,10 @@
 """python -m bench (what `make bench` runs): the taxonomy search benchmark, then GET profile by id through
-Envoy REST, direct gRPC and the FastAPI peer on a throwaway mesh. Results in bench/results/.
+Envoy REST (with and without the edge's jwt_authn + rate-limit call), direct gRPC and the FastAPI peer, then
+sign-in throughput, on a throwaway mesh. Results in bench/results/.
 
-    python -m bench                      # everything (about 3 minutes)
+    python -m bench                      # everything (about 3.5 minutes)
     python -m bench --only taxonomy      # just the in-process taxonomy search
+    python -m bench --only signin        # just sign-in throughput (mesh, no profiles)
     python -m bench --quick              # 2 rounds, shorter cells, 300 profiles: a smoke run
 """
 
@@ -16,6 +18,8 @@ import time
 from bench import report
 from bench.get_profile import Config, run_get_profile
 from bench.machine import describe
+from bench.signin import SigninConfig, run_signin
+from bench.signin import markdown as signin_markdown
 from bench.taxonomy import run_taxonomy
 from services.common.settings import REPO_ROOT
 
@@ -26,7 +30,7 @@ def log(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", choices=["taxonomy", "get_profile"])
+    parser.add_argument("--only", choices=["taxonomy", "get_profile", "signin"])
     parser.add_argument("--profiles", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer profiles, rounds and seconds")
@@ -44,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         report.write("taxonomy", report.taxonomy_markdown(taxonomy, machine), {"machine": machine, **taxonomy})
         log(f"taxonomy: median {taxonomy['median_us']} us/query, p99 {taxonomy['p99_us']} us")
 
-    if args.only in (None, "get_profile"):
+    if args.only in (None, "get_profile", "signin"):
         config = Config(profiles=args.profiles, rounds=args.rounds, diagnostics=not args.no_diagnostics)
         if args.quick:
             config = Config(
@@ -52,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                 warmup_seconds=0.5,
                 diagnostics=not args.no_diagnostics,
             )  # fmt: skip
+        signin_config = SigninConfig(rounds=2, seconds=2.0, warmup_seconds=0.5) if args.quick else SigninConfig()
         from deploy.local.ephemeral import start_mesh
 
         log("starting the mesh (embedded Postgres, Redis, services, Envoy)")
@@ -59,15 +64,26 @@ def main(argv: list[str] | None = None) -> int:
         mesh = start_mesh(REPO_ROOT / ".data" / "bench")
         try:
             log(f"mesh up in {time.perf_counter() - t0:.1f}s; edge {mesh.edge_url}")
-            result = asyncio.run(run_get_profile(mesh, config, log))
+            result = signin = None
+            if args.only != "signin":
+                result = asyncio.run(run_get_profile(mesh, config, log))
+            if args.only != "get_profile":
+                log("sign-in: POST /v1/auth/login through the edge")
+                signin = asyncio.run(run_signin(mesh, signin_config, log))
         finally:
             log("stopping the mesh")
             mesh.stop()
-        result["machine"] = machine
-        report.print_get_profile(result)
-        findings_path = report.RESULTS_DIR / "get_profile_findings.md"
-        findings = findings_path.read_text() if findings_path.exists() else ""
-        report.write("get_profile", report.get_profile_markdown(result, machine, findings), result)
+        if result is not None:
+            result["machine"] = machine
+            report.print_get_profile(result)
+            findings_path = report.RESULTS_DIR / "get_profile_findings.md"
+            findings = findings_path.read_text() if findings_path.exists() else ""
+            report.write("get_profile", report.get_profile_markdown(result, machine, findings), result)
+        if signin is not None:
+            signin["machine"] = machine
+            markdown = signin_markdown(signin, machine)
+            print("\n" + markdown.split("## Results", 1)[1].split("## Raw data", 1)[0].strip())
+            report.write("signin", markdown, signin)
 
     log(f"\ndone in {time.perf_counter() - started:.0f}s; results in {report.RESULTS_DIR}")
     return 0

@@ -1,6 +1,6 @@
 """Extra Envoy instances for diagnosis: the mesh's own rendered edge config (data_dir/envoy.yaml) with a
-change applied (e.g. no access log), on free ports, in front of the same services. Nothing outside the
-benchmark's data dir is touched."""
+change applied (e.g. no access log, or no jwt_authn + rate limits), on free ports, in front of the same
+services. Nothing outside the benchmark's data dir is touched."""
 
 from __future__ import annotations
 
@@ -26,6 +26,50 @@ def _hcm(config: dict) -> dict:
 
 def without_access_log(config: dict) -> None:
     _hcm(config).pop("access_log", None)
+
+
+AUTH_FILTERS = ("envoy.filters.http.jwt_authn", "envoy.filters.http.ratelimit")
+
+
+def _mentions(node, needles: tuple[str, ...]) -> bool:
+    if isinstance(node, dict):
+        return any(_mentions(k, needles) or _mentions(v, needles) for k, v in node.items())
+    if isinstance(node, list):
+        return any(_mentions(v, needles) for v in node)
+    return isinstance(node, str) and any(n in node for n in needles)
+
+
+def _strip_route_auth(node) -> None:
+    """Per-route / per-virtual-host settings that only the auth filters read."""
+    if isinstance(node, dict):
+        node.pop("rate_limits", None)
+        per_filter = node.get("typed_per_filter_config")
+        if isinstance(per_filter, dict):
+            for name in AUTH_FILTERS:
+                per_filter.pop(name, None)
+            if not per_filter:
+                node.pop("typed_per_filter_config")
+        for value in node.values():
+            _strip_route_auth(value)
+    elif isinstance(node, list):
+        for value in node:
+            _strip_route_auth(value)
+
+
+def without_auth_and_rate_limits(config: dict) -> None:
+    """The edge without `jwt_authn` and the global rate-limit call (identity's RateLimitService), and
+    without what only exists for them: their local-reply mappers (jwt_authn's 401s, the gRPC answer to a
+    429), per-route settings and the `edge_jwks` cluster. Services still verify the bearer token."""
+    hcm = _hcm(config)
+    hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] not in AUTH_FILTERS]
+    mappers = hcm.get("local_reply_config", {}).get("mappers")
+    if mappers is not None:
+        hcm["local_reply_config"]["mappers"] = [
+            m for m in mappers if not _mentions(m, ("envoy.filters.http.jwt_authn", "edge.local_reply.grpc429"))
+        ]
+    _strip_route_auth(hcm.get("route_config", {}))
+    clusters = config["static_resources"]["clusters"]
+    config["static_resources"]["clusters"] = [c for c in clusters if c["name"] != "edge_jwks"]
 
 
 def minimal_filters(config: dict) -> None:

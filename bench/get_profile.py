@@ -7,7 +7,8 @@
 plus diagnostic paths that split the Envoy path's cost:
 
   grpc_envoy        gRPC through the same Envoy (router only, no transcoding, h2 downstream)
-  envoy_rest_nolog  REST through a second Envoy, the same rendered config minus the access log
+  envoy_rest_noauth REST through a second Envoy, the same rendered config minus jwt_authn and the
+                    rate-limit filter (and what only they use): the edge's auth + rate-limit cost
   envoy_rest_httpx  the envoy_rest path driven by httpx instead of bench/http1.py (client overhead)
   fastapi_naive     the peer as a straightforward handler would be written (bench/peer.py, mode naive)
 
@@ -26,7 +27,7 @@ import time
 from dataclasses import dataclass
 
 from bench.cpu import CpuMeter
-from bench.edge import ExtraEnvoy, without_access_log
+from bench.edge import ExtraEnvoy, without_auth_and_rate_limits
 from bench.http1 import Http1Client, HttpError
 from bench.load import GrpcSession, Http1Session, HttpxSession, run_cell, run_open_loop
 from bench.peer import start_peer, stop_process
@@ -45,6 +46,7 @@ class PathDef:
     label: str
     main: bool
     concurrencies: tuple[int, ...]
+    open_loop: bool = False  # also in the open loop (main paths always are)
 
 
 PATHS = (
@@ -52,7 +54,7 @@ PATHS = (
     PathDef("grpc_direct", "gRPC direct to profile service", True, (1, 32)),
     PathDef("fastapi", "FastAPI + asyncpg peer (uvicorn)", True, (1, 32)),
     PathDef("grpc_envoy", "gRPC via Envoy (no transcoding)", False, (1, 32)),
-    PathDef("envoy_rest_nolog", "REST via Envoy, access log off", False, (1, 32)),
+    PathDef("envoy_rest_noauth", "REST via Envoy without jwt_authn + rate-limit call", False, (1, 32), True),
     PathDef("envoy_rest_httpx", "REST via Envoy, httpx client", False, (32,)),
     PathDef("fastapi_naive", "FastAPI peer, naive handler (6 round trips, JWT verified every time)", False, (1, 32)),
 )
@@ -163,7 +165,10 @@ class Bench:
                 mode="naive",
             )
             self.extra_envoy = ExtraEnvoy(
-                mesh.config.data_dir / "envoy.yaml", "nolog", without_access_log, mesh.config.data_dir / "logs"
+                mesh.config.data_dir / "envoy.yaml",
+                "noauth",
+                without_auth_and_rate_limits,
+                mesh.config.data_dir / "logs",
             ).start()
         # Let the outbox relay publish the seeding events before measuring.
         await asyncio.sleep(2.0)
@@ -202,10 +207,12 @@ class Bench:
             "postgres": [_postmaster_pid(mesh)],
             "fastapi": [self.peer_process.pid],
         }
+        if "identity" in mesh.processes:  # answers the edge's rate-limit call on every request
+            self.cpu_groups["identity"] = [mesh.processes["identity"].pid]
         if self.extra_envoy is not None:
             port = self.extra_envoy.port
-            self.openers["envoy_rest_nolog"] = lambda c: Http1Session(local, port, "/v1/profiles/", tokens, c).open()
-            self.cpu_groups["envoy_nolog"] = [self.extra_envoy.process.pid]
+            self.openers["envoy_rest_noauth"] = lambda c: Http1Session(local, port, "/v1/profiles/", tokens, c).open()
+            self.cpu_groups["envoy_noauth"] = [self.extra_envoy.process.pid]
         if self.naive_process is not None:
             naive_port = self.naive_port
             self.openers["fastapi_naive"] = lambda c: Http1Session(local, naive_port, "/profiles/", tokens, c).open()
@@ -266,7 +273,9 @@ class Bench:
             plan += [(config.open_max_in_flight, rate, config.seconds_open) for rate in config.open_rates]
             for concurrency, rate, seconds in plan:
                 for path in rotated:
-                    if (rate is None and concurrency not in path.concurrencies) or (rate is not None and not path.main):
+                    if rate is None and concurrency not in path.concurrencies:
+                        continue
+                    if rate is not None and not (path.main or path.open_loop):
                         continue
                     result = await self.cell(path.name, concurrency, ids, seconds, meter, rate)
                     result["round"] = round_no + 1
@@ -290,7 +299,7 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
-DEFAULT_PAIRS = (("envoy_rest", "grpc_direct"), ("envoy_rest_nolog", "envoy_rest"))
+DEFAULT_PAIRS = (("envoy_rest", "grpc_direct"), ("envoy_rest_noauth", "envoy_rest"))
 
 
 def summarize(cells: list[dict], extra_pairs=DEFAULT_PAIRS) -> dict:
@@ -360,7 +369,41 @@ def summarize(cells: list[dict], extra_pairs=DEFAULT_PAIRS) -> dict:
     goal["ratio_met"] = goal["ratio"] is not None and goal["ratio"] >= GOAL_RATIO
     goal["p99_met"] = goal["p99_ms"] is not None and goal["p99_ms"] <= GOAL_P99_MS
     goal["met"] = goal["ratio_met"] and goal["p99_met"]
-    return {"paths": summary, "ratios": ratios, "goal": goal}
+    return {"paths": summary, "ratios": ratios, "goal": goal, "auth_cost": added_latency(cells)}
+
+
+def added_latency(cells: list[dict], path: str = "envoy_rest", without: str = "envoy_rest_noauth") -> dict:
+    """What jwt_authn + the rate-limit call add to a GET: per load, per round the difference of p50 and of
+    p99 between the mesh's Envoy and the same config without them (paired: same round, same ids), and the
+    medians of those differences and of each path's own p50 / p99 across rounds."""
+    out: dict[str, dict] = {}
+    loads = list(dict.fromkeys(c["load"] for c in cells))
+    for load in loads:
+        rounds: dict[int, dict[str, dict]] = {}
+        for cell in cells:
+            if cell["load"] == load and cell["path"] in (path, without):
+                rounds.setdefault(cell["round"], {})[cell["path"]] = cell
+        pairs = [r for r in rounds.values() if path in r and without in r]
+        if not pairs:
+            continue
+
+        def med(values) -> float:
+            return round(statistics.median(values), 3)
+
+        out[load] = {
+            "rounds": len(pairs),
+            "with_p50_ms": med(r[path]["p50_ms"] for r in pairs),
+            "with_p99_ms": med(r[path]["p99_ms"] for r in pairs),
+            "without_p50_ms": med(r[without]["p50_ms"] for r in pairs),
+            "without_p99_ms": med(r[without]["p99_ms"] for r in pairs),
+            "added_p50_ms": med(r[path]["p50_ms"] - r[without]["p50_ms"] for r in pairs),
+            "added_p99_ms": med(r[path]["p99_ms"] - r[without]["p99_ms"] for r in pairs),
+            "added_p50_ms_per_round": [round(r[path]["p50_ms"] - r[without]["p50_ms"], 3) for r in pairs],
+            "added_p99_ms_per_round": [round(r[path]["p99_ms"] - r[without]["p99_ms"], 3) for r in pairs],
+            "with_rps": med(r[path]["rps"] for r in pairs),
+            "without_rps": med(r[without]["rps"] for r in pairs),
+        }
+    return out
 
 
 async def run_get_profile(mesh: Mesh, config: Config, log) -> dict:

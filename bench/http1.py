@@ -4,8 +4,8 @@ responses parsed by `httptools` (the C parser uvicorn uses).
 Why not httpx: on a 2-core machine the load generator shares the CPU with the servers it measures, so
 every microsecond the client spends per request is taken from them. `bench/clients.py` measures both
 (CPU per request against the same server) and the report quotes the figures. This client only does what
-the benchmark needs: GET with fixed headers on a connection that is reused, one request in flight per
-connection (like wrk: concurrency = connections)."""
+the benchmark needs: GET (and POST with a body) with fixed headers on a connection that is reused, one
+request in flight per connection (like wrk: concurrency = connections)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ class _Connection(asyncio.Protocol):
 
 
 class Http1Client:
-    """One keep-alive connection to host:port; `get(path)` returns (status, body)."""
+    """One keep-alive connection to host:port; `get(path)` and `post(path, body)` return (status, body)."""
 
     def __init__(self, host: str, port: int, headers: dict[str, str]) -> None:
         self.host, self.port = host, port
@@ -87,6 +87,13 @@ class Http1Client:
             await self.connect()
         raw = f"GET {path} HTTP/1.1\r\n{self._head}\r\n".encode()
         return await self._conn.send(raw)
+
+    async def post(self, path: str, body: bytes, content_type: str = "application/json") -> tuple[int, bytes]:
+        if self._conn is None or self._conn.closed:
+            await self.connect()
+        head = f"POST {path} HTTP/1.1\r\n{self._head}content-type: {content_type}\r\n"
+        head += f"content-length: {len(body)}\r\n\r\n"
+        return await self._conn.send(head.encode() + body)
 
     def close(self) -> None:
         if self._conn is not None:

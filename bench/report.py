@@ -10,7 +10,9 @@ from bench.machine import markdown as machine_markdown
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
-CPU_GROUPS = ("client", "envoy", "envoy_nolog", "profile", "fastapi", "fastapi_naive", "postgres", "other")
+CPU_GROUPS = (
+    "client", "envoy", "envoy_noauth", "identity", "profile", "fastapi", "fastapi_naive", "postgres", "other",
+)  # fmt: skip
 
 
 def _fmt(value, digits: int = 1) -> str:
@@ -148,19 +150,22 @@ def analysis_lines(result: dict, concurrency: int = 32) -> list[str]:
             f"{transcoding:,.0f} us of it. It runs on Envoy's own threads, so it costs throughput once the "
             "second core is full."
         )
-    if cell("envoy_rest_nolog"):
-        nolog = ratios.get(f"envoy_rest_nolog/envoy_rest@{concurrency}", {})
-        spread = f"{nolog.get('min', 0):.2f}-{nolog.get('max', 0):.2f} over rounds"
+    if cell("envoy_rest_noauth"):
+        noauth = ratios.get(f"envoy_rest_noauth/envoy_rest@{concurrency}", {})
+        spread = f"{noauth.get('min', 0):.2f}-{noauth.get('max', 0):.2f} over rounds"
         verdict = (
-            "within the round-to-round spread: not where the time goes"
-            if nolog and nolog["min"] <= 1.0 <= nolog["max"]
+            "within the round-to-round spread"
+            if noauth and noauth["min"] <= 1.0 <= noauth["max"]
             else "outside the round-to-round spread"
         )
         lines.append(
-            f"- **Access log:** the same config without the access log gives "
-            f"{ratio(f'envoy_rest_nolog/envoy_rest@{concurrency}')}x the throughput of the mesh's Envoy ({spread}; "
-            f"Envoy CPU {cpu('envoy_rest_nolog', 'envoy_nolog'):,.0f} vs {cpu('envoy_rest', 'envoy'):,.0f} us per "
-            f"request): {verdict}."
+            f"- **Edge auth + rate limits:** the same config without jwt_authn and the rate-limit call gives "
+            f"{ratio(f'envoy_rest_noauth/envoy_rest@{concurrency}')}x the throughput of the mesh's Envoy ({spread}, "
+            f"{verdict}); Envoy CPU {cpu('envoy_rest_noauth', 'envoy_noauth'):,.0f} vs "
+            f"{cpu('envoy_rest', 'envoy'):,.0f} us per request, and identity answers the rate-limit call with "
+            f"{cpu('envoy_rest', 'identity'):,.0f} us of its CPU per request (vs "
+            f"{cpu('envoy_rest_noauth', 'identity'):,.0f} us without it). Latency: see 'Edge auth + rate limit "
+            "cost'."
         )
     if cell("fastapi_naive"):
         lines.append(
@@ -232,11 +237,33 @@ def _quotient(ratios: dict, numerator: str, denominator: str) -> str:
     return "-" if not a or not b else f"{a / b:.2f}"
 
 
+def auth_cost_lines(result: dict) -> list[str]:
+    cost = result.get("auth_cost") or {}
+    if not cost:
+        return []
+    lines = [
+        "| in flight / load | with: p50 ms | with: p99 ms | without: p50 ms | without: p99 ms | "
+        "**added p50 ms** | **added p99 ms** | added p50 per round | req/s with / without |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for load, c in cost.items():
+        lines.append(
+            f"| {load_label(load, result)} | {c['with_p50_ms']:.2f} | {c['with_p99_ms']:.2f} | "
+            f"{c['without_p50_ms']:.2f} | {c['without_p99_ms']:.2f} | **{c['added_p50_ms']:+.2f}** | "
+            f"**{c['added_p99_ms']:+.2f}** | {', '.join(f'{v:+.2f}' for v in c['added_p50_ms_per_round'])} | "
+            f"{_fmt(c['with_rps'])} / {_fmt(c['without_rps'])} |"
+        )
+    return lines
+
+
 def print_get_profile(result: dict) -> None:
     print("\nGET profile by id - medians across rounds")
     print("\n".join(table_lines(result, True)))
     print("\ndiagnostic paths")
     print("\n".join(table_lines(result, False)))
+    if result.get("auth_cost"):
+        print("\nedge auth + rate limit cost (envoy_rest minus envoy_rest_noauth, medians across rounds)")
+        print("\n".join(auth_cost_lines(result)))
     print("\nratios")
     print("\n".join(ratio_lines(result)))
     print("\nwhere the time goes")
@@ -267,8 +294,8 @@ def get_profile_markdown(result: dict, machine: dict, findings: str = "") -> str
         f"{setup['profiles']} profiles through gRPC (each by its own user, 2-8 skills, endorsements on ~30%; "
         f"{setup['seed_seconds']} s), starts the FastAPI peer (`bench/peer.py`: uvicorn, 1 worker, its defaults "
         "uvloop + httptools + access log, asyncpg pool of 10 like the service) on the same Postgres and, for "
-        "diagnosis, a second peer in its naive mode and a second Envoy with the mesh's rendered config minus the "
-        "access log.",
+        "diagnosis, a second peer in its naive mode and a second Envoy with the mesh's rendered config minus "
+        "jwt_authn and the rate-limit filter (`envoy_rest_noauth`).",
         "- **Same work on every path.** The peer (same-work mode) checks the token with the service's own "
         "`TokenVerifier` (PyJWT, EdDSA, the mesh's JWKS, verified tokens cached until expiry) and runs the "
         "service's own transaction and SQL, imported from `services/common/db.py` and `services/profile/store.py`: "
@@ -316,6 +343,20 @@ def get_profile_markdown(result: dict, machine: dict, findings: str = "") -> str
         f"This run: ratio **{goal['ratio']}** ({'met' if goal['ratio_met'] else 'missed'}), p99 at 32 in flight "
         f"**{goal['p99_ms']} ms** ({'met' if goal['p99_met'] else 'missed'}) - goal "
         f"**{'MET' if goal['met'] else 'NOT MET'}**.",
+        "",
+        "### Edge auth + rate limit cost",
+        "",
+        "What `envoy.filters.http.jwt_authn` (token verified at the edge, EdDSA against identity's JWKS) and "
+        "`envoy.filters.http.ratelimit` (a gRPC call to identity's RateLimitService, which counts in Redis, on "
+        "every request) add to an authenticated `GET /v1/profiles/{id}`: `envoy_rest` (the mesh's Envoy) against "
+        "`envoy_rest_noauth`, a second Envoy from the same rendered config minus those two filters, their "
+        "local-reply mappers and the `edge_jwks` cluster (the profile service still verifies the token), "
+        "measured in the same rounds. Added = with minus without, per round (same round, same ids), median "
+        "across rounds. The bench mesh lifts the limits (`deploy/local/ephemeral.py` UNLIMITED_RATES) so "
+        "nothing is refused, but the rate-limit call is made on every request. At 32 in flight the closed-loop "
+        "latency follows throughput (Little's law); the open-loop row is latency at a load both carry.",
+        "",
+        *auth_cost_lines(result),
         "",
         "### Diagnostic paths",
         "",
