@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from edge.identity.keys import KeyRing
 from edge.identity.mail import Mailer
 from edge.identity.oauth import build_oauth
 from edge.identity.passwords import Passwords
+from edge.identity.privacy import Peers, PrivacyApi
 from edge.identity.ratelimit import PUBLIC_METHODS as RATE_LIMIT_METHODS
 from edge.identity.ratelimit import SERVICE as RATE_LIMIT_SERVICE
 from edge.identity.ratelimit import Counters, Limits, LoginGuard, RateLimitApi
@@ -25,6 +27,7 @@ from openhr.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.common.cache import connect_redis
 from services.common.db import Database
 from services.common.migrations import app_role
+from services.common.outbox import OutboxRelay
 from services.common.server import ServiceSpec
 from services.common.settings import DATA_DIR, ServiceSettings
 
@@ -45,6 +48,8 @@ PUBLIC_METHODS = frozenset(
         "CompleteOAuth",
     )
 )
+# ExportMyData and DeleteMe need the user's token (not public; Envoy's jwt_authn requires it too).
+PRIVACY_SERVICE = identity_pb2.DESCRIPTOR.services_by_name["PrivacyService"].full_name
 KEY_DIR = DATA_DIR / "identity-keys"
 
 
@@ -93,6 +98,21 @@ class IdentitySettings(ServiceSettings):
     oauth_redirect_uris: str = Field("", validation_alias="OPENHR_OAUTH_REDIRECT_URIS")
     # Where a first GitHub sign-in creates the user's profile (ProfileService.CreateProfile).
     profile_addr: str = Field("127.0.0.1:50061", validation_alias="PROFILE_ADDR")
+    # Comma list of the services that store user data (UserDataService): ExportMyData and
+    # DeleteMe call each at <NAME>_ADDR.
+    user_data_peers: str = Field("profile", validation_alias="OPENHR_USER_DATA_PEERS")
+
+
+def peer_addresses(settings: IdentitySettings) -> dict[str, str]:
+    """Service name -> address of every user data peer (PROFILE_ADDR, MATCHING_ADDR, ...)."""
+    addresses = {}
+    for name in filter(None, (part.strip() for part in settings.user_data_peers.split(","))):
+        variable = f"{name.upper()}_ADDR"
+        address = settings.profile_addr if name == "profile" else os.environ.get(variable, "")
+        if not address:
+            raise ValueError(f"OPENHR_USER_DATA_PEERS names {name!r} but {variable} is not set")
+        addresses[name] = address
+    return addresses
 
 
 def build(settings: IdentitySettings) -> ServiceSpec:
@@ -142,16 +162,23 @@ def build(settings: IdentitySettings) -> ServiceSpec:
     )
 
     oauth = build_oauth(settings, db, box, accounts)
+    peers = Peers(peer_addresses(settings))
+    # The outbox relay (UserDeleted) gets a connection of its own: the counters' is tuned for 0.2 s.
+    events_redis = connect_redis(settings.redis_url)
+    relay = OutboxRelay(db, events_redis, store.SCHEMA)
 
     def register(server: grpc.aio.Server) -> list[str]:
         identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityApi(accounts, keys, oauth), server)
+        identity_pb2_grpc.add_PrivacyServiceServicer_to_server(PrivacyApi(db, box, peers), server)
         rls_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitApi(counters, limits), server)
-        return [SERVICE, RATE_LIMIT_SERVICE]
+        return [SERVICE, PRIVACY_SERVICE, RATE_LIMIT_SERVICE]
 
     async def close() -> None:
         await oauth.close()
         await mailer.drain()
+        await peers.close()
         await redis.aclose()
+        await events_redis.aclose()
         await db.close()
 
     return ServiceSpec(
@@ -159,7 +186,7 @@ def build(settings: IdentitySettings) -> ServiceSpec:
         port=settings.port,
         register=register,
         checks={"postgres": db.ping},
-        background=[keys.run],
+        background=[keys.run, relay.run],
         cleanup=[close],
         # Envoy's rate-limit calls carry no token and come with every edge request: not logged.
         public_methods=PUBLIC_METHODS | RATE_LIMIT_METHODS,

@@ -355,3 +355,60 @@ async def audit(
         request_id[:128],
         provider,
     )
+
+
+# --- privacy: export and erasure (edge/identity/privacy.py) ------------------------------------
+
+
+async def account_of(tx: Tx, user_id: str) -> Record | None:
+    """The acting user's live account row, for an export."""
+    return await tx.fetchrow(
+        "SELECT email_ciphertext, email_verified, email_verified_at, display_name, created_at, password_changed_at,"
+        " password_hash IS NOT NULL AS has_password FROM identity.users WHERE user_id = $1 AND deleted_at IS NULL",
+        uuid.UUID(user_id),
+    )
+
+
+async def identities_of(tx: Tx, user_id: str) -> list[Record]:
+    return await tx.fetch(
+        "SELECT provider, provider_user_id, created_at FROM identity.oauth_identities WHERE user_id = $1"
+        " ORDER BY created_at",
+        uuid.UUID(user_id),
+    )
+
+
+async def sessions_of(tx: Tx, user_id: str) -> list[Record]:
+    """One row per refresh family (a sign-in): no token hashes."""
+    return await tx.fetch(
+        "SELECT family_id, min(created_at) AS created_at, max(expires_at) AS expires_at, max(revoked_at) AS revoked_at,"
+        " count(*) AS refreshes FROM identity.refresh_tokens WHERE user_id = $1"
+        " GROUP BY family_id ORDER BY min(created_at)",
+        uuid.UUID(user_id),
+    )
+
+
+async def audit_of(tx: Tx, user_id: str) -> list[Record]:
+    return await tx.fetch(
+        "SELECT occurred_at, event, provider, request_id FROM identity.audit_log WHERE user_id = $1 ORDER BY id",
+        uuid.UUID(user_id),
+    )
+
+
+async def erase_user(tx: Tx, user_id: str) -> bool:
+    """Erases the acting user's personal data and keeps the row (the id is never reused) with
+    deleted_at set; refresh families end, links and provider identities go, and the audit rows
+    lose their email lookup hash. True when the account was live (False: unknown or erased)."""
+    uid = uuid.UUID(user_id)
+    erased = await tx.fetchval(
+        "UPDATE identity.users SET email_ciphertext = NULL, email_lookup = NULL, password_hash = NULL,"
+        " display_name = '', email_verified = false, email_verified_at = NULL, password_changed_at = NULL,"
+        " deleted_at = now(), updated_at = now() WHERE user_id = $1 AND deleted_at IS NULL RETURNING true",
+        uid,
+    )
+    await revoke_families_of_user(tx, user_id)
+    await tx.execute("DELETE FROM identity.one_time_tokens WHERE user_id = $1", uid)
+    await tx.execute("DELETE FROM identity.oauth_identities WHERE user_id = $1", uid)
+    await tx.execute(
+        "UPDATE identity.audit_log SET email_lookup = NULL WHERE user_id = $1 AND email_lookup IS NOT NULL", uid
+    )
+    return bool(erased)

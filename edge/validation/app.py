@@ -44,4 +44,5 @@ def build(settings: ValidationSettings) -> ServiceSpec:
         register=register,
         public_methods=PUBLIC_METHODS,
         metrics_port=settings.metrics_port,
+        revocations=False,  # no user tokens, no Redis
     )

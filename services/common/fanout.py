@@ -58,10 +58,19 @@ class Subscription:
 
 
 class StreamFanout:
+    """`listener`, if given, sees every entry first (e.g. services/common/revocations.py)."""
+
     def __init__(
-        self, redis: Redis, topic: str, key: Callable[[events_pb2.Event], str], *, capacity: int = 256
+        self,
+        redis: Redis,
+        topic: str,
+        key: Callable[[events_pb2.Event], str],
+        *,
+        capacity: int = 256,
+        listener: Callable[[events_pb2.Event], None] | None = None,
     ) -> None:
         self._redis, self._stream, self._key, self._capacity = redis, stream_name(topic), key, capacity
+        self._listener = listener
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
 
     @asynccontextmanager
@@ -76,15 +85,18 @@ class StreamFanout:
                 del self._subscribers[key]
 
     def _dispatch(self, event: events_pb2.Event) -> None:
+        if self._listener is not None:
+            self._listener(event)
         for subscription in list(self._subscribers.get(self._key(event), ())):
             if not subscription.offer(event):
                 log.warning("subscriber too slow, dropped", stream=self._stream)
                 self._subscribers[self._key(event)].discard(subscription)
                 subscription.close()
 
-    async def run(self) -> None:
-        """Reads new entries until cancelled; resumes after the last one seen when Redis returns."""
-        last_id = "$"
+    async def run(self, after: str = "$") -> None:
+        """Reads entries newer than `after` (default: from now on) until cancelled; resumes
+        after the last one seen when Redis returns."""
+        last_id = after
         while True:
             try:
                 response = await self._redis.xread({self._stream: last_id}, count=500, block=2000)

@@ -22,6 +22,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.common import auth, errors, service_auth
 from services.common.metrics import RPC_HANDLED, RPC_LATENCY, RPC_STARTED
+from services.common.revocations import Revocations
 
 log = structlog.get_logger("rpc")
 
@@ -56,7 +57,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     """`public_methods` need no token; internal methods (service_auth.is_internal) take a user's
     token or, with `service_verifier`, a peer service's token; every other method a user's.
     `quiet_methods` are counted but not logged (called for every edge request, e.g. the rate
-    limit service)."""
+    limit service). With `revocations`, the token of a deleted account is refused although it
+    has not expired yet."""
 
     def __init__(
         self,
@@ -65,8 +67,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         *,
         service_verifier: service_auth.ServiceTokenVerifier | None = None,
         quiet_methods: frozenset[str] = frozenset(),
+        revocations: Revocations | None = None,
     ) -> None:
         self._verifier = verifier
+        self._revocations = revocations
         self._public_methods = public_methods
         self._service_verifier = service_verifier
         self._quiet_methods = quiet_methods
@@ -111,6 +115,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                     structlog.contextvars.bind_contextvars(caller_service=service)
                     return
             principal = await self._verifier.verify(token)
+            if self._revocations is not None and self._revocations.is_revoked(principal.user_id):
+                raise errors.unauthenticated("account deleted")
             auth.set_principal(principal)
             structlog.contextvars.bind_contextvars(user_id=principal.user_id)
 

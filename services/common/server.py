@@ -16,8 +16,10 @@ from grpc_reflection.v1alpha import reflection
 
 from services.common import clients
 from services.common.auth import TokenVerifier
+from services.common.cache import connect_redis
 from services.common.interceptors import ServerInterceptor
 from services.common.metrics import DEPENDENCY_UP, serve_metrics
+from services.common.revocations import Revocations
 from services.common.service_auth import ServiceTokenIssuer, ServiceTokenVerifier, ensure_service_key
 from services.common.settings import ServiceSettings
 
@@ -44,6 +46,9 @@ class ServiceSpec:
     # Full method names counted in metrics but not logged when they succeed.
     quiet_methods: frozenset[str] = frozenset()
     metrics_port: int = 0
+    # Read identity's UserDeleted events from Redis (REDIS_URL) and refuse the tokens of deleted
+    # accounts (services/common/revocations.py); off only for a process without user tokens or Redis.
+    revocations: bool = True
 
 
 class Service:
@@ -60,11 +65,14 @@ class Service:
         if settings.env == "local":
             ensure_service_key(key_dir, spec.name)
         clients.set_service_identity(ServiceTokenIssuer.from_dir(key_dir, spec.name))
+        self._revocations_redis = connect_redis(settings.redis_url) if spec.revocations else None
+        self.revocations = Revocations(self._revocations_redis) if self._revocations_redis is not None else None
         interceptor = ServerInterceptor(
             verifier,
             spec.public_methods,
             service_verifier=ServiceTokenVerifier(key_dir),
             quiet_methods=spec.quiet_methods,
+            revocations=self.revocations,
         )
         self.server = grpc.aio.server(
             interceptors=[interceptor],
@@ -106,7 +114,17 @@ class Service:
                 log.info("health", serving=healthy)
             await asyncio.sleep(self.settings.health_interval)
 
+    async def _load_revocations(self) -> None:
+        """Before serving: the deletions of the last token lifetime (Redis down: from now on)."""
+        if self.revocations is None:
+            return
+        try:
+            await asyncio.wait_for(self.revocations.backfill(), timeout=10)
+        except Exception as exc:
+            log.warning("revocations not loaded, reading new ones only", error=type(exc).__name__)
+
     async def start(self) -> int:
+        await self._load_revocations()
         self._service_names = list(self.spec.register(self.server))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -121,6 +139,8 @@ class Service:
         await self.server.start()
         serve_metrics(self.spec.metrics_port, self.settings.grpc_host)
         self._tasks = [asyncio.create_task(self._watch_health(), name="health")]
+        if self.revocations is not None:
+            self._tasks.append(asyncio.create_task(self.revocations.run(), name="revocations"))
         self._tasks += [
             asyncio.create_task(job(), name=getattr(job, "__qualname__", "job")) for job in self.spec.background
         ]
@@ -136,6 +156,8 @@ class Service:
         await self.server.stop(self.settings.shutdown_grace)
         for cleanup in self.spec.cleanup:
             await cleanup()
+        if self._revocations_redis is not None:
+            await self._revocations_redis.aclose()
         log.info("stopped")
 
     def request_stop(self) -> None:

@@ -1,0 +1,213 @@
+"""PrivacyService through the REST edge: a signed-in user exports everything OpenHR holds about
+them and deletes it; afterwards the deleted user's still-unexpired access token is refused by
+every service (identity's UserDeleted event, services/common/revocations.py), also by a replica
+started after the deletion, and the account cannot sign in again."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sys
+import time
+import uuid
+
+import grpc
+import pytest
+
+from deploy.local.ephemeral import Mesh
+from deploy.local.infra import free_port
+from deploy.local.stack import serving
+from edge.identity import store
+from edge.identity.crypto import Box
+from edge.identity.privacy import Peers, PrivacyApi
+from openhr.events.v1 import events_pb2
+from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
+from services.common import errors
+from services.common.db import Database
+from services.common.migrations import app_role
+from tests.identity.support import Account, login, new_email, sign_up
+
+EVENT_WAIT = 5.0
+PROFILE = {
+    "displayName": "Dana Deleted",
+    "role": "ROLE_TECHNICAL_COFOUNDER",
+    "headline": "Will not stay long",
+    "timezone": "Europe/Berlin",
+}
+
+
+async def _with_profile(rest) -> tuple[Account, dict]:
+    account = await sign_up(rest, email=new_email("Erase"))
+    created = await rest.post("/v1/profiles", json=PROFILE, headers=account.headers)
+    assert created.status_code == 200, created.text
+    profile = created.json()["profile"]
+    added = await rest.post(
+        f"/v1/profiles/{profile['profileId']}/skills", json={"name": "k8s", "proficiency": 4}, headers=account.headers
+    )
+    assert added.status_code == 200, added.text
+    return account, profile
+
+
+async def _get_my_profile(target: str, token: str) -> grpc.StatusCode:
+    async with grpc.aio.insecure_channel(target) as channel:
+        try:
+            await profile_pb2_grpc.ProfileServiceStub(channel).GetMyProfile(
+                profile_pb2.GetMyProfileRequest(), metadata=[("authorization", f"Bearer {token}")], timeout=10
+            )
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() != grpc.StatusCode.UNAUTHENTICATED or exc.details() == "account deleted", exc.details()
+            return exc.code()
+    return grpc.StatusCode.OK
+
+
+async def _eventually(check, expected, within: float = EVENT_WAIT):
+    deadline = time.monotonic() + within
+    while True:
+        got = await check()
+        if got == expected or time.monotonic() > deadline:
+            return got
+        await asyncio.sleep(0.1)
+
+
+async def test_export_then_delete_everything(mesh: Mesh, rest, db) -> None:
+    account, profile = await _with_profile(rest)
+
+    exported = await rest.get("/v1/me:export", headers=account.headers)
+    assert exported.status_code == 200, exported.text
+    body = exported.json()
+    assert body["exportTime"]
+    identity, profile_section = body["data"]["identity"], body["data"]["profile"]
+    assert identity["account"]["email"] == account.email
+    assert identity["account"]["user_id"] == account.user_id
+    assert identity["account"]["email_verified"] is False
+    assert identity["account"]["create_time"]
+    assert identity["providers"] == []
+    assert len(identity["sessions"]) == 1 and identity["sessions"][0]["revoke_time"] is None
+    assert "sign_up" in [row["event"] for row in identity["audit_log"]]
+    assert profile_section["profile"]["profileId"] == profile["profileId"]
+    assert profile_section["profile"]["displayName"] == "Dana Deleted"
+    assert [skill["name"] for skill in profile_section["profile"]["skills"]]
+    # Secrets never leave: no hashes of any kind in the export.
+    assert "hash" not in exported.text.lower() and account.refresh_token not in exported.text
+
+    # Both RPCs need a token (Envoy's jwt_authn and the interceptor).
+    assert (await rest.get("/v1/me:export")).status_code == 401
+    assert (await rest.delete("/v1/me")).status_code == 401
+
+    deleted = await rest.delete("/v1/me", headers=account.headers)
+    assert deleted.status_code == 200, deleted.text
+
+    # The token is still unexpired, but every service refuses it once the event arrived.
+    async def through_edge() -> int:
+        return (await rest.get("/v1/profiles/me", headers=account.headers)).status_code
+
+    assert await _eventually(through_edge, 401) == 401
+    direct = await _eventually(
+        lambda: _get_my_profile(mesh.target("profile"), account.access_token), grpc.StatusCode.UNAUTHENTICATED
+    )
+    assert direct == grpc.StatusCode.UNAUTHENTICATED
+    assert await _eventually(lambda: _status(rest.get("/v1/me:export", headers=account.headers)), 401) == 401
+
+    # No way back in: the password, the refresh token.
+    assert (await login(rest, account)).status_code == 401
+    assert (await rest.post("/v1/auth/refresh", json={"refreshToken": account.refresh_token})).status_code == 401
+
+    # Erased: the profile in its service; the account keeps its id (never reused), no PII.
+    assert (
+        await db.fetchval("SELECT count(*) FROM profile.profiles WHERE user_id = $1", uuid.UUID(account.user_id)) == 0
+    )
+    user = await db.fetchrow("SELECT * FROM identity.users WHERE user_id = $1", uuid.UUID(account.user_id))
+    assert user["deleted_at"] is not None
+    assert user["email_ciphertext"] is None and user["email_lookup"] is None and user["password_hash"] is None
+    assert user["display_name"] == ""
+    uid = uuid.UUID(account.user_id)
+    assert await db.fetchval("SELECT count(*) FROM identity.one_time_tokens WHERE user_id = $1", uid) == 0
+    assert (
+        await db.fetchval("SELECT count(*) FROM identity.refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL", uid)
+        == 0
+    )
+    audit = await db.fetch("SELECT event, email_lookup FROM identity.audit_log WHERE user_id = $1", uid)
+    assert "account_deleted" in [row["event"] for row in audit]
+    assert all(row["email_lookup"] is None for row in audit)
+    rows = await db.fetch("SELECT payload, published_at FROM identity.outbox WHERE topic = 'identity'")
+    mine = [
+        (event, row["published_at"])
+        for row in rows
+        if (event := events_pb2.Event.FromString(row["payload"])).user_id == account.user_id
+    ]
+    assert len(mine) == 1 and mine[0][0].WhichOneof("payload") == "user_deleted" and mine[0][1] is not None
+
+    # The address is free again: signing up with it makes a new account with a new id.
+    again = await sign_up(rest, email=account.email)
+    assert again.user_id != account.user_id
+
+
+async def _status(request) -> int:
+    return (await request).status_code
+
+
+async def test_replica_started_after_the_deletion_refuses_the_token(mesh: Mesh, rest) -> None:
+    account, _profile = await _with_profile(rest)
+    assert (await rest.delete("/v1/me", headers=account.headers)).status_code == 200
+
+    async def through_edge() -> int:
+        return (await rest.get("/v1/profiles/me", headers=account.headers)).status_code
+
+    assert await _eventually(through_edge, 401) == 401  # the event is on the stream
+    port = free_port()
+    name = f"profile-late-{port}"
+    mesh.start_process(
+        name,
+        [sys.executable, "-m", "services.profile"],
+        env={"PROFILE_PORT": str(port), "PROFILE_METRICS_PORT": str(free_port())},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not await asyncio.to_thread(serving, port):
+            assert time.monotonic() < deadline, mesh.log(name)[-2000:]
+            await asyncio.sleep(0.2)
+        target = f"127.0.0.1:{port}"
+        # No poll: the replica read the deletions of the last 20 minutes before it served.
+        assert await _get_my_profile(target, account.access_token) == grpc.StatusCode.UNAUTHENTICATED
+        # A live user's token is still accepted there.
+        live = await sign_up(rest)
+        assert await _get_my_profile(target, live.access_token) == grpc.StatusCode.NOT_FOUND
+    finally:
+        mesh.stop_process(name)
+
+
+@pytest.fixture
+async def privacy(mesh: Mesh):
+    """identity's PrivacyApi in this process, on the mesh's database and keys."""
+    database = Database(mesh.config.database_url, app_role=app_role(store.SCHEMA), pool_size=2)
+    key = base64.b64decode((mesh.config.data_dir / "identity-keys" / "data.key").read_text())
+    yield database, Box(key)
+    await database.close()
+
+
+async def test_delete_is_idempotent(mesh: Mesh, rest, db, privacy) -> None:
+    """A deleted user has no token left to call DeleteMe again with: the second erasure is
+    exercised on the servicer (without peers), as a retry after a lost answer would be."""
+    database, box = privacy
+    account = await sign_up(rest, email=new_email("Twice"))
+    api = PrivacyApi(database, box, Peers({}))
+    assert await api.delete_user(account.user_id) is True
+    assert await api.delete_user(account.user_id) is False
+    uid = uuid.UUID(account.user_id)
+    assert await db.fetchval("SELECT count(*) FROM identity.users WHERE user_id = $1", uid) == 1
+    events = await db.fetchval(
+        "SELECT count(*) FROM identity.audit_log WHERE user_id = $1 AND event = 'account_deleted'", uid
+    )
+    assert events == 1  # one erasure, one UserDeleted event
+
+
+async def test_unavailable_peer_changes_nothing(mesh: Mesh, rest, db, privacy) -> None:
+    database, box = privacy
+    account = await sign_up(rest, email=new_email("Retry"))
+    api = PrivacyApi(database, box, Peers({"profile": f"127.0.0.1:{free_port()}"}))
+    with pytest.raises(errors.DomainError) as refused:
+        await api.delete_user(account.user_id)
+    assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+    user = await db.fetchrow("SELECT * FROM identity.users WHERE user_id = $1", uuid.UUID(account.user_id))
+    assert user["deleted_at"] is None and user["email_lookup"] is not None
+    assert (await login(rest, account)).status_code == 200
