@@ -33,9 +33,7 @@ class _CallDetails(grpc.ClientCallDetails):
             setattr(self, name, value)
 
 
-def authenticated_channel(
-    target: str, token: str, *, secure: bool = False, timeout: float = 10.0
-) -> grpc.Channel:
+def authenticated_channel(target: str, token: str, *, secure: bool = False, timeout: float = 10.0) -> grpc.Channel:
     """`target` is the edge (Envoy, e.g. 127.0.0.1:8080) or a service; TLS when `secure`."""
     channel = grpc.secure_channel(target, grpc.ssl_channel_credentials()) if secure else grpc.insecure_channel(target)
     return grpc.intercept_channel(channel, _Bearer(token, timeout))
