@@ -15,7 +15,7 @@ import httptools
 
 
 class HttpError(Exception):
-    pass
+    """A response the client could not use (status line or framing)."""
 
 
 class _Connection(asyncio.Protocol):

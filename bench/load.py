@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import random
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import grpc
@@ -19,12 +20,13 @@ from bench.http1 import Http1Client
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 
 
-class Session:
+class Session(ABC):
+    @abstractmethod
     async def call(self, worker: int, profile_id: str) -> bool:
-        raise NotImplementedError
+        """One GET-profile; True when it succeeded."""
 
     async def close(self) -> None:
-        pass
+        return None
 
 
 class Http1Session(Session):

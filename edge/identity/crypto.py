@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import os
@@ -59,10 +60,8 @@ def _local_key(path: Path, size: int) -> str:
         with os.fdopen(fd, "w") as out:
             out.write(base64.b64encode(secrets.token_bytes(size)).decode() + "\n")
         # Two processes starting at once: the first link wins and both read the same key.
-        try:
+        with contextlib.suppress(FileExistsError):
             os.link(draft, path)
-        except FileExistsError:
-            pass
         draft.unlink()
     return path.read_text()
 

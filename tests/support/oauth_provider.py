@@ -331,8 +331,8 @@ def _handler(provider: OAuthProvider) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format, *args) -> None:  # quiet: tests read the mesh's logs, not ours
-            pass
+        def log_message(self, format, *args) -> None:
+            """Quiet: the tests read the mesh's logs, not the stand-in's."""
 
         def _headers(self) -> dict[str, str]:
             return {k.lower(): v for k, v in self.headers.items()}
