@@ -13,6 +13,9 @@ from sqlalchemy import create_engine, pool
 
 from services.common.settings import ServiceSettings
 
+# The caller of the current transaction, as RLS policies read it (services/common/db.py sets it).
+CALLER = "NULLIF(current_setting('app.user_id', true), '')::uuid"
+
 
 def app_role(schema: str) -> str:
     return f"{schema}_app"

@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,13 +19,14 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 from deploy.envoy.render import render
+from deploy.local.infra import free_port
+from tests.envoy_process import ENVOY, assert_valid
 
 REPO = Path(__file__).resolve().parents[2]
 # OPENHR_DESCRIPTOR points the suite at a prebuilt descriptor set; else gen/openhr.binpb,
 # built with buf when missing.
 DESCRIPTOR = Path(os.environ.get("OPENHR_DESCRIPTOR") or REPO / "gen" / "openhr.binpb")
 BUF = REPO / "node_modules" / ".bin" / "buf"
-ENVOY = Path(sys.executable).parent / "envoy"
 
 ALL_CLUSTERS = ["identity", "profile", "matching", "messaging", "enrichment"]
 INTERNAL_PATHS = [
@@ -53,12 +53,6 @@ def descriptor() -> Path:
         subprocess.run([str(BUF), "build", "-o", str(tmp)], cwd=REPO, check=True)
         os.replace(tmp, DESCRIPTOR)  # atomic: a concurrent run never reads half a file
     return DESCRIPTOR
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +97,7 @@ class Edge:
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory, descriptor, dead_ports):
     tmp = tmp_path_factory.mktemp("envoy")
-    port, admin_port = _free_port(), _free_port()
+    port, admin_port = free_port(), free_port()
     config = tmp / "envoy.yaml"
     config.write_text(
         render(
@@ -235,15 +229,7 @@ def test_contracts_fit_envoy_transcoder(descriptor):
 def test_rendered_config_validates(tmp_path, descriptor, clusters):
     config = tmp_path / "envoy.yaml"
     config.write_text(render(**_values(descriptor, clusters)))
-    res = subprocess.run(
-        [str(ENVOY), "--mode", "validate", "-c", str(config), "--use-dynamic-base-id"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    out = res.stdout + res.stderr
-    assert res.returncode == 0 and f"configuration '{config}' OK" in out, out[-3000:]
+    assert_valid(config)
 
 
 def test_only_present_clusters_are_referenced(descriptor):

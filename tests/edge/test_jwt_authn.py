@@ -11,10 +11,8 @@ import contextlib
 import json
 import re
 import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import grpc
 import httpx
@@ -42,11 +40,11 @@ from tests.edge.edge_calls import (
     grpc_web_call,
     rest_call,
 )
+from tests.envoy_process import ENVOY
 from tests.users import new_user
 
 pytestmark = pytest.mark.timeout(180)
 
-ENVOY = Path(sys.executable).with_name("envoy")
 GET_MY_PROFILE = "/openhr.profile.v1.ProfileService/GetMyProfile"
 VALIDATOR_CALLS = "http.edge.ext_proc.streams_started"
 IDENTITY = "/openhr.identity.v1.IdentityService"
@@ -342,11 +340,10 @@ class Forwarder:
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
         finally:
             writer.close()
 

@@ -8,12 +8,11 @@ service. Bodies only: GET, gRPC and grpc-web never go through it."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import grpc
 import httpx
@@ -21,11 +20,12 @@ import pytest
 
 from deploy.envoy.render import render
 from deploy.local.ephemeral import Mesh
+from deploy.local.infra import free_port
 from deploy.local.stack import DESCRIPTOR
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
+from tests.envoy_process import ENVOY, assert_valid, cluster_healthy
 from tests.grpcweb import DATA, TRAILERS, call_headers, frame, frames
 
-ENVOY = Path(sys.executable).parent / "envoy"
 BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 PROFILE = "/openhr.profile.v1.ProfileService"
 
@@ -261,15 +261,7 @@ def test_config_with_validation_validates(tmp_path) -> None:
             clusters=[{"name": n, "host": f"{n}.openhr.svc", "port": 50060 + i} for i, n in enumerate(names)],
         )
     )
-    result = subprocess.run(
-        [str(ENVOY), "--mode", "validate", "-c", str(config), "--use-dynamic-base-id"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    out = result.stdout + result.stderr
-    assert result.returncode == 0 and f"configuration '{config}' OK" in out, out[-3000:]
+    assert_valid(config)
     text = config.read_text()
     assert "envoy.filters.http.ext_proc" in text and "failure_mode_allow: false" in text
 
@@ -287,24 +279,11 @@ def test_no_validation_cluster_no_filter() -> None:
 # --------------------------------------------------------------------------- validator down
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(admin: str, cluster: str) -> bool:
-    clusters = httpx.get(f"{admin}/clusters", timeout=2).text
-    return any(
-        line.startswith(f"{cluster}::") and line.endswith("::health_flags::healthy") for line in clusters.splitlines()
-    )
-
-
 @pytest.fixture(scope="module")
 def edge_without_validator(mesh: Mesh, tmp_path_factory):
     """A second Envoy in front of the test mesh's services whose validator is not running."""
     tmp = tmp_path_factory.mktemp("edge-no-validator")
-    port, admin_port = _free_port(), _free_port()
+    port, admin_port = free_port(), free_port()
     dead = socket.socket()  # bound, never listening: connections are refused
     dead.bind(("127.0.0.1", 0))
     config = tmp / "envoy.yaml"
@@ -336,11 +315,9 @@ def edge_without_validator(mesh: Mesh, tmp_path_factory):
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"envoy exited {proc.returncode}:\n{out.read_text()[-3000:]}")
-            try:
-                if _healthy(admin, "profile") and _healthy(admin, "enrichment"):
+            with contextlib.suppress(httpx.HTTPError):
+                if cluster_healthy(admin, "profile") and cluster_healthy(admin, "enrichment"):
                     break
-            except httpx.HTTPError:
-                pass
             if time.monotonic() > deadline:
                 pytest.fail(f"envoy not ready after 30s:\n{out.read_text()[-3000:]}")
             time.sleep(0.1)

@@ -14,7 +14,7 @@ Create Date: 2026-12-02
 
 from alembic import op
 
-from services.common.migrations import app_role, create_app_role, create_outbox_and_inbox
+from services.common.migrations import CALLER, app_role, create_app_role, create_outbox_and_inbox
 
 revision = "0001"
 down_revision = None
@@ -22,7 +22,6 @@ branch_labels = None
 depends_on = None
 
 ROLE = app_role("identity")
-CALLER = "NULLIF(current_setting('app.user_id', true), '')::uuid"
 LOOKUP = "decode(NULLIF(current_setting('app.lookup', true), ''), 'hex')"
 AUDIT_EVENTS = (
     "sign_up",

@@ -18,7 +18,7 @@ Create Date: 2026-12-09
 
 from alembic import op
 
-from services.common.migrations import app_role
+from services.common.migrations import CALLER, app_role
 
 revision = "0002"
 down_revision = "0001"
@@ -26,7 +26,6 @@ branch_labels = None
 depends_on = None
 
 ROLE = app_role("identity")
-CALLER = "NULLIF(current_setting('app.user_id', true), '')::uuid"
 LOOKUP = "decode(NULLIF(current_setting('app.lookup', true), ''), 'hex')"
 PROVIDERS = "('github', 'google')"
 EVENTS_0001 = (

@@ -15,7 +15,7 @@ Create Date: 2026-12-16
 
 from alembic import op
 
-from services.common.migrations import app_role
+from services.common.migrations import CALLER, app_role
 
 revision = "0003"
 down_revision = "0002"
@@ -23,7 +23,6 @@ branch_labels = None
 depends_on = None
 
 ROLE = app_role("identity")
-CALLER = "NULLIF(current_setting('app.user_id', true), '')::uuid"
 EVENTS_0002 = (
     "sign_up",
     "sign_in_succeeded",

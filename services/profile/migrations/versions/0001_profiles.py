@@ -7,7 +7,7 @@ Create Date: 2026-11-25
 
 from alembic import op
 
-from services.common.migrations import app_role, create_app_role, create_outbox_and_inbox
+from services.common.migrations import CALLER, app_role, create_app_role, create_outbox_and_inbox
 
 revision = "0001"
 down_revision = None
@@ -15,7 +15,6 @@ branch_labels = None
 depends_on = None
 
 ROLE = app_role("profile")
-CALLER = "NULLIF(current_setting('app.user_id', true), '')::uuid"
 
 
 def upgrade() -> None:

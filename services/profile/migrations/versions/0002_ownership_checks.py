@@ -8,7 +8,7 @@ Create Date: 2026-11-25
 
 from alembic import op
 
-from services.common.migrations import app_role
+from services.common.migrations import CALLER, app_role
 
 revision = "0002"
 down_revision = "0001"
@@ -16,7 +16,6 @@ branch_labels = None
 depends_on = None
 
 ROLE = app_role("profile")
-CALLER = "NULLIF(current_setting('app.user_id', true), '')::uuid"
 OWN_PROFILE = (
     f"EXISTS (SELECT 1 FROM profile.profiles p WHERE p.profile_id = skills.profile_id AND p.user_id = {CALLER})"
 )
