@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from openhr.events.v1 import events_pb2
+from services.common.cancellation import raise_if_cancelled
 from services.common.db import Tx
 from services.common.metrics import EVENTS_CONSUMED
 from services.common.outbox import stream_name
@@ -105,6 +106,7 @@ class EventConsumer:
         """Consumes until cancelled; survives Redis restarts."""
         next_reclaim = 0.0
         while True:
+            raise_if_cancelled()
             try:
                 await self.ensure_group()
                 if time.monotonic() >= next_reclaim:

@@ -17,6 +17,7 @@ import structlog
 from redis.asyncio import Redis
 
 from openhr.events.v1 import events_pb2
+from services.common.cancellation import raise_if_cancelled
 from services.common.outbox import stream_name
 
 log = structlog.get_logger("fanout")
@@ -98,6 +99,7 @@ class StreamFanout:
         after the last one seen when Redis returns."""
         last_id = after
         while True:
+            raise_if_cancelled()
             try:
                 response = await self._redis.xread({self._stream: last_id}, count=500, block=2000)
             except asyncio.CancelledError:

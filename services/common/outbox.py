@@ -14,6 +14,7 @@ from google.protobuf import timestamp_pb2
 from redis.asyncio import Redis
 
 from openhr.events.v1 import events_pb2
+from services.common.cancellation import raise_if_cancelled
 from services.common.db import Database, Tx
 from services.common.metrics import EVENTS_PUBLISHED, OUTBOX_PENDING
 
@@ -88,6 +89,7 @@ class OutboxRelay:
     async def run(self) -> None:
         backoff = self._poll_interval
         while True:
+            raise_if_cancelled()
             self._wakeup.clear()
             try:
                 published = await self.publish_batch()

@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from services.common import clients
 from services.common.auth import TokenVerifier
 from services.common.cache import connect_redis
+from services.common.cancellation import raise_if_cancelled
 from services.common.interceptors import ServerInterceptor
 from services.common.metrics import DEPENDENCY_UP, serve_metrics
 from services.common.revocations import Revocations
@@ -104,6 +105,7 @@ class Service:
     async def _watch_health(self) -> None:
         serving = None
         while True:
+            raise_if_cancelled()
             healthy = await self.check_dependencies()
             if healthy != serving:
                 serving = healthy

@@ -9,6 +9,7 @@ from openhr.common.v1 import user_data_pb2, user_data_pb2_grpc
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 from services.common import errors
 from services.common.auth import current_principal
+from services.common.cancellation import raise_if_cancelled
 from services.common.db import Database, Tx
 from services.common.fanout import StreamFanout, SubscriberOverflow
 from services.common.outbox import add_event, new_event
@@ -131,6 +132,7 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
             yield profile_pb2.WatchMyProfileResponse(profile=profile)
             sent = profile
             while True:
+                raise_if_cancelled()  # the client went away
                 try:
                     event = await changes.next(self._heartbeat)
                 except SubscriberOverflow:

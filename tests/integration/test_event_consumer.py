@@ -91,3 +91,20 @@ async def test_event_that_keeps_failing_goes_to_dead_letters(redis: Redis) -> No
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_consumer_stops_whenever_it_is_cancelled(redis: Redis) -> None:
+    """A service's shutdown cancels its consumers; a cancel that lands mid-command must stop
+    the loop too (redis-py once swallowed one and the consumer read on forever)."""
+
+    async def handler(event: events_pb2.Event) -> None:
+        await asyncio.sleep(0)
+
+    for turn in range(40):
+        consumer = EventConsumer(redis, "test", "g", f"c{turn}", handler, block_ms=5, claim_idle_ms=10)
+        await _publish(redis, _event(f"e{turn}"))
+        task = asyncio.create_task(consumer.run())
+        await asyncio.sleep(0.002 * (turn % 10))
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5)
+        assert done and task.cancelled(), f"still running 5 s after cancel() (turn {turn})"
