@@ -29,9 +29,8 @@ from bench.load import Http1Session
 from bench.machine import describe
 from bench.machine import markdown as machine_markdown
 from bench.service_variant import VARIANTS
-from deploy.local.ephemeral import Mesh, start_mesh
+from deploy.local.ephemeral import Mesh, serving, start_mesh
 from deploy.local.infra import free_port
-from deploy.local.stack import serving
 from services.common.settings import REPO_ROOT
 
 DEFAULT = (

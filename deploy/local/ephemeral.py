@@ -15,8 +15,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from deploy.local.infra import EmbeddedPostgres, LocalRedis, free_port, port_in_use
-from deploy.local.stack import SERVICES, StackConfig, migrate, serving, wait_until_ready
+from deploy.local.stack import SERVICES, StackConfig, migrate, wait_until_ready
 from services.common.devkeys import mint_token, user_id_for
 from services.common.settings import REPO_ROOT, ServiceSettings
 
@@ -147,6 +150,16 @@ def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None) -> Mesh:
         mesh.stop()
         raise
     return mesh
+
+
+def serving(port: int, timeout: float = 1.0) -> bool:
+    """The service on `port` answers its gRPC health check with SERVING."""
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        return response.status == health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
 
 
 def _wait_serving(mesh: Mesh, name: str, timeout: float = 60) -> None:

@@ -21,9 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from deploy.envoy.render import render
 from deploy.local.infra import EmbeddedPostgres, LocalRedis, PortInUseError, port_in_use
 from services.common.devkeys import ensure_keys
@@ -259,15 +256,6 @@ def migrate(database_url: str) -> None:
             upgrade_to_head(service.directory, database_url)
 
 
-def serving(port: int, timeout: float = 1.0) -> bool:
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
-        return response.status == health_pb2.HealthCheckResponse.SERVING
-    except grpc.RpcError:
-        return False
-
-
 def edge_ready(config: StackConfig) -> bool:
     """Envoy is live, sees every cluster healthy and (with jwt_authn) has identity's JWKS."""
     admin = f"http://127.0.0.1:{config.admin_port}"
@@ -284,9 +272,14 @@ def edge_ready(config: StackConfig) -> bool:
 
 
 def wait_until_ready(config: StackConfig, timeout: float = 120.0) -> bool:
+    """Polls Envoy's admin API only: Envoy health-checks every service over gRPC already.
+
+    The supervisor must not open gRPC channels itself: honcho forks its children from this
+    process, and a fork while a gRPC core thread holds a lock can leave the child hung before
+    it runs (seen in CI: a service that never started)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if all(serving(config.ports[s.name]) for s in SERVICES) and edge_ready(config):
+        if edge_ready(config):
             return True
         time.sleep(0.5)
     return False

@@ -14,9 +14,8 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import jwt
 
-from deploy.local.ephemeral import Mesh
+from deploy.local.ephemeral import Mesh, serving
 from deploy.local.infra import free_port
-from deploy.local.stack import serving
 from edge.identity.crypto import Box
 from edge.identity.keys import JWKS_MAX_AGE, PUBLISH_AHEAD, KeyRing, KeyRow, published_rows, signing_row, successor_due
 from edge.identity.tokens import ACCESS_TTL

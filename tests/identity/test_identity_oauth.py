@@ -20,9 +20,8 @@ import grpc
 import httpx
 import pytest
 
-from deploy.local.ephemeral import Mesh
+from deploy.local.ephemeral import Mesh, serving
 from deploy.local.infra import free_port
-from deploy.local.stack import serving
 from openhr.identity.v1 import identity_pb2, identity_pb2_grpc
 from tests.grpcweb import DATA, HEADERS, TRAILERS, frame, frames
 from tests.identity.support import PASSWORD, RPC_TIMEOUT, claims, login, new_email, next_link, sign_up, token_hash

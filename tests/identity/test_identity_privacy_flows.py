@@ -14,9 +14,8 @@ import uuid
 import grpc
 import pytest
 
-from deploy.local.ephemeral import Mesh
+from deploy.local.ephemeral import Mesh, serving
 from deploy.local.infra import free_port
-from deploy.local.stack import serving
 from edge.identity import store
 from edge.identity.crypto import Box
 from edge.identity.privacy import Peers, PrivacyApi

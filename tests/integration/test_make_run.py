@@ -84,6 +84,9 @@ def test_run_serves_stops_cleanly_and_keeps_data() -> None:
         try:
             banner = _wait_for_banner(first)
             assert edge in banner
+            # honcho forks the services from the supervisor: a gRPC thread alive there at fork
+            # time can hang a child before it starts (gRPC logs this line when it happens).
+            assert "skipping fork() handlers" not in banner
             token = mint_token(
                 user_id_for("run@example.com"),
                 issuer="openhr-identity",
