@@ -33,6 +33,7 @@ import grp
 import importlib.util
 import os
 import pwd
+import random
 import signal
 import socket
 import stat
@@ -82,11 +83,29 @@ class PortInUseError(RuntimeError):
 # --------------------------------------------------------------------------- ports
 
 
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
+def _ephemeral_low(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> int:
+    with contextlib.suppress(OSError, ValueError):
+        return int(path.read_text().split()[0])
+    return 32768  # Linux's default
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on, for a server about to start.
+
+    Drawn at random below the kernel's ephemeral range, never twice in one process. A port the
+    OS picks (bind to port 0) lies inside that range, where any outgoing connection made before
+    the server binds may take it (seen in CI: Envoy's "Address already in use")."""
+    high = _ephemeral_low() - 1
+    with _handed_out_lock:
+        while True:
+            port = random.randint(10_000, high)
+            if port not in _handed_out and not port_in_use("127.0.0.1", port):
+                _handed_out.add(port)
+                return port
 
 
 def port_in_use(host: str, port: int) -> bool:
