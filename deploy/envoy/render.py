@@ -235,6 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-auth", dest="auth", action="store_false", default=None, help="no jwt_authn (services still verify)"
     )
     p.add_argument("--no-rate-limits", dest="rate_limits", action="store_false", default=None)
+    p.add_argument(
+        "--trusted-hops", type=int, default=0, help="load balancers in front that append X-Forwarded-For (default 0)"
+    )
     args = p.parse_args(argv)
 
     values: dict[str, Any] = {
@@ -251,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "jwt_audience": args.jwt_audience,
         "auth": args.auth,
         "rate_limits": args.rate_limits,
+        "trusted_hops": args.trusted_hops,
     }
     if args.dns_type:
         values["dns_type"] = args.dns_type

@@ -92,6 +92,7 @@ class StackConfig:
     metrics_ports: dict[str, int] = field(default_factory=dict)
     cors_origins: list[str] = field(default_factory=list)
     envoy_workers: int = 0  # 0: one fewer than the machine's cores
+    trusted_hops: int = 0  # load balancers in front of Envoy that append X-Forwarded-For
     smtp_host: str | None = None  # None: the local SMTP sink (aiosmtpd, Maildir in data_dir/mail)
     smtp_port: int = 2525
     public_url: str | None = None  # None: the edge URL
@@ -114,6 +115,7 @@ class StackConfig:
             metrics_ports={s.name: _int(env, s.metrics_env, s.metrics_port) for s in SERVICES},
             cors_origins=[o for o in (env.get("OPENHR_CORS_ORIGINS") or "").split(",") if o],
             envoy_workers=_int(env, "OPENHR_ENVOY_CONCURRENCY", 0),
+            trusted_hops=_int(env, "OPENHR_EDGE_TRUSTED_HOPS", 0),
             smtp_host=env.get("OPENHR_SMTP_HOST") or None,
             smtp_port=_int(env, "OPENHR_SMTP_PORT", 2525),
             public_url=env.get("OPENHR_PUBLIC_URL") or None,
@@ -189,6 +191,7 @@ class StackConfig:
                 cors_allowed_origins=self.cors_origins or ["regex:^https?://(localhost|127\\.0\\.0\\.1)(:[0-9]+)?$"],
                 jwt_issuer=self.jwt_issuer,
                 jwt_audience=self.jwt_audience,
+                trusted_hops=self.trusted_hops,
             )
         )
         return path

@@ -9,22 +9,29 @@ fixed minutes: a burst starts early enough in a minute to end inside it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
+import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from deploy.envoy.render import render
 from deploy.local.ephemeral import Mesh, start_mesh
+from deploy.local.infra import free_port
+from deploy.local.stack import DESCRIPTOR
 from openhr.enrichment.v1 import enrichment_pb2
 from openhr.identity.v1 import identity_pb2
 from services.common.settings import REPO_ROOT
 from tests.edge.edge_calls import RESOURCE_EXHAUSTED, assert_never_reached, grpc_call, grpc_web_call, rest_call
+from tests.envoy_process import ENVOY
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -135,6 +142,72 @@ async def test_a_burst_per_client_address(limited_mesh: Mesh) -> None:
         ]
     assert [a.status for a in answers] == [200] * 15 + [429] * 2
     assert_limited(answers[15], 15)
+
+
+@pytest.fixture
+def edge_behind_balancer(limited_mesh: Mesh, tmp_path: Path) -> Iterator[str]:
+    """A second Envoy in front of the same services, told one load balancer stands before it
+    (trusted_hops=1); its URL."""
+    port, admin = free_port(), free_port()
+    config = tmp_path / "envoy.yaml"
+    config.write_text(
+        render(
+            listen_address="127.0.0.1",
+            listen_port=port,
+            admin_port=admin,
+            descriptor_path=str(DESCRIPTOR),
+            clusters=[{"name": name, "host": "127.0.0.1", "port": p} for name, p in limited_mesh.config.ports.items()],
+            access_log_path=str(tmp_path / "access.log"),
+            trusted_hops=1,
+        )
+    )
+    with (tmp_path / "envoy.out").open("wb") as out:
+        envoy = subprocess.Popen(
+            [str(ENVOY), "-c", str(config), "--use-dynamic-base-id", "--log-level", "warn"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        envoy.terminate()
+        envoy.wait(timeout=30)
+
+
+async def test_behind_a_load_balancer_clients_count_by_the_address_it_forwarded(
+    limited_mesh: Mesh, edge_behind_balancer: str
+) -> None:
+    """Every request arrives from the balancer's address; each client is counted by the
+    X-Forwarded-For entry the balancer appended. What a client writes before it is not trusted,
+    and a request without the header counts by its peer (the balancer)."""
+    balancer = httpx.AsyncHTTPTransport(local_address=next(_addresses))
+    async with httpx.AsyncClient(base_url=edge_behind_balancer, transport=balancer, timeout=15) as client:
+
+        async def search(forwarded_for: str | None = None):
+            headers = {"x-forwarded-for": forwarded_for} if forwarded_for else {}
+            token = limited_mesh.token()  # a new user each time: only the address limit applies
+            return await rest_call(
+                client, "GET", "/v1/skills:search", token=token, params={"query": "go"}, headers=headers
+            )
+
+        async def ready() -> bool:  # Envoy up, clusters healthy, JWKS fetched
+            with contextlib.suppress(httpx.HTTPError):
+                return (await search()).status == 200
+            return False
+
+        deadline = time.monotonic() + 30
+        while not await ready():
+            assert time.monotonic() < deadline, "the second Envoy did not become ready"
+            await asyncio.sleep(0.25)
+        await fresh_window()
+        alice, bob = "203.0.113.7", "203.0.113.8"
+        answers = [await search(alice) for _ in range(15)]
+        assert [a.status for a in answers] == [200] * 15
+        assert answers[-1].headers["x-ratelimit-remaining"] == "0"
+        assert_limited(await search(alice), 15)
+        assert_limited(await search(f"198.51.100.1, {alice}"), 15)  # a forged first entry changes nothing
+        assert (await search(bob)).status == 200  # bob has a count of his own
+        assert (await search()).status == 200
 
 
 async def test_sign_in_is_limited_per_client_address(limited_mesh: Mesh) -> None:
