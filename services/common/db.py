@@ -47,6 +47,14 @@ async def _rollback(connection: asyncpg.Connection) -> None:
         connection.terminate()  # broken: the pool replaces it
 
 
+async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
+    """The pool's reset on release, in place of asyncpg's default query (RESET ALL, CLOSE ALL,
+    UNLISTEN *, advisory unlock: a round trip per transaction, ~4 % of a read's CPU here).
+    Nothing outlives a transaction: role and caller are set with is_local, no LISTEN, no cursor,
+    only transaction-scoped advisory locks; asyncpg still rolls back a transaction left open
+    before calling this."""
+
+
 def _open_statement(role: str, user_id: str | None) -> str:
     """BEGIN plus the RLS context, as literals: the simple protocol takes no parameters, and
     both values are validated here (a role name from settings, a UUID from a verified token)."""

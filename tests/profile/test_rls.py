@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from deploy.local.ephemeral import Mesh
+from services.common.db import Database
 from tests.users import User, new_user
 
 APP_ROLE = "profile_app"
@@ -328,6 +329,31 @@ async def test_app_role_without_user_sees_no_private_rows(mesh: Mesh, rest, db) 
         assert await conn.execute("UPDATE profile.profiles SET headline = 'x'") == "UPDATE 0"
         assert await conn.execute("DELETE FROM profile.skills") == "DELETE 0"
     assert await owned_rows(db, *s.user_ids) == s.before
+
+
+async def test_a_pooled_connection_carries_no_role_or_caller_into_the_next_transaction(mesh: Mesh) -> None:
+    """The kit's pool skips asyncpg's reset query on release (services/common/db.py): role and
+    caller must end with each transaction, committed, failed in SQL or abandoned by an error."""
+    database = Database(mesh.config.database_url, app_role=APP_ROLE, pool_size=1)
+    caller = str(uuid.uuid4())
+    try:
+        async with database.transaction(caller) as tx:
+            assert await tx.fetchval("SELECT current_setting('app.user_id', true)") == caller
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            async with database.transaction(caller) as tx:
+                await tx.fetchval("SELECT 1 / 0")
+        with pytest.raises(LookupError):
+            async with database.transaction(caller) as tx:
+                raise LookupError("the handler failed")
+        pool = await database.pool()
+        async with pool.acquire() as connection:  # the pool's only connection, used three times
+            row = await connection.fetchrow(
+                "SELECT current_user AS role, coalesce(current_setting('app.user_id', true), '') AS caller"
+            )
+            assert row["role"] != APP_ROLE and row["caller"] == "", dict(row)
+            assert not connection.is_in_transaction()
+    finally:
+        await database.close()
 
 
 # --- through the API --------------------------------------------------------------------------
