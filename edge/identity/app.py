@@ -22,6 +22,7 @@ from edge.identity.privacy import Peers, PrivacyApi
 from edge.identity.ratelimit import PUBLIC_METHODS as RATE_LIMIT_METHODS
 from edge.identity.ratelimit import SERVICE as RATE_LIMIT_SERVICE
 from edge.identity.ratelimit import Counters, Limits, LoginGuard, RateLimitApi
+from edge.identity.retention import ExpiredSecretsPurge
 from edge.identity.validation import load_common_passwords
 from openhr.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.common.cache import connect_redis
@@ -186,7 +187,7 @@ def build(settings: IdentitySettings) -> ServiceSpec:
         port=settings.port,
         register=register,
         checks={"postgres": db.ping},
-        background=[keys.run, relay.run],
+        background=[keys.run, relay.run, ExpiredSecretsPurge(db).run],
         cleanup=[close],
         # Envoy's rate-limit calls carry no token and come with every edge request: not logged.
         public_methods=PUBLIC_METHODS | RATE_LIMIT_METHODS,

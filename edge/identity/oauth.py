@@ -399,7 +399,6 @@ class OAuth:
         state_hash = digest(state)
         sealed = self._box.seal(verifier.encode(), verifier_context(state_hash))
         async with self._db.transaction(None) as tx:
-            await store.purge_oauth_states(tx)
             await store.set_lookup(tx, state_hash)
             await store.insert_oauth_state(tx, state_hash, provider.name, sealed, uri, datetime.now(UTC) + STATE_TTL)
         query = urlencode(

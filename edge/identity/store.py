@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from asyncpg import Record
 
@@ -223,9 +223,23 @@ class OAuthState:
     expires_at: datetime
 
 
-async def purge_oauth_states(tx: Tx) -> None:
-    """Deletes states expired for more than a day (the only rows RLS lets anyone delete)."""
-    await tx.execute("DELETE FROM identity.oauth_states WHERE expires_at < now() - interval '1 day'")
+# How long past its expiry each kind of secret is kept (the RLS purge policies of migrations
+# 0002 and 0004 allow deleting exactly these; a migration keeps its own copy as of its revision).
+PURGE_AFTER = {
+    "refresh_tokens": timedelta(days=30),
+    "one_time_tokens": timedelta(days=1),
+    "oauth_states": timedelta(days=1),
+}
+
+
+async def purge_expired(tx: Tx) -> dict[str, int]:
+    """Deletes the secrets expired for longer than PURGE_AFTER, whoever they belonged to;
+    returns the number of rows deleted per table."""
+    deleted = {}
+    for table, grace in PURGE_AFTER.items():
+        status = await tx.execute(f"DELETE FROM identity.{table} WHERE expires_at < now() - $1::interval", grace)
+        deleted[table] = int(status.split()[-1])
+    return deleted
 
 
 async def insert_oauth_state(
