@@ -1,12 +1,23 @@
-"""A real Envoy for edge tests that start their own: the binary, config validation, readiness."""
+"""A real Envoy for edge tests that start their own: the binary, config validation, readiness,
+and an Envoy rendered from the edge template in front of given ports."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+
+from deploy.envoy.render import render
+from deploy.local.infra import free_port
+from deploy.local.stack import DESCRIPTOR
 
 ENVOY = Path(sys.executable).with_name("envoy")
 
@@ -30,3 +41,82 @@ def cluster_healthy(admin: str, cluster: str) -> bool:
     return any(
         line.startswith(f"{cluster}::") and line.endswith("::health_flags::healthy") for line in clusters.splitlines()
     )
+
+
+@dataclass(frozen=True)
+class RunningEnvoy:
+    process: subprocess.Popen
+    port: int
+    admin_port: int
+    work_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    @property
+    def access_log(self) -> Path:
+        return self.work_dir / "access.log"
+
+    def output(self) -> str:
+        return (self.work_dir / "envoy.out").read_text(errors="replace")[-3000:]
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float = 30) -> None:
+        """Polls `ready` (an HTTP error counts as not yet); fails with Envoy's output when Envoy
+        exits or `timeout` seconds pass first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail(f"envoy exited {self.process.returncode}:\n{self.output()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if ready():
+                    return
+            if time.monotonic() > deadline:
+                pytest.fail(f"envoy not ready after {timeout:.0f}s:\n{self.output()}")
+            time.sleep(0.1)
+
+    def live(self) -> bool:
+        return httpx.get(f"{self.admin}/ready", timeout=1).text.strip() == "LIVE"
+
+
+@contextlib.contextmanager
+def running_envoy(
+    ports: dict[str, int], work_dir: Path, *, extra_args: Sequence[str] = (), **values: Any
+) -> Iterator[RunningEnvoy]:
+    """An Envoy rendered from the edge template for the services at `ports` (name -> loopback
+    port; e.g. a mesh's, or ports that refuse connections), with template `values` on top
+    (`descriptor_path` defaults to the built contracts), config and logs in `work_dir`. Started,
+    not waited for (see `wait_until`); stopped on exit."""
+    port, admin_port = free_port(), free_port()
+    config = work_dir / "envoy.yaml"
+    values.setdefault("descriptor_path", str(DESCRIPTOR))
+    config.write_text(
+        render(
+            listen_address="127.0.0.1",
+            listen_port=port,
+            admin_address="127.0.0.1",
+            admin_port=admin_port,
+            clusters=[{"name": name, "host": "127.0.0.1", "port": p} for name, p in ports.items()],
+            access_log_path=str(work_dir / "access.log"),
+            **values,
+        )
+    )
+    with (work_dir / "envoy.out").open("wb") as out:
+        process = subprocess.Popen(
+            [str(ENVOY), "-c", str(config), "--use-dynamic-base-id", "--log-level", "warn", *extra_args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield RunningEnvoy(process, port, admin_port, work_dir)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

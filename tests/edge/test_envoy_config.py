@@ -19,8 +19,7 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 from deploy.envoy.render import render
-from deploy.local.infra import free_port
-from tests.envoy_process import ENVOY, assert_valid
+from tests.envoy_process import RunningEnvoy, assert_valid, running_envoy
 
 REPO = Path(__file__).resolve().parents[2]
 # OPENHR_DESCRIPTOR points the suite at a prebuilt descriptor set; else gen/openhr.binpb,
@@ -68,89 +67,30 @@ def dead_ports():
         s.close()
 
 
-class Edge:
-    def __init__(
-        self,
-        proc: subprocess.Popen,
-        port: int,
-        admin_port: int,
-        access_log: Path,
-        stdout: Path,
-    ):
-        self.proc, self.port, self.admin_port = proc, port, admin_port
-        self.access_log, self.stdout = access_log, stdout
-        self.url = f"http://127.0.0.1:{port}"
-        self.admin = f"http://127.0.0.1:{admin_port}"
-
-    def log_entry(self, request_id: str, timeout: float = 10.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.access_log.exists():
-                for line in self.access_log.read_text().splitlines():
-                    entry = json.loads(line)
-                    if entry.get("request_id") == request_id:
-                        return entry
-            time.sleep(0.05)
-        raise AssertionError(f"no access log entry for {request_id}")
+def log_entry(edge: RunningEnvoy, request_id: str, timeout: float = 10.0) -> dict:
+    """The access-log line of `request_id` (Envoy flushes the log every 50 ms here)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if edge.access_log.exists():
+            for line in edge.access_log.read_text().splitlines():
+                entry = json.loads(line)
+                if entry.get("request_id") == request_id:
+                    return entry
+        time.sleep(0.05)
+    raise AssertionError(f"no access log entry for {request_id}")
 
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory, descriptor, dead_ports):
-    tmp = tmp_path_factory.mktemp("envoy")
-    port, admin_port = free_port(), free_port()
-    config = tmp / "envoy.yaml"
-    config.write_text(
-        render(
-            listen_address="127.0.0.1",
-            listen_port=port,
-            admin_address="127.0.0.1",
-            admin_port=admin_port,
-            descriptor_path=str(descriptor),
-            clusters=[{"name": n, "host": "127.0.0.1", "port": p} for n, p in dead_ports.items()],
-            cors_allowed_origins=[
-                "http://localhost:5173",
-                r"regex:^http://127\.0\.0\.1:[0-9]+$",
-            ],
-            access_log_path=str(tmp / "access.log"),
-        )
-    )
-    stdout = tmp / "envoy.out"
-    with stdout.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(ENVOY),
-                "-c",
-                str(config),
-                "--use-dynamic-base-id",
-                "--log-level",
-                "warn",
-                "--file-flush-interval-msec",
-                "50",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"envoy exited {proc.returncode}:\n{stdout.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{admin_port}/ready", timeout=1).text.strip() == "LIVE":
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"envoy not ready after 30s:\n{stdout.read_text()[-3000:]}")
-            time.sleep(0.1)
-        yield Edge(proc, port, admin_port, tmp / "access.log", stdout)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with running_envoy(
+        dead_ports,
+        tmp_path_factory.mktemp("envoy"),
+        descriptor_path=str(descriptor),
+        cors_allowed_origins=["http://localhost:5173", r"regex:^http://127\.0\.0\.1:[0-9]+$"],
+        extra_args=["--file-flush-interval-msec", "50"],
+    ) as edge:
+        edge.wait_until(edge.live)
+        yield edge
 
 
 @pytest.fixture(scope="module")
@@ -311,7 +251,7 @@ def test_rest_route_to_present_cluster_is_upstream_error(edge, http):
     # Envoy mints the request id; a client-supplied one is dropped.
     request_id = resp.headers["x-request-id"]
     assert request_id != "client-chosen-id"
-    entry = edge.log_entry(request_id)
+    entry = log_entry(edge, request_id)
     assert entry["upstream_cluster"] == "enrichment"
     assert entry["method"] == "GET" and entry["path"] == "/v1/skills:search?query=py"
     assert entry["grpc_path"] == "/openhr.enrichment.v1.SkillsService/SearchSkills"
@@ -329,7 +269,7 @@ def test_rest_route_of_absent_cluster_is_404(edge, http):
     resp = http.get("/v1/matches")
     assert resp.status_code == 404 and resp.json()["code"] == 5
     # "unrouted" is the CORS anchor route's endpoint-less cluster (see the template).
-    assert edge.log_entry(resp.headers["x-request-id"])["upstream_cluster"] in (
+    assert log_entry(edge, resp.headers["x-request-id"])["upstream_cluster"] in (
         None,
         "unrouted",
     )
@@ -349,7 +289,7 @@ def test_rest_json_post_to_internal_grpc_path_is_404(http):
 def test_grpc_web_internal_never_reaches_a_cluster(edge, http, path):
     resp = _grpc_web(http, path)
     assert _grpc_status(resp) == "12", resp.headers  # UNIMPLEMENTED
-    entry = edge.log_entry(resp.headers["x-request-id"])
+    entry = log_entry(edge, resp.headers["x-request-id"])
     assert entry["upstream_cluster"] is None and entry["upstream_host"] is None
 
 
@@ -362,7 +302,7 @@ def test_grpc_web_public_reaches_its_cluster(edge, http):
     assert _grpc_status(resp) == "14", resp.headers  # UNAVAILABLE: nothing listens
     assert resp.headers["access-control-allow-origin"] == "http://localhost:5173"
     assert "grpc-status" in resp.headers["access-control-expose-headers"]
-    assert edge.log_entry(resp.headers["x-request-id"])["upstream_cluster"] == "profile"
+    assert log_entry(edge, resp.headers["x-request-id"])["upstream_cluster"] == "profile"
 
 
 def _raw_http1(edge, request: bytes) -> bytes:

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import re
-import subprocess
 import time
 import uuid
 
@@ -40,7 +39,7 @@ from tests.edge.edge_calls import (
     grpc_web_call,
     rest_call,
 )
-from tests.envoy_process import ENVOY
+from tests.envoy_process import running_envoy
 from tests.users import new_user
 
 pytestmark = pytest.mark.timeout(180)
@@ -384,66 +383,51 @@ async def test_envoy_started_before_identity_gets_the_jwks_once_identity_is_up(m
     """A second Envoy whose identity cluster is a port that opens later: tokens are refused
     (401) while the JWKS cannot be fetched, accepted within seconds of identity coming up, and
     still accepted - with rate limiting failing open - when identity goes away again."""
-    identity_port, port, admin = free_port(), free_port(), free_port()
+    identity_port = free_port()
     forwarder = Forwarder(identity_port, mesh.config.ports["identity"])
-    ports = {**mesh.config.ports, "identity": identity_port}
-    config = tmp_path / "envoy.yaml"
-    config.write_text(
-        render(
-            listen_address="127.0.0.1",
-            listen_port=port,
-            admin_port=admin,
-            descriptor_path=str(DESCRIPTOR),
-            clusters=[{"name": name, "host": "127.0.0.1", "port": p} for name, p in ports.items()],
-            access_log_path=str(tmp_path / "access.log"),
-        )
-    )
-    with (tmp_path / "envoy.out").open("wb") as out:
-        envoy = subprocess.Popen(  # noqa: ASYNC220 - starting it is instant; the test then awaits it
-            [str(ENVOY), "-c", str(config), "--use-dynamic-base-id", "--log-level", "warn"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     token = mesh.token()
     search = enrichment_pb2.SearchSkillsRequest(query="py", limit=3).SerializeToString()
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        with running_envoy({**mesh.config.ports, "identity": identity_port}, tmp_path) as edge:
+            async with httpx.AsyncClient(base_url=edge.url, timeout=10) as client:
 
-            async def live() -> bool:
-                with contextlib.suppress(httpx.HTTPError):
-                    return (await client.get(f"http://127.0.0.1:{admin}/ready")).text.strip() == "LIVE"
-                return False
+                async def live() -> bool:
+                    with contextlib.suppress(httpx.HTTPError):
+                        return (await client.get(f"{edge.admin}/ready")).text.strip() == "LIVE"
+                    return False
 
-            await _eventually(live)
-            refused = await rest_call(client, "GET", "/v1/skills:search", token=token, params={"query": "py"})
-            assert refused.status == 401, refused  # no JWKS yet: no token can be verified
+                await _eventually(live)
+                refused = await rest_call(client, "GET", "/v1/skills:search", token=token, params={"query": "py"})
+                assert refused.status == 401, refused  # no JWKS yet: no token can be verified
 
-            await forwarder.open()
+                await forwarder.open()
 
-            async def accepted() -> bool:
-                answer = await rest_call(client, "GET", "/v1/skills:search", token=token, params={"query": "py"})
-                return answer.status == 200
-
-            started = time.monotonic()
-            await _eventually(accepted)
-            assert time.monotonic() - started < 15
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                ok = await grpc_call(channel, "/openhr.enrichment.v1.SkillsService/SearchSkills", search, token=token)
-                assert ok.grpc_status == 0 and "x-ratelimit-limit" in ok.headers, ok
-
-                # Identity gone: the cached JWKS still verifies; the rate-limit call fails and
-                # the request goes on (failure_mode_deny: false).
-                await forwarder.close()
-                for _ in range(3):
+                async def accepted() -> bool:
                     answer = await rest_call(client, "GET", "/v1/skills:search", token=token, params={"query": "py"})
-                    assert answer.status == 200, answer
-                    assert "x-ratelimit-limit" not in answer.headers
+                    return answer.status == 200
+
+                started = time.monotonic()
+                await _eventually(accepted)
+                assert time.monotonic() - started < 15
+                async with grpc.aio.insecure_channel(edge.url.removeprefix("http://")) as channel:
                     ok = await grpc_call(
                         channel, "/openhr.enrichment.v1.SkillsService/SearchSkills", search, token=token
                     )
-                    assert ok.grpc_status == 0, ok
-                assert (await rest_call(client, "GET", "/v1/skills:search", params={"query": "py"})).status == 401
+                    assert ok.grpc_status == 0 and "x-ratelimit-limit" in ok.headers, ok
+
+                    # Identity gone: the cached JWKS still verifies; the rate-limit call fails and
+                    # the request goes on (failure_mode_deny: false).
+                    await forwarder.close()
+                    for _ in range(3):
+                        answer = await rest_call(
+                            client, "GET", "/v1/skills:search", token=token, params={"query": "py"}
+                        )
+                        assert answer.status == 200, answer
+                        assert "x-ratelimit-limit" not in answer.headers
+                        ok = await grpc_call(
+                            channel, "/openhr.enrichment.v1.SkillsService/SearchSkills", search, token=token
+                        )
+                        assert ok.grpc_status == 0, ok
+                    assert (await rest_call(client, "GET", "/v1/skills:search", params={"query": "py"})).status == 401
     finally:
         await forwarder.close()
-        envoy.terminate()
-        envoy.wait(timeout=15)

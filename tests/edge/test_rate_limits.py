@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import itertools
 import os
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,15 +22,12 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from deploy.envoy.render import render
 from deploy.local.ephemeral import Mesh, start_mesh
-from deploy.local.infra import free_port
-from deploy.local.stack import DESCRIPTOR
 from openhr.enrichment.v1 import enrichment_pb2
 from openhr.identity.v1 import identity_pb2
 from services.common.settings import REPO_ROOT
 from tests.edge.edge_calls import RESOURCE_EXHAUSTED, assert_never_reached, grpc_call, grpc_web_call, rest_call
-from tests.envoy_process import ENVOY
+from tests.envoy_process import running_envoy
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -148,30 +144,8 @@ async def test_a_burst_per_client_address(limited_mesh: Mesh) -> None:
 def edge_behind_balancer(limited_mesh: Mesh, tmp_path: Path) -> Iterator[str]:
     """A second Envoy in front of the same services, told one load balancer stands before it
     (trusted_hops=1); its URL."""
-    port, admin = free_port(), free_port()
-    config = tmp_path / "envoy.yaml"
-    config.write_text(
-        render(
-            listen_address="127.0.0.1",
-            listen_port=port,
-            admin_port=admin,
-            descriptor_path=str(DESCRIPTOR),
-            clusters=[{"name": name, "host": "127.0.0.1", "port": p} for name, p in limited_mesh.config.ports.items()],
-            access_log_path=str(tmp_path / "access.log"),
-            trusted_hops=1,
-        )
-    )
-    with (tmp_path / "envoy.out").open("wb") as out:
-        envoy = subprocess.Popen(
-            [str(ENVOY), "-c", str(config), "--use-dynamic-base-id", "--log-level", "warn"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        envoy.terminate()
-        envoy.wait(timeout=30)
+    with running_envoy(limited_mesh.config.ports, tmp_path, trusted_hops=1) as edge:
+        yield edge.url
 
 
 async def test_behind_a_load_balancer_clients_count_by_the_address_it_forwarded(

@@ -8,10 +8,7 @@ service. Bodies only: GET, gRPC and grpc-web never go through it."""
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import subprocess
-import time
 import uuid
 
 import grpc
@@ -20,10 +17,9 @@ import pytest
 
 from deploy.envoy.render import render
 from deploy.local.ephemeral import Mesh
-from deploy.local.infra import free_port
 from deploy.local.stack import DESCRIPTOR
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
-from tests.envoy_process import ENVOY, assert_valid, cluster_healthy
+from tests.envoy_process import assert_valid, cluster_healthy, running_envoy
 from tests.grpcweb import DATA, TRAILERS, call_headers, frame, frames
 
 BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
@@ -282,53 +278,20 @@ def test_no_validation_cluster_no_filter() -> None:
 @pytest.fixture(scope="module")
 def edge_without_validator(mesh: Mesh, tmp_path_factory):
     """A second Envoy in front of the test mesh's services whose validator is not running."""
-    tmp = tmp_path_factory.mktemp("edge-no-validator")
-    port, admin_port = free_port(), free_port()
     dead = socket.socket()  # bound, never listening: connections are refused
     dead.bind(("127.0.0.1", 0))
-    config = tmp / "envoy.yaml"
-    config.write_text(
-        render(
-            listen_address="127.0.0.1",
-            listen_port=port,
-            admin_address="127.0.0.1",
-            admin_port=admin_port,
-            descriptor_path=str(DESCRIPTOR),
-            clusters=[
-                {"name": "profile", "host": "127.0.0.1", "port": mesh.config.ports["profile"]},
-                {"name": "enrichment", "host": "127.0.0.1", "port": mesh.config.ports["enrichment"]},
-                {"name": "validation", "host": "127.0.0.1", "port": dead.getsockname()[1]},
-            ],
-            access_log_path=str(tmp / "access.log"),
-        )
-    )
-    out = tmp / "envoy.out"
-    with out.open("wb") as log:
-        proc = subprocess.Popen(
-            [str(ENVOY), "-c", str(config), "--use-dynamic-base-id", "--log-level", "warn"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    admin = f"http://127.0.0.1:{admin_port}"
+    ports = {
+        "profile": mesh.config.ports["profile"],
+        "enrichment": mesh.config.ports["enrichment"],
+        "validation": dead.getsockname()[1],
+    }
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"envoy exited {proc.returncode}:\n{out.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if cluster_healthy(admin, "profile") and cluster_healthy(admin, "enrichment"):
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"envoy not ready after 30s:\n{out.read_text()[-3000:]}")
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        with running_envoy(ports, tmp_path_factory.mktemp("edge-no-validator")) as edge:
+            edge.wait_until(
+                lambda: cluster_healthy(edge.admin, "profile") and cluster_healthy(edge.admin, "enrichment")
+            )
+            yield edge.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         dead.close()
 
 
