@@ -35,6 +35,7 @@ from jwt.algorithms import OKPAlgorithm
 from edge.identity import store
 from edge.identity.crypto import Box, signing_key_context
 from edge.identity.tokens import ACCESS_TTL, ALGORITHM, SigningKey
+from services.common.cancellation import raise_if_cancelled
 from services.common.db import Database
 
 log = structlog.get_logger("keys")
@@ -207,6 +208,7 @@ class KeyRing:
     async def run(self) -> None:
         """Keeps the cache and the JWKS file current (and rotates when due) until cancelled."""
         while True:
+            raise_if_cancelled()
             try:
                 await self.load()
             except asyncio.CancelledError:
