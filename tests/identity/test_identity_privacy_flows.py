@@ -16,14 +16,14 @@ import pytest
 
 from deploy.local.ephemeral import Mesh, serving
 from deploy.local.infra import free_port
-from edge.identity import store
-from edge.identity.crypto import Box
-from edge.identity.privacy import Peers, PrivacyApi
 from openhr.events.v1 import events_pb2
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 from services.common import errors
 from services.common.db import Database
 from services.common.migrations import app_role
+from services.identity import store
+from services.identity.crypto import Box
+from services.identity.privacy import Peers, PrivacyApi
 from tests.identity.support import Account, login, new_email, sign_up
 
 EVENT_WAIT = 5.0

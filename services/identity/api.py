@@ -1,5 +1,5 @@
 """The identity service's gRPC servicer: thin translation between protos, metadata (cookies,
-CSRF header, transport choice) and edge.identity.accounts."""
+CSRF header, transport choice) and services.identity.accounts."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import grpc
 from google.api import httpbody_pb2
 from google.protobuf import timestamp_pb2
 
-from edge.identity import cookies
-from edge.identity.accounts import Accounts, Session
-from edge.identity.keys import KeyRing
-from edge.identity.oauth import OAuth
-from edge.identity.tokens import session_of
 from openhr.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.common.auth import bearer_token, current_principal
+from services.identity import cookies
+from services.identity.accounts import Accounts, Session
+from services.identity.keys import KeyRing
+from services.identity.oauth import OAuth
+from services.identity.tokens import session_of
 
 TOKEN_TYPE = "Bearer"
 # Token answers must not be stored by browsers or proxies.
@@ -49,7 +49,7 @@ def _transport(context: grpc.aio.ServicerContext) -> cookies.Request:
 
 
 class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
-    """Email + password accounts, sign-in with GitHub or Google (edge.identity.oauth), tokens."""
+    """Email + password accounts, sign-in with GitHub or Google (services.identity.oauth), tokens."""
 
     def __init__(self, accounts: Accounts, keys: KeyRing, oauth: OAuth) -> None:
         self._accounts, self._keys, self._oauth = accounts, keys, oauth

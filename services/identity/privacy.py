@@ -23,8 +23,6 @@ import grpc
 import structlog
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
-from edge.identity import store
-from edge.identity.crypto import Box, email_context
 from openhr.common.v1 import user_data_pb2, user_data_pb2_grpc
 from openhr.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.common import errors
@@ -32,6 +30,8 @@ from services.common.auth import current_principal
 from services.common.clients import channel
 from services.common.db import Database
 from services.common.outbox import add_event, new_event
+from services.identity import store
+from services.identity.crypto import Box, email_context
 
 log = structlog.get_logger("privacy")
 SERVICE = "identity"

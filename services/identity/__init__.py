@@ -1,4 +1,4 @@
-"""The identity service (`python -m edge.identity`): email + password accounts, sign-in with
+"""The identity service (`python -m services.identity`): email + password accounts, sign-in with
 GitHub and Google, access and refresh tokens, the JWKS every other service verifies tokens with,
 email verification and password reset links over SMTP, and an append-only audit log of security
 events.

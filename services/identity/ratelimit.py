@@ -2,7 +2,7 @@
 and the Redis counters behind it, which sign-in's per-account failure limit uses too.
 
 At the edge, Envoy's global `ratelimit` filter asks ShouldRateLimit once per request (after
-jwt_authn, on the transcoded gRPC path) with these descriptors (deploy/envoy/envoy.yaml.j2):
+jwt_authn, on the transcoded gRPC path) with these descriptors (edge/envoy/envoy.yaml.j2):
 
     [remote_address=<client ip>]                 every request        OPENHR_RATE_IP_PER_MIN      (1,000)
     [user=<sub of the verified access token>]    with a token         OPENHR_RATE_USER_PER_MIN    (100)

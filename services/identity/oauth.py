@@ -42,16 +42,16 @@ import grpc
 import httpx
 import structlog
 
-from edge.identity import store
-from edge.identity.accounts import Accounts, ProviderSignIn
-from edge.identity.crypto import Box
-from edge.identity.tokens import digest
-from edge.identity.validation import MAX_TOKEN, email_problem
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 from services.common import clients, errors
 from services.common.auth import TokenVerifier
 from services.common.db import Database
 from services.common.errors import FieldViolation
+from services.identity import store
+from services.identity.accounts import Accounts, ProviderSignIn
+from services.identity.crypto import Box
+from services.identity.tokens import digest
+from services.identity.validation import MAX_TOKEN, email_problem
 
 log = structlog.get_logger("oauth")
 
@@ -473,7 +473,7 @@ class OAuth:
 
 
 def build_oauth(settings: Any, db: Database, box: Box, accounts: Accounts) -> OAuth:
-    """The flow from IdentitySettings (edge/identity/app.py: OPENHR_GITHUB_*, OPENHR_GOOGLE_*,
+    """The flow from IdentitySettings (services/identity/app.py: OPENHR_GITHUB_*, OPENHR_GOOGLE_*,
     OPENHR_OAUTH_REDIRECT_URIS, PROFILE_ADDR). A provider without a client id is not configured."""
     providers = {
         GITHUB: Provider(

@@ -30,13 +30,16 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from edge.identity import sessions, store
-from edge.identity.crypto import Box, email_context, lookup_hash
-from edge.identity.keys import KeyRing
-from edge.identity.mail import Mailer
-from edge.identity.passwords import Passwords
-from edge.identity.sessions import IssuedRefresh, Outcome
-from edge.identity.tokens import (
+from services.common import errors
+from services.common.db import Database, Tx
+from services.common.errors import FieldViolation
+from services.identity import sessions, store
+from services.identity.crypto import Box, email_context, lookup_hash
+from services.identity.keys import KeyRing
+from services.identity.mail import Mailer
+from services.identity.passwords import Passwords
+from services.identity.sessions import IssuedRefresh, Outcome
+from services.identity.tokens import (
     ACCESS_TTL,
     RESET_PASSWORD_TTL,
     VERIFY_EMAIL_TTL,
@@ -45,7 +48,7 @@ from edge.identity.tokens import (
     mint_access_token,
     new_secret,
 )
-from edge.identity.validation import (
+from services.identity.validation import (
     MAX_DISPLAY_NAME,
     MAX_PASSWORD,
     normalize_email,
@@ -56,13 +59,10 @@ from edge.identity.validation import (
     validate_sign_up,
     validate_token,
 )
-from services.common import errors
-from services.common.db import Database, Tx
-from services.common.errors import FieldViolation
 
 if TYPE_CHECKING:
-    from edge.identity.oauth import ProviderUser
-    from edge.identity.ratelimit import LoginGuard
+    from services.identity.oauth import ProviderUser
+    from services.identity.ratelimit import LoginGuard
 
 log = structlog.get_logger("accounts")
 
@@ -118,7 +118,7 @@ class Accounts:
         self._db, self._passwords, self._box, self._lookup_key = db, passwords, box, lookup_key
         self._keys, self._mailer, self._common = keys, mailer, common_passwords
         self._issuer, self._audience = issuer, audience
-        # Failed sign-ins per account (edge.identity.ratelimit); None: unlimited.
+        # Failed sign-ins per account (services.identity.ratelimit); None: unlimited.
         self._login_guard = login_guard
 
     def _lookup(self, email: str) -> bytes:
@@ -156,7 +156,7 @@ class Accounts:
         return session, await self._mailer.send_verification(address, link)
 
     async def login(self, email: str, password: str) -> Session:
-        """Signs in, within the per-account limit of failed attempts (edge.identity.ratelimit:
+        """Signs in, within the per-account limit of failed attempts (services.identity.ratelimit:
         RESOURCE_EXHAUSTED past it, UNAVAILABLE while its counter cannot be read)."""
         validate_credentials(email, password)
         if self._login_guard is None:
