@@ -139,10 +139,18 @@ class JobRunner:
             await self._finish(job_id, user_id, failure=JobFailed("internal", INTERNAL_MESSAGE))
             return
 
+        reported = [0]
+        in_order = asyncio.Lock()
+
         async def progress(percent: int, stage: str) -> None:
-            async with self._db.transaction(user_id) as tx:
-                if not await store.update_progress(tx, job_id, self.worker_id, percent, stage):
-                    raise LeaseLost
+            """Progress only moves forward, even when parallel parts of a job report it."""
+            async with in_order:
+                if percent < reported[0]:
+                    return
+                reported[0] = percent
+                async with self._db.transaction(user_id) as tx:
+                    if not await store.update_progress(tx, job_id, self.worker_id, percent, stage):
+                        raise LeaseLost
 
         context = JobContext(
             job_id=job_id,
