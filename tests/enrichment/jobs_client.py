@@ -4,6 +4,8 @@ service pushes every change: nothing polls)."""
 
 from __future__ import annotations
 
+import uuid
+
 import grpc
 
 from openhr.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
@@ -50,3 +52,8 @@ async def watch(stub, user: User, job_id: str) -> list[enrichment_pb2.Enrichment
 
 async def finished(stub, user: User, job_id: str) -> enrichment_pb2.EnrichmentJob:
     return (await watch(stub, user, job_id))[-1]
+
+
+def new_login(prefix: str = "dev") -> str:
+    """A GitHub login no other test uses (the stand-in is shared by the session)."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"

@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import threading
-import uuid
 
 import asyncpg
 import grpc
@@ -17,7 +16,7 @@ from deploy.local.ephemeral import Mesh
 from deploy.local.ephemeral import _wait_serving as wait_serving
 from deploy.local.infra import free_port
 from openhr.enrichment.v1 import enrichment_pb2
-from tests.enrichment.jobs_client import create_profile, finished, jobs_stub, start_github, watch
+from tests.enrichment.jobs_client import create_profile, finished, jobs_stub, new_login, start_github, watch
 from tests.support.github_api import Repo, sample_repos
 from tests.users import new_user
 
@@ -33,12 +32,9 @@ def github(oauth_provider):
     return oauth_provider.github_api
 
 
-def _login(prefix: str = "dev") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
 
 async def test_a_retried_start_returns_the_first_job(mesh: Mesh, stub, github) -> None:
-    user, login = new_user(mesh), _login()
+    user, login = new_user(mesh), new_login()
     github.account(login, sample_repos(2))
     first = await start_github(stub, user, login, request_id="import-1")
     again = await start_github(stub, user, login, request_id="import-1")
@@ -51,7 +47,7 @@ async def test_a_retried_start_returns_the_first_job(mesh: Mesh, stub, github) -
 
 
 async def test_the_stream_shows_progress_until_the_job_ends(mesh: Mesh, stub, github) -> None:
-    user, login = new_user(mesh), _login()
+    user, login = new_user(mesh), new_login()
     account = github.account(login, sample_repos(6), gate=threading.Event())
     job = await start_github(stub, user, login)
     assert job.state == enrichment_pb2.JOB_STATE_QUEUED
@@ -69,7 +65,7 @@ async def test_the_stream_shows_progress_until_the_job_ends(mesh: Mesh, stub, gi
 
 
 async def test_a_user_sees_only_their_own_jobs(mesh: Mesh, stub, github) -> None:
-    owner, stranger, login = new_user(mesh), new_user(mesh), _login()
+    owner, stranger, login = new_user(mesh), new_user(mesh), new_login()
     github.account(login, sample_repos(1))
     job = await start_github(stub, owner, login)
     with pytest.raises(grpc.aio.AioRpcError) as refused:
@@ -86,7 +82,7 @@ async def test_a_user_sees_only_their_own_jobs(mesh: Mesh, stub, github) -> None
 
 
 async def test_jobs_page_newest_first(mesh: Mesh, stub, github) -> None:
-    user, login = new_user(mesh), _login()
+    user, login = new_user(mesh), new_login()
     github.account(login, [])
     ids = [(await start_github(stub, user, login)).job_id for _ in range(3)]
     first = await stub.ListEnrichmentJobs(enrichment_pb2.ListEnrichmentJobsRequest(page_size=2), metadata=user.metadata)
@@ -100,7 +96,7 @@ async def test_jobs_page_newest_first(mesh: Mesh, stub, github) -> None:
 
 
 async def test_a_transient_github_failure_is_retried(mesh: Mesh, stub, github) -> None:
-    user, login = new_user(mesh), _login()
+    user, login = new_user(mesh), new_login()
     github.account(login, sample_repos(2))
     github.fail(login, times=4, status=502)  # more than the client's own retries of one request
     job = await finished(stub, user, (await start_github(stub, user, login)).job_id)
@@ -109,7 +105,7 @@ async def test_a_transient_github_failure_is_retried(mesh: Mesh, stub, github) -
 
 
 async def test_an_unknown_account_fails_with_a_reason_and_a_message(mesh: Mesh, stub) -> None:
-    user, login = new_user(mesh), _login("nobody")
+    user, login = new_user(mesh), new_login("nobody")
     job = await finished(stub, user, (await start_github(stub, user, login)).job_id)
     assert job.state == enrichment_pb2.JOB_STATE_FAILED
     assert job.failure_reason == "github_user_not_found"
@@ -118,7 +114,7 @@ async def test_an_unknown_account_fails_with_a_reason_and_a_message(mesh: Mesh, 
 
 
 async def test_the_login_defaults_to_the_profile_and_bad_input_is_refused(mesh: Mesh, rest, stub, github) -> None:
-    user, login = new_user(mesh), _login()
+    user, login = new_user(mesh), new_login()
     github.account(login, sample_repos(1))
     with pytest.raises(grpc.aio.AioRpcError) as missing:
         await start_github(stub, user, "")
@@ -162,7 +158,7 @@ async def test_a_worker_killed_mid_job_leaves_it_to_another_and_it_runs_once(
         env={"ENRICHMENT_PORT": str(port), "ENRICHMENT_METRICS_PORT": str(metrics)},
     )
     try:
-        user, login = new_user(mesh), _login()
+        user, login = new_user(mesh), new_login()
         account = github.account(login, [Repo("solo", language="Go", languages={"Go": 5000})], gate=threading.Event())
         job = await start_github(stub, user, login)
         await asyncio.to_thread(account.entered.wait, 60)
@@ -186,7 +182,7 @@ async def test_a_worker_killed_mid_job_leaves_it_to_another_and_it_runs_once(
         )
         assert [s.name for s in suggestions.suggestions] == ["Go"]
 
-        logins = [_login("batch") for _ in range(8)]
+        logins = [new_login("batch") for _ in range(8)]
         for each in logins:
             github.account(each, [Repo("one", language="Rust", languages={"Rust": 900})])
         jobs = [await start_github(stub, user, each) for each in logins]

@@ -140,7 +140,7 @@ class GitHubApi:
                 return 403, limited, {"message": "API rate limit exceeded for 127.0.0.1."}
         if not headers.get("user-agent"):
             return 403, {}, {"message": "Request forbidden by administrative rules."}
-        status, extra, body = self._route(path, query)
+        status, extra, body = self._route(path, query, headers.get("host", "127.0.0.1"))
         with self._lock:
             if status == 200:
                 etag = '"' + hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest() + '"'
@@ -163,7 +163,7 @@ class GitHubApi:
         with self._lock:
             return self._accounts.get(login.lower())
 
-    def _route(self, path: str, query: dict[str, str]) -> tuple[int, dict, object]:
+    def _route(self, path: str, query: dict[str, str], host: str) -> tuple[int, dict, object]:
         parts = path.strip("/").split("/")
         not_found = (404, {}, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"})
         if parts[0] == "users":
@@ -176,7 +176,7 @@ class GitHubApi:
                 if account.gate is not None:
                     account.entered.set()
                     account.gate.wait(60)
-                return self._repos_page(account, query)
+                return self._repos_page(account, query, host)
             return not_found
         if parts[0] == "repos" and len(parts) >= 4:
             account = self._find(parts[1])
@@ -222,7 +222,7 @@ class GitHubApi:
             "created_at": "2014-02-03T12:00:00Z",
         }
 
-    def _repos_page(self, account: Account, query: dict[str, str]) -> tuple[int, dict, object]:
+    def _repos_page(self, account: Account, query: dict[str, str], host: str) -> tuple[int, dict, object]:
         per_page = min(max(int(query.get("per_page", 30)), 1), 100)
         page = max(int(query.get("page", 1)), 1)
         repos = sorted(account.repos, key=lambda r: r.pushed_days_ago)  # sort=pushed
@@ -244,7 +244,7 @@ class GitHubApi:
         ]
         last = max((len(repos) + per_page - 1) // per_page, 1)
         links = []
-        base = f"http://github.local{PREFIX}/users/{account.login}/repos"
+        base = f"http://{host}{PREFIX}/users/{account.login}/repos"
         params = {k: v for k, v in query.items() if k != "page"}
         if page < last:
             links.append(f'<{base}?{urlencode({**params, "page": page + 1})}>; rel="next"')
