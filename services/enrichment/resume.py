@@ -16,10 +16,11 @@ from datetime import date
 from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, PdfStreamError
 
+from services.common.surface import UPLOADS
 from services.enrichment.phrases import PhraseMatcher
 from services.enrichment.suggestions import FoundSkill, SkillFindings
 
-MAX_BYTES = 5 * 1024 * 1024
+MAX_BYTES = UPLOADS["/openhr.enrichment.v1.EnrichmentService/CreateEnrichmentJob"]
 MAX_PAGES = 40
 MIN_TEXT_CHARS = 40
 MAX_YEARS = 60
