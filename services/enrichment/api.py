@@ -20,6 +20,7 @@ from services.common.auth import current_principal
 from services.common.cancellation import raise_if_cancelled
 from services.common.db import Database
 from services.common.errors import FieldViolation
+from services.common.skills import MAX_SKILL_NAME, category_enum, category_id
 from services.enrichment import store
 from services.enrichment.job_events import JobNotifications
 from services.enrichment.jobs import JobRunner
@@ -28,28 +29,16 @@ from services.enrichment.suggestions import MAX_REVIEW
 from services.enrichment.taxonomy import Normalization, SkillTaxonomy
 
 MAX_QUERY = 100
-MAX_NAME = 60
 MAX_LIMIT = 50
 DEFAULT_LIMIT = 10
 MAX_BATCH = 200
 
 
-def category_enum(category: str) -> int:
-    return enrichment_pb2.SkillCategory.Value(f"SKILL_CATEGORY_{category.upper()}")
-
-
-def category_id(value: int) -> str | None:
-    """SKILL_CATEGORY_DATA_ML -> "data_ml"; None for unspecified."""
-    if value == enrichment_pb2.SKILL_CATEGORY_UNSPECIFIED:
-        return None
-    return enrichment_pb2.SkillCategory.Name(value).removeprefix("SKILL_CATEGORY_").lower()
-
-
 def _check_name(name: str, field: str) -> None:
     if not name.strip():
         raise errors.invalid_field(field, "is required")
-    if len(name) > MAX_NAME:
-        raise errors.invalid_field(field, f"must be at most {MAX_NAME} characters")
+    if len(name) > MAX_SKILL_NAME:
+        raise errors.invalid_field(field, f"must be at most {MAX_SKILL_NAME} characters")
 
 
 def _normalized(result: Normalization) -> enrichment_pb2.NormalizeSkillResponse:
@@ -79,7 +68,8 @@ class SkillsApi(enrichment_pb2_grpc.SkillsServiceServicer):
             violations.append(FieldViolation("category", f"unknown SkillCategory value {request.category}"))
         if violations:
             raise errors.invalid_argument(*violations)
-        hits = self._taxonomy.search(request.query, request.limit or DEFAULT_LIMIT, category_id(request.category))
+        category = category_id(request.category) or None  # None: every category
+        hits = self._taxonomy.search(request.query, request.limit or DEFAULT_LIMIT, category)
         return enrichment_pb2.SearchSkillsResponse(
             skills=[
                 enrichment_pb2.SkillSuggestion(
@@ -155,10 +145,6 @@ def _now() -> timestamp_pb2.Timestamp:
     return stamp
 
 
-def _category(name: str) -> int:
-    return category_enum(name) if name else enrichment_pb2.SKILL_CATEGORY_UNSPECIFIED
-
-
 def suggestion_proto(row) -> enrichment_pb2.EnrichmentSuggestion:
     return enrichment_pb2.EnrichmentSuggestion(
         suggestion_id=str(row["suggestion_id"]),
@@ -166,7 +152,7 @@ def suggestion_proto(row) -> enrichment_pb2.EnrichmentSuggestion:
         source=_KIND_ENUMS[row["source"]],
         name=row["name"],
         taxonomy_id=row["taxonomy_id"],
-        category=_category(row["category"]),
+        category=category_enum(row["category"]),
         proficiency=row["proficiency"],
         confidence=round(row["confidence"], 3),
         evidence=row["evidence"],

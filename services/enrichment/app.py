@@ -10,9 +10,8 @@ from openhr.profile.v1 import profile_pb2_grpc
 from services.common.cache import connect_redis, ping
 from services.common.clients import channel
 from services.common.db import Database
-from services.common.migrations import app_role
 from services.common.outbox import OutboxRelay
-from services.common.server import ServiceSpec
+from services.common.server import ServiceSpec, service_name
 from services.common.settings import ServiceSettings
 from services.enrichment import handlers, store
 from services.enrichment.api import EnrichmentApi, EnrichmentInternalApi, SkillsApi
@@ -42,17 +41,8 @@ class EnrichmentSettings(ServiceSettings):
     job_retry_base_seconds: float = Field(5.0, gt=0, validation_alias="OPENHR_JOB_RETRY_BASE_SECONDS")
 
 
-def _full_name(module, service: str) -> str:
-    return module.DESCRIPTOR.services_by_name[service].full_name
-
-
 def build(settings: EnrichmentSettings) -> ServiceSpec:
-    db = Database(
-        settings.database_url,
-        app_role=app_role(store.SCHEMA),
-        pool_size=settings.db_pool_size,
-        application_name="enrichment",
-    )
+    db = Database.for_service(settings, store.SCHEMA)
     redis = connect_redis(settings.redis_url)
     relay = OutboxRelay(db, redis, store.SCHEMA)
     taxonomy = default_taxonomy()
@@ -95,9 +85,9 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
             server,
         )
         return [
-            _full_name(enrichment_pb2, "SkillsService"),
-            _full_name(enrichment_pb2, "EnrichmentInternalService"),
-            _full_name(enrichment_pb2, "EnrichmentService"),
+            service_name(enrichment_pb2, "SkillsService"),
+            service_name(enrichment_pb2, "EnrichmentInternalService"),
+            service_name(enrichment_pb2, "EnrichmentService"),
         ]
 
     async def close() -> None:
