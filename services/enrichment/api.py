@@ -1,10 +1,13 @@
-"""The enrichment service's gRPC servicers (so far: the skills taxonomy)."""
+"""The enrichment service's gRPC servicers (so far: the skills taxonomy and generated texts)."""
 
 from __future__ import annotations
 
 from openhr.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
 from services.common import errors
 from services.common.errors import FieldViolation
+from services.enrichment import narratives
+from services.enrichment.narratives import MatchFacts, Source, Text, TextWriter
+from services.enrichment.profiles import ProfileReader
 from services.enrichment.taxonomy import Normalization, SkillTaxonomy
 
 MAX_QUERY = 100
@@ -79,11 +82,18 @@ class SkillsApi(enrichment_pb2_grpc.SkillsServiceServicer):
 
 
 class EnrichmentInternalApi(enrichment_pb2_grpc.EnrichmentInternalServiceServicer):
-    """Internal RPCs; EmbedTexts and GenerateMatchNarrative arrive with the embeddings issue
-    and answer UNIMPLEMENTED (the generated base class) until then."""
+    """Internal RPCs; EmbedTexts arrives with the embeddings issue and answers UNIMPLEMENTED (the
+    generated base class) until then."""
 
-    def __init__(self, taxonomy: SkillTaxonomy) -> None:
+    def __init__(self, taxonomy: SkillTaxonomy, writer: TextWriter) -> None:
         self._taxonomy = taxonomy
+        self._writer = writer
+
+    async def GenerateMatchNarrative(self, request, context):
+        text = await self._writer.match_narrative(_match_facts(request))
+        return enrichment_pb2.GenerateMatchNarrativeResponse(
+            narrative=text.text, source=text.source.value, text_source=_TEXT_SOURCES[text.source]
+        )
 
     async def BatchNormalizeSkills(self, request, context):
         if len(request.names) > MAX_BATCH:
@@ -93,3 +103,77 @@ class EnrichmentInternalApi(enrichment_pb2_grpc.EnrichmentInternalServiceService
         return enrichment_pb2.BatchNormalizeSkillsResponse(
             results=[_normalized(self._taxonomy.normalize(name)) for name in request.names]
         )
+
+
+class EnrichmentApi(enrichment_pb2_grpc.EnrichmentServiceServicer):
+    """Public enrichment RPCs; the jobs (CreateEnrichmentJob, …) answer UNIMPLEMENTED (the generated base
+    class) until they land."""
+
+    def __init__(self, writer: TextWriter, profiles: ProfileReader) -> None:
+        self._writer, self._profiles = writer, profiles
+
+    async def DraftText(self, request, context):
+        if request.purpose == enrichment_pb2.TEXT_PURPOSE_PROFILE_SUMMARY:
+            if request.profile_id:
+                raise errors.invalid_field("profile_id", "is only for TEXT_PURPOSE_FIRST_MESSAGE")
+            text = await self._writer.profile_summary(await self._profiles.mine())
+        elif request.purpose == enrichment_pb2.TEXT_PURPOSE_FIRST_MESSAGE:
+            if not request.profile_id:
+                raise errors.invalid_field("profile_id", "is required for TEXT_PURPOSE_FIRST_MESSAGE")
+            sender = await self._profiles.mine()
+            recipient = await self._profiles.visible(request.profile_id)
+            if recipient.user_id == sender.user_id:
+                raise errors.invalid_field("profile_id", "is your own profile")
+            text = await self._writer.first_message(sender, recipient)
+        else:
+            raise errors.invalid_field("purpose", "must be TEXT_PURPOSE_PROFILE_SUMMARY or TEXT_PURPOSE_FIRST_MESSAGE")
+        return _draft(request.purpose, text)
+
+
+_TEXT_SOURCES = {Source.LLM: enrichment_pb2.TEXT_SOURCE_LLM, Source.TEMPLATE: enrichment_pb2.TEXT_SOURCE_TEMPLATE}
+
+
+def _draft(purpose: int, text: Text) -> enrichment_pb2.DraftTextResponse:
+    return enrichment_pb2.DraftTextResponse(purpose=purpose, text=text.text, source=_TEXT_SOURCES[text.source])
+
+
+def _match_facts(request: enrichment_pb2.GenerateMatchNarrativeRequest) -> MatchFacts:
+    """The request's facts, or INVALID_ARGUMENT naming every field out of its limits."""
+    violations = []
+    for name in ("viewer_summary", "candidate_summary"):
+        if len(getattr(request, name)) > narratives.MAX_SUMMARY:
+            violations.append(FieldViolation(name, f"must be at most {narratives.MAX_SUMMARY} characters"))
+    for name in ("shared_skills", "complementary_skills"):
+        skills = getattr(request, name)
+        if len(skills) > narratives.MAX_SKILLS:
+            violations.append(FieldViolation(name, f"at most {narratives.MAX_SKILLS}"))
+        violations += [
+            FieldViolation(f"{name}[{i}]", f"must be 1-{narratives.MAX_SKILL} characters")
+            for i, skill in enumerate(skills)
+            if not skill.strip() or len(skill) > narratives.MAX_SKILL
+        ]
+    if len(request.factor_scores) > narratives.MAX_FACTORS:
+        violations.append(FieldViolation("factor_scores", f"at most {narratives.MAX_FACTORS}"))
+    for name, score in request.factor_scores.items():
+        if not narratives.FACTOR_NAME.fullmatch(name):
+            violations.append(FieldViolation("factor_scores", "keys must be factor names such as skill_fit"))
+        elif not 0 <= score <= 1:
+            violations.append(FieldViolation(f"factor_scores[{name}]", "must be 0-1"))
+    for name, detail in request.factor_details.items():
+        if name not in request.factor_scores:
+            violations.append(FieldViolation("factor_details", "keys must be factors of factor_scores"))
+        elif len(detail) > narratives.MAX_DETAIL:
+            violations.append(FieldViolation(f"factor_details[{name}]", f"at most {narratives.MAX_DETAIL} characters"))
+    if len(request.candidate_name) > narratives.MAX_NAME:
+        violations.append(FieldViolation("candidate_name", f"must be at most {narratives.MAX_NAME} characters"))
+    if violations:
+        raise errors.invalid_argument(*violations)
+    return MatchFacts(
+        viewer_summary=request.viewer_summary,
+        candidate_summary=request.candidate_summary,
+        shared_skills=tuple(request.shared_skills),
+        complementary_skills=tuple(request.complementary_skills),
+        factor_scores=dict(request.factor_scores),
+        factor_details=dict(request.factor_details),
+        candidate_name=request.candidate_name,
+    )
