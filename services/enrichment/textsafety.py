@@ -42,7 +42,7 @@ def neutralize(text: str, limit: int) -> str:
     text = _printable(text).translate(_BRACKETS)
     text = _TAG_NAME.sub("openhr data", text)
     text = _BLANK_LINES.sub("\n", _SPACES.sub(" ", text)).strip()
-    return text[:limit]
+    return text[:limit].rstrip()
 
 
 def data_block(field: str, text: str, limit: int) -> str:
@@ -67,9 +67,10 @@ _MD_RULE = re.compile(r"^\s*([-*_])(?:\s*\1){2,}\s*$", re.MULTILINE)
 _MD_STRONG = re.compile(r"(\*\*|__)(.+?)\1", re.DOTALL)
 _MD_EMPHASIS = re.compile(r"(?<![\w*])([*_])(?=\S)(.+?)(?<=\S)\1(?![\w*])")
 _MD_STRIKE = re.compile(r"~~(.+?)~~")
+# A URL runs to the next space, less the punctuation that ends its sentence.
 _URL = re.compile(
-    r"(?:\b[a-z][a-z0-9+.\-]*://|\bwww\.|\b(?:javascript|data|vbscript|mailto|file):)\S*"
-    r"|\b(?:[a-z0-9\-]+\.)+[a-z]{2,}/\S*",
+    r"(?:(?:\b[a-z][a-z0-9+.\-]*://|\bwww\.|\b(?:javascript|data|vbscript|mailto|file):)\S*?"
+    r"|\b(?:[a-z0-9\-]+\.)+[a-z]{2,}/\S*?)(?=[.,;:!?)]*(?:\s|$))",
     re.IGNORECASE,
 )
 _STRAY = str.maketrans(dict.fromkeys("<>`"))
