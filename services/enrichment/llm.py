@@ -30,6 +30,8 @@ log = structlog.get_logger("llm")
 
 OPENAI_URL = "https://api.openai.com/v1"
 CACHE_PREFIX = "openhr:llm"
+# A cache that does not answer within this is skipped (the LLM is called instead).
+CACHE_TIMEOUT = 0.5
 
 TOKENS = Counter(
     "openhr_llm_tokens_total", "Tokens an LLM server reported spending, for cost.", ["model", "purpose", "kind"]
@@ -134,6 +136,13 @@ class Llm:
         if response.usage is not None:
             TOKENS.labels(self.model, purpose, "prompt").inc(response.usage.prompt_tokens)
             TOKENS.labels(self.model, purpose, "completion").inc(response.usage.completion_tokens)
+            log.info(
+                "llm answered",
+                purpose=purpose,
+                model=self.model,
+                prompt_tokens=response.usage.prompt_tokens,
+                completion_tokens=response.usage.completion_tokens,
+            )
         text = plain_text(answer, limit)
         if not text:
             CALLS.labels(purpose, "empty").inc()
@@ -146,8 +155,9 @@ class Llm:
         if self._redis is None or not self._ttl:
             return None
         try:
-            value = await self._redis.get(key)
-        except RedisError as exc:
+            async with asyncio.timeout(CACHE_TIMEOUT):
+                value = await self._redis.get(key)
+        except (RedisError, TimeoutError) as exc:
             log.warning("llm cache unavailable", error=type(exc).__name__)
             return None
         return value.decode() if value is not None else None
@@ -156,8 +166,9 @@ class Llm:
         if self._redis is None or not self._ttl:
             return
         try:
-            await self._redis.set(key, text.encode(), ex=self._ttl)
-        except RedisError as exc:
+            async with asyncio.timeout(CACHE_TIMEOUT):
+                await self._redis.set(key, text.encode(), ex=self._ttl)
+        except (RedisError, TimeoutError) as exc:
             log.warning("llm cache unavailable", error=type(exc).__name__)
 
     async def close(self) -> None:

@@ -32,6 +32,20 @@ async def _succeed(breaker: CircuitBreaker) -> None:
         pass
 
 
+async def _held_call(breaker: CircuitBreaker, finish: asyncio.Event) -> asyncio.Task:
+    """A call that has passed the guard and runs until `finish` is set."""
+    started = asyncio.Event()
+
+    async def call() -> None:
+        async with breaker.guard():
+            started.set()
+            await finish.wait()
+
+    task = asyncio.create_task(call())
+    await started.wait()
+    return task
+
+
 def _opened(name: str) -> float:
     return CIRCUIT_OPENED.labels(name)._value.get()
 
@@ -69,15 +83,8 @@ async def test_half_open_lets_one_trial_through_which_closes_or_reopens_it() -> 
     clock.now += 9
     assert breaker.state == State.OPEN
     clock.now += 1
-    trial_started, finish = asyncio.Event(), asyncio.Event()
-
-    async def trial() -> None:
-        async with breaker.guard():
-            trial_started.set()
-            await finish.wait()
-
-    task = asyncio.create_task(trial())
-    await trial_started.wait()
+    finish = asyncio.Event()
+    task = await _held_call(breaker, finish)
     with pytest.raises(CircuitOpen):  # one trial at a time
         await _succeed(breaker)
     finish.set()
@@ -91,15 +98,7 @@ async def test_a_cancelled_trial_counts_for_nothing() -> None:
     breaker = CircuitBreaker("unit-cancel", failures=1, reset_after=5, clock=clock)
     await _fail(breaker)
     clock.now += 5
-    started = asyncio.Event()
-
-    async def trial() -> None:
-        async with breaker.guard():
-            started.set()
-            await asyncio.Event().wait()
-
-    task = asyncio.create_task(trial())
-    await started.wait()
+    task = await _held_call(breaker, asyncio.Event())
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
