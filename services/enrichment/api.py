@@ -5,7 +5,6 @@ from __future__ import annotations
 from openhr.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
 from services.common import errors
 from services.common.errors import FieldViolation
-from services.enrichment import narratives
 from services.enrichment.narratives import MatchFacts, Source, Text, TextWriter
 from services.enrichment.profiles import ProfileReader
 from services.enrichment.taxonomy import Normalization, SkillTaxonomy
@@ -139,36 +138,7 @@ def _draft(purpose: int, text: Text) -> enrichment_pb2.DraftTextResponse:
 
 def _match_facts(request: enrichment_pb2.GenerateMatchNarrativeRequest) -> MatchFacts:
     """The request's facts, or INVALID_ARGUMENT naming every field out of its limits."""
-    violations = []
-    for name in ("viewer_summary", "candidate_summary"):
-        if len(getattr(request, name)) > narratives.MAX_SUMMARY:
-            violations.append(FieldViolation(name, f"must be at most {narratives.MAX_SUMMARY} characters"))
-    for name in ("shared_skills", "complementary_skills"):
-        skills = getattr(request, name)
-        if len(skills) > narratives.MAX_SKILLS:
-            violations.append(FieldViolation(name, f"at most {narratives.MAX_SKILLS}"))
-        violations += [
-            FieldViolation(f"{name}[{i}]", f"must be 1-{narratives.MAX_SKILL} characters")
-            for i, skill in enumerate(skills)
-            if not skill.strip() or len(skill) > narratives.MAX_SKILL
-        ]
-    if len(request.factor_scores) > narratives.MAX_FACTORS:
-        violations.append(FieldViolation("factor_scores", f"at most {narratives.MAX_FACTORS}"))
-    for name, score in request.factor_scores.items():
-        if not narratives.FACTOR_NAME.fullmatch(name):
-            violations.append(FieldViolation("factor_scores", "keys must be factor names such as skill_fit"))
-        elif not 0 <= score <= 1:
-            violations.append(FieldViolation(f"factor_scores[{name}]", "must be 0-1"))
-    for name, detail in request.factor_details.items():
-        if name not in request.factor_scores:
-            violations.append(FieldViolation("factor_details", "keys must be factors of factor_scores"))
-        elif len(detail) > narratives.MAX_DETAIL:
-            violations.append(FieldViolation(f"factor_details[{name}]", f"at most {narratives.MAX_DETAIL} characters"))
-    if len(request.candidate_name) > narratives.MAX_NAME:
-        violations.append(FieldViolation("candidate_name", f"must be at most {narratives.MAX_NAME} characters"))
-    if violations:
-        raise errors.invalid_argument(*violations)
-    return MatchFacts(
+    facts = MatchFacts(
         viewer_summary=request.viewer_summary,
         candidate_summary=request.candidate_summary,
         shared_skills=tuple(request.shared_skills),
@@ -177,3 +147,7 @@ def _match_facts(request: enrichment_pb2.GenerateMatchNarrativeRequest) -> Match
         factor_details=dict(request.factor_details),
         candidate_name=request.candidate_name,
     )
+    violations = facts.violations()
+    if violations:
+        raise errors.invalid_argument(*violations)
+    return facts

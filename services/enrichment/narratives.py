@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from openhr.profile.v1 import profile_pb2
+from services.common.errors import FieldViolation
 from services.enrichment.llm import Llm
 from services.enrichment.textsafety import DATA_TAG, cap, data_block
 
-# Limits of what matching may pass to GenerateMatchNarrative (api.py checks them).
+# Limits of what matching may pass to GenerateMatchNarrative (MatchFacts.violations).
 MAX_SUMMARY = 4_000
 MAX_SKILLS = 50
 MAX_SKILL = 60
@@ -71,6 +72,37 @@ class MatchFacts:
     factor_scores: dict[str, float] = field(default_factory=dict)
     factor_details: dict[str, str] = field(default_factory=dict)
     candidate_name: str = ""
+
+    def violations(self) -> list[FieldViolation]:
+        """Every field out of its limits, named as in GenerateMatchNarrativeRequest."""
+        found = []
+        for name in ("viewer_summary", "candidate_summary"):
+            if len(getattr(self, name)) > MAX_SUMMARY:
+                found.append(FieldViolation(name, f"must be at most {MAX_SUMMARY} characters"))
+        for name in ("shared_skills", "complementary_skills"):
+            skills = getattr(self, name)
+            if len(skills) > MAX_SKILLS:
+                found.append(FieldViolation(name, f"at most {MAX_SKILLS}"))
+            found += [
+                FieldViolation(f"{name}[{i}]", f"must be 1-{MAX_SKILL} characters")
+                for i, skill in enumerate(skills)
+                if not skill.strip() or len(skill) > MAX_SKILL
+            ]
+        if len(self.factor_scores) > MAX_FACTORS:
+            found.append(FieldViolation("factor_scores", f"at most {MAX_FACTORS}"))
+        for name, score in self.factor_scores.items():
+            if not FACTOR_NAME.fullmatch(name):
+                found.append(FieldViolation("factor_scores", "keys must be factor names such as skill_fit"))
+            elif not 0 <= score <= 1:
+                found.append(FieldViolation(f"factor_scores[{name}]", "must be 0-1"))
+        for name, detail in self.factor_details.items():
+            if name not in self.factor_scores:
+                found.append(FieldViolation("factor_details", "keys must be factors of factor_scores"))
+            elif len(detail) > MAX_DETAIL:
+                found.append(FieldViolation(f"factor_details[{name}]", f"at most {MAX_DETAIL} characters"))
+        if len(self.candidate_name) > MAX_NAME:
+            found.append(FieldViolation("candidate_name", f"must be at most {MAX_NAME} characters"))
+        return found
 
 
 _FACTOR_WORDS = {
