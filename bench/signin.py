@@ -1,7 +1,7 @@
 """Sign-in throughput: `POST /v1/auth/login` (email + password) through the edge, closed loop at 1, 2 and 4 in
 flight, interleaved over rounds, on accounts created first with `POST /v1/auth/signup`.
 
-Sign-in is deliberately slow: identity verifies the password with argon2id (edge/identity/passwords.py,
+Sign-in is deliberately slow: identity verifies the password with argon2id (services/identity/passwords.py,
 parameters read from there and stated in the report, with the in-process time of one hash) in worker threads,
 at most `CONCURRENCY` at once. It is also rate-limited at the edge (OPENHR_RATE_LOGIN_IP_PER_MIN, 10 per
 minute per address by default): the bench mesh lifts the limits (deploy/local/ephemeral.py UNLIMITED_RATES),
@@ -20,7 +20,7 @@ from bench.cpu import CpuMeter
 from bench.http1 import Http1Client
 from bench.load import Session, run_cell
 from deploy.local.ephemeral import Mesh
-from edge.identity import passwords
+from services.identity import passwords
 
 PASSWORD = "bench-Password-1234"
 LOCAL = "127.0.0.1"
@@ -211,7 +211,7 @@ def markdown(result: dict, machine: dict) -> str:
         f"per round, accounts taken in turn. Warm-up {config['warmup_seconds']} s first. Figures are medians "
         "across rounds.",
         "- **Sign-in is deliberately slow.** identity verifies the password with argon2id "
-        f"(`edge/identity/passwords.py`): time cost **{a['time_cost']}** passes, memory "
+        f"(`services/identity/passwords.py`): time cost **{a['time_cost']}** passes, memory "
         f"**{a['memory_cost_kib'] // 1024} MiB** ({a['memory_cost_kib']:,} KiB), parallelism **{a['parallelism']}** "
         f"lanes, {a['salt_len']}-byte salt, {a['hash_len']}-byte tag; hashes run in worker threads, at most "
         f"{a['concurrency']} at once (each holds {a['memory_cost_kib'] // 1024} MiB). One `PasswordHasher.hash` "

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from deploy.envoy.render import render
 from deploy.local.infra import free_port
 from deploy.local.stack import DESCRIPTOR
+from edge.envoy.render import render
 
 ENVOY = Path(sys.executable).with_name("envoy")
 

@@ -26,7 +26,7 @@ from services.common.settings import REPO_ROOT, ServiceSettings
 ISSUER = ServiceSettings.model_fields["jwt_issuer"].default
 AUDIENCE = ServiceSettings.model_fields["jwt_audience"].default
 # A throwaway mesh serves a whole test suite (or a benchmark) from one address and a few users:
-# the edge's rate limits (edge/identity/ratelimit.py) are lifted unless `extra_env` sets them
+# the edge's rate limits (services/identity/ratelimit.py) are lifted unless `extra_env` sets them
 # (tests/edge/test_rate_limits.py runs a mesh of its own with small ones).
 UNLIMITED_RATES = {
     "OPENHR_RATE_IP_PER_MIN": "1000000000",

@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.envoy.render import render
 from deploy.local.infra import EmbeddedPostgres, LocalRedis, PortInUseError, port_in_use
+from edge.envoy.render import render
 from services.common.devkeys import ensure_keys
 from services.common.migrations import upgrade_to_head
 from services.common.settings import DATA_DIR, REPO_ROOT, ServiceSettings
@@ -67,9 +67,9 @@ class ServiceDef:
 # (the REST body validator Envoy's ext_proc filter calls) is an Envoy cluster like the others.
 # Every service verifies tokens against identity's JWKS, fetched through Envoy on first use.
 SERVICES = (
-    ServiceDef("identity", 50060, 9460, migrations=True, module="edge.identity"),
+    ServiceDef("identity", 50060, 9460, migrations=True),
     ServiceDef("validation", 50069, 9469, migrations=False, module="edge.validation"),
-    ServiceDef("enrichment", 50064, 9464, migrations=False),
+    ServiceDef("enrichment", 50064, 9464, migrations=True),
     ServiceDef("profile", 50061, 9461, migrations=True),
 )
 

@@ -11,7 +11,7 @@ field, and never reaches a service.
 - api.py: the ExternalProcessor servicer, thin.
 - app.py: settings (VALIDATION_PORT, VALIDATION_METRICS_PORT, OPENHR_DESCRIPTOR) and wiring.
 
-Envoy's side (deploy/envoy/envoy.yaml.j2, only when a `validation` cluster is rendered):
+Envoy's side (edge/envoy/envoy.yaml.j2, only when a `validation` cluster is rendered):
 bodies only (headers SKIP, body BUFFERED: a GET opens no stream), never gRPC or grpc-web
 (skipped by content-type), fail closed (failure_mode_allow false: validator down -> 500,
 slower than message_timeout 0.5 s -> 504; never an unchecked body).

@@ -8,9 +8,9 @@ import grpc
 from envoy.service.ext_proc.v3 import external_processor_pb2, external_processor_pb2_grpc
 from pydantic import Field
 
-from deploy.envoy.render import public_services
 from edge.validation.api import ExternalProcessorApi
 from edge.validation.rules import Rules
+from services.common import surface
 from services.common.server import ServiceSpec
 from services.common.settings import REPO_ROOT, ServiceSettings
 
@@ -28,7 +28,7 @@ class ValidationSettings(ServiceSettings):
 
 def edge_services() -> list[str]:
     """Every public service the edge template can route (the same list as Envoy's)."""
-    return [service for services in public_services().values() for service in services]
+    return [service for services in surface.PUBLIC_SERVICES.values() for service in services]
 
 
 def build(settings: ValidationSettings) -> ServiceSpec:

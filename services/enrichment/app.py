@@ -1,6 +1,4 @@
-"""Wiring of the enrichment service. So far it serves the skills taxonomy and generated texts, which need
-no database: its health depends on nothing but itself (the LLM, its Redis cache and the profile service
-are called per request, and a text falls back to its template without them)."""
+"""Wiring of the enrichment service: settings, database, Redis, the LLM, peers, servicers, background work."""
 
 from __future__ import annotations
 
@@ -8,10 +6,13 @@ import grpc
 from pydantic import Field
 
 from openhr.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
-from services.common.cache import connect_redis
+from services.common.cache import connect_redis, ping
 from services.common.clients import channel
-from services.common.server import ServiceSpec
+from services.common.db import Database
+from services.common.outbox import OutboxRelay
+from services.common.server import ServiceSpec, service_name
 from services.common.settings import ServiceSettings
+from services.enrichment import store
 from services.enrichment.api import EnrichmentApi, EnrichmentInternalApi, SkillsApi
 from services.enrichment.llm import Llm, LlmSettings
 from services.enrichment.narratives import TextWriter
@@ -26,8 +27,11 @@ class EnrichmentSettings(ServiceSettings, LlmSettings):
 
 
 def build(settings: EnrichmentSettings) -> ServiceSpec:
-    taxonomy = default_taxonomy()
+    db = Database.for_service(settings, store.SCHEMA)
     redis = connect_redis(settings.redis_url)
+    relay = OutboxRelay(db, redis, store.SCHEMA)
+    taxonomy = default_taxonomy()
+    # Texts: the LLM caches its answers in the same Redis; without it (or the LLM) a template writes them.
     llm = Llm(settings, redis)
     writer = TextWriter(llm)
     # Only reads go through this channel, so UNAVAILABLE may be retried.
@@ -41,22 +45,24 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
         enrichment_pb2_grpc.add_EnrichmentServiceServicer_to_server(
             EnrichmentApi(writer, ProfileReader(profiles)), server
         )
-        services = enrichment_pb2.DESCRIPTOR.services_by_name
         return [
-            services["SkillsService"].full_name,
-            services["EnrichmentInternalService"].full_name,
-            services["EnrichmentService"].full_name,
+            service_name(enrichment_pb2, "SkillsService"),
+            service_name(enrichment_pb2, "EnrichmentInternalService"),
+            service_name(enrichment_pb2, "EnrichmentService"),
         ]
 
     async def close() -> None:
         await llm.close()
         await profiles.close()
         await redis.aclose()
+        await db.close()
 
     return ServiceSpec(
         name="enrichment",
         port=settings.port,
         register=register,
+        checks={"postgres": db.ping, "redis": lambda: ping(redis)},
+        background=[relay.run],
         cleanup=[close],
         metrics_port=settings.metrics_port,
     )

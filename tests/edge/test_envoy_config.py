@@ -1,4 +1,4 @@
-"""The Envoy edge config (deploy/envoy/envoy.yaml.j2): it validates, and a real Envoy with
+"""The Envoy edge config (edge/envoy/envoy.yaml.j2): it validates, and a real Envoy with
 only the profile and enrichment clusters (and no upstream running) routes, rejects and logs
 as designed over REST, grpc-web and plain gRPC."""
 
@@ -18,7 +18,7 @@ import yaml
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from deploy.envoy.render import render
+from edge.envoy.render import render
 from tests.envoy_process import RunningEnvoy, assert_valid, running_envoy
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Envoy's jwt_authn at the edge (deploy/envoy/envoy.yaml.j2) on the real mesh: requests without
+"""Envoy's jwt_authn at the edge (edge/envoy/envoy.yaml.j2) on the real mesh: requests without
 a valid access token are refused by Envoy over REST, gRPC and grpc-web and never reach a
 service; identity's public methods, CORS preflights and tokens identity signed (EdDSA, checked
 against its OKP JWKS) pass; the JWKS is fetched through the edge itself, also when identity
@@ -23,13 +23,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from deploy.envoy.render import identity_public_methods, public_http_routes, render
 from deploy.local.ephemeral import AUDIENCE, ISSUER, Mesh
 from deploy.local.infra import free_port
 from deploy.local.stack import DESCRIPTOR
-from edge.identity.app import PUBLIC_METHODS as IDENTITY_PUBLIC_METHODS
+from edge.envoy.render import public_http_routes, render
 from openhr.enrichment.v1 import enrichment_pb2
 from openhr.identity.v1 import identity_pb2
+from services.common.surface import identity_public_paths
 from tests.edge.edge_calls import (
     UNAUTHENTICATED,
     UNIMPLEMENTED,
@@ -43,6 +43,7 @@ from tests.envoy_process import running_envoy
 from tests.users import new_user
 
 pytestmark = pytest.mark.timeout(180)
+IDENTITY_PUBLIC_PATHS = identity_public_paths()
 
 GET_MY_PROFILE = "/openhr.profile.v1.ProfileService/GetMyProfile"
 VALIDATOR_CALLS = "http.edge.ext_proc.streams_started"
@@ -66,10 +67,6 @@ def _values(clusters: list[str], **extra) -> dict:
 def _filters(config: str) -> list[str]:
     hcm = yaml.safe_load(config)["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
     return [f["name"].rsplit(".", 1)[1] for f in hcm["typed_config"]["http_filters"]]
-
-
-def test_the_edge_and_identity_agree_on_the_public_methods() -> None:
-    assert identity_public_methods() == IDENTITY_PUBLIC_METHODS
 
 
 def test_auth_and_rate_limits_come_with_the_identity_cluster() -> None:
@@ -111,7 +108,7 @@ def _instances(template: str) -> str:
 def test_public_rest_routes_cover_no_protected_method() -> None:
     """Each REST exemption matches its own public method's routes and no other method's."""
     routes = public_http_routes(DESCRIPTOR)
-    assert {r["rpc"] for r in routes} == {m.rsplit("/", 1)[1] for m in IDENTITY_PUBLIC_METHODS}
+    assert {r["rpc"] for r in routes} == {m.rsplit("/", 1)[1] for m in IDENTITY_PUBLIC_PATHS}
 
     def exempt(verb: str, path: str) -> set[str]:
         return {
@@ -131,7 +128,7 @@ def test_public_rest_routes_cover_no_protected_method() -> None:
                     if verb in (None, "custom"):
                         continue
                     path = _instances(getattr(binding, verb))
-                    public = f"/{file.package}.{service.name}/{method.name}" in IDENTITY_PUBLIC_METHODS
+                    public = f"/{file.package}.{service.name}/{method.name}" in IDENTITY_PUBLIC_PATHS
                     assert exempt(verb.upper(), path) == ({method.name} if public else set()), (method.name, path)
                     checked += 1
     assert checked > 30

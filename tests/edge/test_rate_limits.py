@@ -1,4 +1,4 @@
-"""Rate limits (edge/identity/ratelimit.py behind Envoy's ratelimit filter) on a mesh of their
+"""Rate limits (services/identity/ratelimit.py behind Envoy's ratelimit filter) on a mesh of their
 own with small limits: per user, per client address, sign-in and sign-up per address, failed
 sign-ins per account, and what happens while Redis is down.
 

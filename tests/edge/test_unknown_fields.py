@@ -15,9 +15,9 @@ import grpc
 import httpx
 import pytest
 
-from deploy.envoy.render import render
 from deploy.local.ephemeral import Mesh
 from deploy.local.stack import DESCRIPTOR
+from edge.envoy.render import render
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 from tests.envoy_process import assert_valid, cluster_healthy, running_envoy
 from tests.grpcweb import DATA, TRAILERS, call_headers, frame, frames

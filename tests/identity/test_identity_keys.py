@@ -16,12 +16,20 @@ import jwt
 
 from deploy.local.ephemeral import Mesh, serving
 from deploy.local.infra import free_port
-from edge.identity.crypto import Box
-from edge.identity.keys import JWKS_MAX_AGE, PUBLISH_AHEAD, KeyRing, KeyRow, published_rows, signing_row, successor_due
-from edge.identity.tokens import ACCESS_TTL
 from openhr.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.common.db import Database
 from services.common.settings import REPO_ROOT
+from services.identity.crypto import Box
+from services.identity.keys import (
+    JWKS_MAX_AGE,
+    PUBLISH_AHEAD,
+    KeyRing,
+    KeyRow,
+    published_rows,
+    signing_row,
+    successor_due,
+)
+from services.identity.tokens import ACCESS_TTL
 from tests.identity.support import login, sign_up
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -123,7 +131,7 @@ def test_production_refuses_to_start_without_keys(mesh: Mesh, tmp_path) -> None:
     ]
     for extra, message in cases:
         result = subprocess.run(
-            [sys.executable, "-m", "edge.identity"],
+            [sys.executable, "-m", "services.identity"],
             cwd=REPO_ROOT,
             env=_identity_env(mesh, tmp_path, **extra),
             capture_output=True,
@@ -147,7 +155,7 @@ async def test_production_publishes_no_development_key(mesh: Mesh, tmp_path) -> 
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "edge.identity",
+        "services.identity",
         cwd=REPO_ROOT,
         env=env,
         stdout=asyncio.subprocess.DEVNULL,

@@ -515,7 +515,7 @@ async def _identity_replica(mesh: Mesh, name: str, env: dict[str, str]):
     """Another identity process on the mesh's database, with `env` on top of the mesh's: a stub."""
     port = free_port()
     env = {"IDENTITY_PORT": str(port), "IDENTITY_METRICS_PORT": str(free_port()), **env}
-    mesh.start_process(name, [sys.executable, "-m", "edge.identity"], env=env)
+    mesh.start_process(name, [sys.executable, "-m", "services.identity"], env=env)
     try:
         deadline = time.monotonic() + 30
         while not await asyncio.to_thread(serving, port):

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from deploy.local.ephemeral import Mesh
-from edge.identity.retention import ExpiredSecretsPurge
 from services.common.db import Database
+from services.identity.retention import ExpiredSecretsPurge
 from tests.identity.support import sign_up
 
 NOW = datetime.now(UTC)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from cryptography.exceptions import InvalidTag
 
-from edge.identity import cookies
-from edge.identity.crypto import Box, MissingSecretError, load_secrets
-from edge.identity.validation import email_problem, load_common_passwords, normalize_email, password_problem
 from services.common.errors import DomainError
+from services.identity import cookies
+from services.identity.crypto import Box, MissingSecretError, load_secrets
+from services.identity.validation import email_problem, load_common_passwords, normalize_email, password_problem
 
 COMMON = load_common_passwords()
 

@@ -16,7 +16,7 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format
 from google.protobuf.descriptor_pb2 import FieldDescriptorProto
 
-from deploy.envoy.render import public_services, render
+from edge.envoy.render import render
 from edge.validation import api
 from edge.validation.app import edge_services
 from edge.validation.rules import (
@@ -32,6 +32,7 @@ from edge.validation.rules import (
     violation_from_parse_error,
 )
 from services.common.settings import REPO_ROOT
+from services.common.surface import PUBLIC_SERVICES
 
 DESCRIPTOR = Path(os.environ.get("OPENHR_DESCRIPTOR") or REPO_ROOT / "gen" / "openhr.binpb")
 PROFILE = "/openhr.profile.v1.ProfileService"
@@ -108,7 +109,7 @@ def test_malformed_template_is_refused(bad: str) -> None:
 
 def test_rules_cover_exactly_the_public_services(rules: Rules) -> None:
     services = {rule.rpc.split("/")[1] for rule in rules.rules}
-    public = {service for listed in public_services().values() for service in listed}
+    public = {service for listed in PUBLIC_SERVICES.values() for service in listed}
     assert services <= public
     assert "openhr.profile.v1.ProfileService" in services
     assert not any("Internal" in rule.rpc or "UserDataService" in rule.rpc for rule in rules.rules)

@@ -32,11 +32,11 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
-from edge.identity import store
-from edge.identity.crypto import Box, signing_key_context
-from edge.identity.tokens import ACCESS_TTL, ALGORITHM, SigningKey
 from services.common.cancellation import raise_if_cancelled
 from services.common.db import Database
+from services.identity import store
+from services.identity.crypto import Box, signing_key_context
+from services.identity.tokens import ACCESS_TTL, ALGORITHM, SigningKey
 
 log = structlog.get_logger("keys")
 

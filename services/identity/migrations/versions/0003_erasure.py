@@ -1,4 +1,4 @@
-"""Erasure of an account (PrivacyService.DeleteMe, edge/identity/privacy.py).
+"""Erasure of an account (PrivacyService.DeleteMe, services/identity/privacy.py).
 
 - identity.users: an erased row keeps its user_id (never reused) and deleted_at; its email
   ciphertext and lookup hash become NULL (allowed only once deleted_at is set), as do the

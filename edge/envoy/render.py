@@ -2,7 +2,7 @@
 
 Library::
 
-    from deploy.envoy.render import render
+    from edge.envoy.render import render
     yaml_text = render(listen_port=8080, admin_port=9901,
                        descriptor_path="gen/openhr.binpb",
                        clusters=[{"name": "profile", "host": "127.0.0.1", "port": 50061},
@@ -10,7 +10,7 @@ Library::
 
 CLI::
 
-    python -m deploy.envoy.render --out gen/envoy.yaml --listen-port 8080 \\
+    python -m edge.envoy.render --out gen/envoy.yaml --listen-port 8080 \\
         --admin-port 9901 --descriptor gen/openhr.binpb \\
         --cluster profile=127.0.0.1:50061 --cluster enrichment=127.0.0.1:50064 \\
         --cluster validation=127.0.0.1:50069 \\
@@ -33,6 +33,8 @@ import jinja2
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
+from services.common import surface
+
 TEMPLATE_DIR = Path(__file__).resolve().parent
 TEMPLATE_NAME = "envoy.yaml.j2"
 
@@ -44,32 +46,10 @@ _env = jinja2.Environment(
 )
 
 
-def _template_module():
-    return _env.get_template(TEMPLATE_NAME).make_module(
-        {
-            "listen_port": 0,
-            "admin_port": 0,
-            "descriptor_path": "",
-            "clusters": [],
-            "streaming_paths": [],
-            "public_http_routes": [],
-            "auth": False,
-            "rate_limits": False,
-        }
-    )
-
-
-def public_services() -> dict[str, tuple[str, ...]]:
-    """Service cluster name -> the public gRPC services it serves (read from the template
-    itself): what the edge exposes over REST, grpc-web and gRPC."""
-    return {name: tuple(services) for name, services in _template_module().PUBLIC_SERVICES.items()}
-
-
 def known_clusters() -> tuple[str, ...]:
     """Cluster names the template knows: the service clusters it routes to, then the edge's
     own helpers (``validation``: the REST body validator, routed no public service)."""
-    module = _template_module()
-    return (*module.PUBLIC_SERVICES, *module.EDGE_CLUSTERS)
+    return (*surface.PUBLIC_SERVICES, *surface.EDGE_CLUSTERS)
 
 
 def _normalise_clusters(clusters: Sequence[Any]) -> list[dict[str, Any]]:
@@ -105,12 +85,6 @@ def streaming_paths(descriptor_path: str | os.PathLike) -> list[str]:
     )
 
 
-def identity_public_methods() -> frozenset[str]:
-    """Full gRPC method names the edge lets through without an access token."""
-    module = _template_module()
-    return frozenset(f"/{module.IDENTITY_SERVICE}/{method}" for method in module.IDENTITY_PUBLIC_METHODS)
-
-
 _VARIABLE = re.compile(r"\{([^}=]+)(?:=([^}]*))?\}")
 
 
@@ -136,8 +110,7 @@ def public_http_routes(descriptor_path: str | os.PathLike) -> list[dict[str, str
     methods, for jwt_authn's rules and the sign-in / sign-up rate limits: {rpc, method, path
     (literal templates) or regex (templates with variables), path_regex}."""
     descriptors = descriptor_pb2.FileDescriptorSet.FromString(Path(descriptor_path).read_bytes())
-    module = _template_module()
-    package, _, service_name = module.IDENTITY_SERVICE.rpartition(".")
+    package, _, service_name = surface.IDENTITY_SERVICE.rpartition(".")
     routes = []
     for file in descriptors.file:
         if file.package != package:
@@ -146,7 +119,7 @@ def public_http_routes(descriptor_path: str | os.PathLike) -> list[dict[str, str
             if service.name != service_name:
                 continue
             for method in service.method:
-                if method.name not in module.IDENTITY_PUBLIC_METHODS:
+                if method.name not in surface.IDENTITY_PUBLIC_METHODS:
                     continue
                 rule = method.options.Extensions[annotations_pb2.http]
                 for binding in (rule, *rule.additional_bindings):
@@ -180,6 +153,12 @@ def render(**values: Any) -> str:
     values["descriptor_path"] = os.fspath(values["descriptor_path"])
     values["streaming_paths"] = streaming_paths(values["descriptor_path"])
     values["public_http_routes"] = public_http_routes(values["descriptor_path"])
+    values.update(
+        PUBLIC_SERVICES=surface.PUBLIC_SERVICES,
+        EDGE_CLUSTERS=surface.EDGE_CLUSTERS,
+        IDENTITY_SERVICE=surface.IDENTITY_SERVICE,
+        IDENTITY_PUBLIC_METHODS=surface.IDENTITY_PUBLIC_METHODS,
+    )
     values.setdefault("access_log_path", "/dev/stdout")
     values.setdefault("cors_allowed_origins", [])
     return _env.get_template(TEMPLATE_NAME).render(**values)
@@ -197,7 +176,7 @@ def _parse_cluster(text: str) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m deploy.envoy.render",
+        prog="python -m edge.envoy.render",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import aiosmtplib
 import structlog
 
-from edge.identity.tokens import RESET_PASSWORD_TTL, VERIFY_EMAIL_TTL
+from services.identity.tokens import RESET_PASSWORD_TTL, VERIFY_EMAIL_TTL
 
 log = structlog.get_logger("mail")
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 
-from edge.identity import store
-from edge.identity.tokens import REFRESH_TTL, digest, new_secret
 from services.common.db import Tx
+from services.identity import store
+from services.identity.tokens import REFRESH_TTL, digest, new_secret
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Expired secrets can be purged (edge/identity/retention.py).
+"""Expired secrets can be purged (services/identity/retention.py).
 
 Refresh tokens, one-time link tokens and OAuth states are kept past their expiry for a grace
 period, then any identity transaction may delete them, whoever they belonged to:

@@ -371,7 +371,7 @@ async def audit(
     )
 
 
-# --- privacy: export and erasure (edge/identity/privacy.py) ------------------------------------
+# --- privacy: export and erasure (services/identity/privacy.py) ------------------------------------
 
 
 async def account_of(tx: Tx, user_id: str) -> Record | None:

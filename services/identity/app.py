@@ -10,45 +10,30 @@ import grpc
 from envoy.service.ratelimit.v3 import rls_pb2_grpc
 from pydantic import Field, SecretStr
 
-from edge.identity import store
-from edge.identity.accounts import Accounts
-from edge.identity.api import IdentityApi
-from edge.identity.crypto import Box, load_secrets
-from edge.identity.keys import KeyRing
-from edge.identity.mail import Mailer
-from edge.identity.oauth import build_oauth
-from edge.identity.passwords import Passwords
-from edge.identity.privacy import Peers, PrivacyApi
-from edge.identity.ratelimit import PUBLIC_METHODS as RATE_LIMIT_METHODS
-from edge.identity.ratelimit import SERVICE as RATE_LIMIT_SERVICE
-from edge.identity.ratelimit import Counters, Limits, LoginGuard, RateLimitApi
-from edge.identity.retention import ExpiredSecretsPurge
-from edge.identity.validation import load_common_passwords
 from openhr.identity.v1 import identity_pb2, identity_pb2_grpc
+from services.common import surface
 from services.common.cache import connect_redis
 from services.common.db import Database
-from services.common.migrations import app_role
 from services.common.outbox import OutboxRelay
 from services.common.server import ServiceSpec
 from services.common.settings import DATA_DIR, ServiceSettings
+from services.identity import store
+from services.identity.accounts import Accounts
+from services.identity.api import IdentityApi, PrivacyApi, RateLimitApi
+from services.identity.crypto import Box, load_secrets
+from services.identity.keys import KeyRing
+from services.identity.mail import Mailer
+from services.identity.oauth import build_oauth
+from services.identity.passwords import Passwords
+from services.identity.privacy import Peers, Privacy
+from services.identity.ratelimit import PUBLIC_METHODS as RATE_LIMIT_METHODS
+from services.identity.ratelimit import SERVICE as RATE_LIMIT_SERVICE
+from services.identity.ratelimit import Counters, EdgeLimits, Limits, LoginGuard
+from services.identity.retention import ExpiredSecretsPurge
+from services.identity.validation import load_common_passwords
 
 SERVICE = identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name
-# How a caller gets a token in the first place; ChangePassword and ResendVerificationEmail need one.
-PUBLIC_METHODS = frozenset(
-    f"/{SERVICE}/{method}"
-    for method in (
-        "SignUp",
-        "Login",
-        "Refresh",
-        "Logout",
-        "VerifyEmail",
-        "RequestPasswordReset",
-        "ResetPassword",
-        "GetJwks",
-        "StartOAuth",
-        "CompleteOAuth",
-    )
-)
+PUBLIC_METHODS = surface.identity_public_paths()
 # ExportMyData and DeleteMe need the user's token (not public; Envoy's jwt_authn requires it too).
 PRIVACY_SERVICE = identity_pb2.DESCRIPTOR.services_by_name["PrivacyService"].full_name
 KEY_DIR = DATA_DIR / "identity-keys"
@@ -58,7 +43,7 @@ class IdentitySettings(ServiceSettings):
     port: int = Field(50060, validation_alias="IDENTITY_PORT")
     metrics_port: int = Field(9460, validation_alias="IDENTITY_METRICS_PORT")
     # The kit's interceptor verifies ChangePassword's token against this file, which the service
-    # itself keeps current (edge/identity/keys.py says why not OPENHR_JWKS over HTTP).
+    # itself keeps current (services/identity/keys.py says why not OPENHR_JWKS over HTTP).
     jwks: str = Field(str(KEY_DIR / "jwks.json"), validation_alias="IDENTITY_JWKS_FILE")
     # base64 of 32 bytes (AES-256-GCM) / of >= 32 bytes (HMAC-SHA256); generated locally if unset.
     data_key: SecretStr = Field(SecretStr(""), validation_alias="OPENHR_DATA_KEY")
@@ -69,14 +54,14 @@ class IdentitySettings(ServiceSettings):
     smtp_host: str = Field("127.0.0.1", validation_alias="OPENHR_SMTP_HOST")
     smtp_port: int = Field(2525, validation_alias="OPENHR_SMTP_PORT")
     smtp_from: str = Field("OpenHR <no-reply@openhr.localhost>", validation_alias="OPENHR_SMTP_FROM")
-    # Rate limits (edge/identity/ratelimit.py): per minute at the edge, failed sign-ins per account.
+    # Rate limits (services/identity/ratelimit.py): per minute at the edge, failed sign-ins per account.
     rate_ip_per_min: int = Field(1000, ge=1, validation_alias="OPENHR_RATE_IP_PER_MIN")
     rate_user_per_min: int = Field(100, ge=1, validation_alias="OPENHR_RATE_USER_PER_MIN")
     rate_login_ip_per_min: int = Field(10, ge=1, validation_alias="OPENHR_RATE_LOGIN_IP_PER_MIN")
     rate_signup_ip_per_min: int = Field(5, ge=1, validation_alias="OPENHR_RATE_SIGNUP_IP_PER_MIN")
     rate_login_failures: int = Field(5, ge=1, validation_alias="OPENHR_RATE_LOGIN_FAILURES")
     rate_login_failure_window: float = Field(900.0, gt=0, validation_alias="OPENHR_RATE_LOGIN_FAILURE_WINDOW")
-    # Sign-in with GitHub / Google (edge/identity/oauth.py): a provider without a client id is off.
+    # Sign-in with GitHub / Google (services/identity/oauth.py): a provider without a client id is off.
     github_client_id: str = Field("", validation_alias="OPENHR_GITHUB_CLIENT_ID")
     github_client_secret: SecretStr = Field(SecretStr(""), validation_alias="OPENHR_GITHUB_CLIENT_SECRET")
     github_authorize_url: str = Field(
@@ -122,12 +107,7 @@ def build(settings: IdentitySettings) -> ServiceSpec:
         settings.data_key.get_secret_value(), settings.lookup_key.get_secret_value(), local=local, key_dir=KEY_DIR
     )
     box = Box(secrets.data_key)
-    db = Database(
-        settings.database_url,
-        app_role=app_role(store.SCHEMA),
-        pool_size=settings.db_pool_size,
-        application_name="identity",
-    )
+    db = Database.for_service(settings, store.SCHEMA)
     keys = KeyRing(
         db,
         box,
@@ -170,8 +150,8 @@ def build(settings: IdentitySettings) -> ServiceSpec:
 
     def register(server: grpc.aio.Server) -> list[str]:
         identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityApi(accounts, keys, oauth), server)
-        identity_pb2_grpc.add_PrivacyServiceServicer_to_server(PrivacyApi(db, box, peers), server)
-        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitApi(counters, limits), server)
+        identity_pb2_grpc.add_PrivacyServiceServicer_to_server(PrivacyApi(Privacy(db, box, peers)), server)
+        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitApi(EdgeLimits(counters, limits)), server)
         return [SERVICE, PRIVACY_SERVICE, RATE_LIMIT_SERVICE]
 
     async def close() -> None:

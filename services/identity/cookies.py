@@ -23,8 +23,8 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edge.identity.tokens import REFRESH_TTL
 from services.common import errors
+from services.identity.tokens import REFRESH_TTL
 
 TRANSPORT_HEADER = "x-openhr-token-transport"
 CSRF_HEADER = "x-csrf-token"

@@ -8,9 +8,9 @@ import asyncio
 
 import structlog
 
-from edge.identity import store
 from services.common.cancellation import raise_if_cancelled
 from services.common.db import Database
+from services.identity import store
 
 log = structlog.get_logger("retention")
 

@@ -1,10 +1,10 @@
-"""python -m edge.identity: runs the identity service until SIGTERM."""
+"""python -m services.identity: runs the identity service until SIGTERM."""
 
 import sys
 
-from edge.identity.app import IdentitySettings, build
-from edge.identity.crypto import MissingSecretError
 from services.common.runner import serve
+from services.identity.app import IdentitySettings, build
+from services.identity.crypto import MissingSecretError
 
 if __name__ == "__main__":
     try:

@@ -1,0 +1,42 @@
+"""The mesh's public surface, in one place: which gRPC services each Envoy cluster serves to
+the outside, and which identity methods need no access token. The Envoy renderer
+(edge/envoy/render.py), identity's interceptor (services/identity/app.py) and the REST body
+validator (edge/validation) all read it.
+
+Internal services (ProfileInternalService, MatchingInternalService, MessagingInternalService,
+EnrichmentInternalService, openhr.common.v1.UserDataService), grpc.reflection and grpc.health
+are deliberately absent: the edge routes them nowhere."""
+
+from __future__ import annotations
+
+# Service cluster -> the public gRPC services it serves over REST, grpc-web and gRPC.
+PUBLIC_SERVICES: dict[str, tuple[str, ...]] = {
+    "identity": ("openhr.identity.v1.IdentityService", "openhr.identity.v1.PrivacyService"),
+    "profile": ("openhr.profile.v1.ProfileService",),
+    "matching": ("openhr.matching.v1.MatchingService",),
+    "messaging": ("openhr.messaging.v1.MessagingService",),
+    "enrichment": ("openhr.enrichment.v1.EnrichmentService", "openhr.enrichment.v1.SkillsService"),
+}
+
+# Clusters of the edge itself: they serve no public service, so no route leads to them.
+EDGE_CLUSTERS: tuple[str, ...] = ("validation",)
+
+IDENTITY_SERVICE = "openhr.identity.v1.IdentityService"
+# How a caller gets a token in the first place; ChangePassword and ResendVerificationEmail need one.
+IDENTITY_PUBLIC_METHODS: tuple[str, ...] = (
+    "SignUp",
+    "Login",
+    "Refresh",
+    "Logout",
+    "VerifyEmail",
+    "RequestPasswordReset",
+    "ResetPassword",
+    "GetJwks",
+    "StartOAuth",
+    "CompleteOAuth",
+)
+
+
+def identity_public_paths() -> frozenset[str]:
+    """Full gRPC paths of the identity methods callable without a token."""
+    return frozenset(f"/{IDENTITY_SERVICE}/{method}" for method in IDENTITY_PUBLIC_METHODS)
