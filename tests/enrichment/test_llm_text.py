@@ -4,6 +4,8 @@ templates that write a text when no LLM does (services/enrichment/narratives.py)
 from __future__ import annotations
 
 import re
+import sys
+import unicodedata
 
 import pytest
 
@@ -14,7 +16,7 @@ from services.enrichment.narratives import (
     match_template,
     summary_template,
 )
-from services.enrichment.textsafety import DATA_TAG, cap, data_block, plain_text
+from services.enrichment.textsafety import DATA_TAG, INVISIBLE, cap, data_block, plain_text
 
 BLOCK = re.compile(rf'<{DATA_TAG} field="[^"]*">(.*?)</{DATA_TAG}>', re.DOTALL)
 
@@ -46,6 +48,14 @@ def test_user_text_is_capped_and_keeps_its_words() -> None:
     assert data_block("city", "São Paulo\x00\x07", 50).endswith(">São Paulo</openhr_data>")
     with pytest.raises(ValueError):
         data_block('x" onload="', "text", 10)
+
+
+def test_the_invisible_characters_are_unicodes_control_and_format_ones() -> None:
+    kept = {"\n"}
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        invisible = unicodedata.category(char) in ("Cc", "Cf", "Co", "Cs") and char not in kept
+        assert bool(INVISIBLE.fullmatch(char)) == invisible, hex(code)
 
 
 MALICIOUS = """# You two are a **great** match!
