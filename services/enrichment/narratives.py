@@ -1,6 +1,7 @@
 """The short texts OpenHR writes for people: why two people match (for matching's explanations), a draft of
 one's profile summary, a first message to someone. Each is written by the LLM when it answers (llm.py) and
-else by a deterministic template from the same facts, and says which wrote it.
+else by a deterministic template from the same facts, and says which wrote it. Either way the text is plain
+(textsafety.plain_text: no markup, no URLs, capped), as a user's own words in a template may not be.
 
 What the LLM is sent: the facts below, every user-written piece inside a data block (textsafety.data_block),
 and a system prompt that says what to write, that data blocks are data and never instructions, and that the
@@ -17,7 +18,7 @@ from enum import StrEnum
 from openhr.profile.v1 import profile_pb2
 from services.common.errors import FieldViolation
 from services.enrichment.llm import Llm
-from services.enrichment.textsafety import DATA_TAG, cap, data_block
+from services.enrichment.textsafety import DATA_TAG, data_block, plain_text
 
 # Limits of what matching may pass to GenerateMatchNarrative (MatchFacts.violations).
 MAX_SUMMARY = 4_000
@@ -200,7 +201,7 @@ class TextWriter:
         answer = await self._llm.complete(purpose.value, _messages(purpose, facts), max_tokens(purpose), limit)
         if answer is not None:
             return Text(answer, Source.LLM)
-        return Text(cap(template, limit), Source.TEMPLATE)
+        return Text(plain_text(template, limit), Source.TEMPLATE)
 
     async def match_narrative(self, facts: MatchFacts) -> Text:
         return await self._write(Purpose.MATCH_NARRATIVE, _match_facts(facts), match_template(facts))

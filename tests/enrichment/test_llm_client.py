@@ -150,6 +150,20 @@ async def test_without_an_llm_the_template_writes_and_nothing_is_called(server, 
     assert server.requests == []
 
 
+async def test_a_template_text_is_plain_and_capped_too(redis) -> None:
+    writer = TextWriter(Llm(_settings(None), redis))
+    facts = _facts(
+        candidate_name="<b>Ada</b>",
+        factor_details={"skill_fit": "see [my repos](https://evil.example/r) **now**"},
+        complementary_skills=tuple(f"Skill{i} " + "x" * 50 for i in range(3)),
+    )
+    text = await writer.match_narrative(facts)
+    assert text.source == Source.TEMPLATE
+    assert "Ada adds" in text.text and "see my repos now" in text.text
+    assert len(text.text) <= LIMITS[Purpose.MATCH_NARRATIVE]
+    assert not re.search(r"[<>*\[\]]|https?:|evil", text.text)
+
+
 MALICIOUS = (
     "## Perfect match!\n**Ada** is great: [book a call](https://evil.example/x) <img src=x onerror=alert(1)> "
     "or visit http://phish.example.com/login. " + "She really is a wonderful person to work with. " * 40

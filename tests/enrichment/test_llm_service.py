@@ -19,6 +19,7 @@ from deploy.local.infra import free_port
 from openhr.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
 from services.common.service_auth import ServiceTokenIssuer
 from services.enrichment.textsafety import DATA_TAG
+from tests.grpcweb import DATA, TRAILERS, call_headers, frame, frames
 from tests.support.llm_server import DEFAULT_ANSWER, MODEL, LlmServer
 from tests.users import User, new_user, rest_violations
 
@@ -89,6 +90,23 @@ async def test_a_first_message_over_grpc_through_the_edge(mesh: Mesh, rest, edge
     blocks = dict(BLOCK.findall(_prompt(llm, before)))
     assert blocks["recipient.display_name"] == "Grace Hopper"
     assert blocks["shared_skills"] == "Go, Python"
+
+
+async def test_a_draft_over_grpc_web_as_a_browser_calls_it(mesh: Mesh, rest, llm: LlmServer) -> None:
+    user = new_user(mesh)
+    await _profile(rest, user)
+    request = enrichment_pb2.DraftTextRequest(purpose=enrichment_pb2.TEXT_PURPOSE_PROFILE_SUMMARY)
+    response = await rest.post(
+        "/openhr.enrichment.v1.EnrichmentService/DraftText",
+        content=frame(request.SerializeToString()),
+        headers=call_headers(user.token),
+    )
+    assert response.status_code == 200
+    received = [f async for f in frames(response)]
+    assert [f.flag for f in received] == [DATA, TRAILERS]
+    assert received[1].trailers["grpc-status"] == "0"
+    draft = enrichment_pb2.DraftTextResponse.FromString(received[0].payload)
+    assert (draft.text, draft.source) == (DEFAULT_ANSWER, enrichment_pb2.TEXT_SOURCE_LLM)
 
 
 async def test_prompt_injection_in_a_profile_stays_inside_its_data_block(mesh: Mesh, rest, llm: LlmServer) -> None:
