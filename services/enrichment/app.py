@@ -1,4 +1,4 @@
-"""Wiring of the enrichment service: settings, database, Redis, servicers, background work."""
+"""Wiring of the enrichment service: settings, database, Redis, the LLM, peers, servicers, background work."""
 
 from __future__ import annotations
 
@@ -18,10 +18,13 @@ from services.enrichment.api import EnrichmentApi, EnrichmentInternalApi, Skills
 from services.enrichment.github import ETagCache, GitHubClient
 from services.enrichment.job_events import JobNotifications
 from services.enrichment.jobs import JobRunner, JobSettings
+from services.enrichment.llm import Llm, LlmSettings
+from services.enrichment.narratives import TextWriter
+from services.enrichment.profiles import ProfileReader
 from services.enrichment.taxonomy import default_taxonomy
 
 
-class EnrichmentSettings(ServiceSettings):
+class EnrichmentSettings(ServiceSettings, LlmSettings):
     port: int = Field(50064, validation_alias="ENRICHMENT_PORT")
     metrics_port: int = Field(9464, validation_alias="ENRICHMENT_METRICS_PORT")
     profile_addr: str = Field("127.0.0.1:50061", validation_alias="PROFILE_ADDR")
@@ -46,6 +49,11 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
     redis = connect_redis(settings.redis_url)
     relay = OutboxRelay(db, redis, store.SCHEMA)
     taxonomy = default_taxonomy()
+    # Texts: the LLM caches its answers in the same Redis; without it (or the LLM) a template writes them.
+    llm = Llm(settings, redis)
+    writer = TextWriter(llm)
+    # The profile service: the caller's profile (reads, which may be retried) and, for jobs that
+    # apply accepted suggestions, MergeEnrichedSkills.
     profile = channel(settings.profile_addr, idempotent_services=["openhr.profile.v1.ProfileService"])
     github = GitHubClient(
         settings.github_api_url,
@@ -73,15 +81,11 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
 
     def register(server: grpc.aio.Server) -> list[str]:
         enrichment_pb2_grpc.add_SkillsServiceServicer_to_server(SkillsApi(taxonomy), server)
-        enrichment_pb2_grpc.add_EnrichmentInternalServiceServicer_to_server(EnrichmentInternalApi(taxonomy), server)
+        enrichment_pb2_grpc.add_EnrichmentInternalServiceServicer_to_server(
+            EnrichmentInternalApi(taxonomy, writer), server
+        )
         enrichment_pb2_grpc.add_EnrichmentServiceServicer_to_server(
-            EnrichmentApi(
-                db,
-                runner,
-                notifications,
-                lambda: profile_pb2_grpc.ProfileServiceStub(profile),
-                settings.stream_heartbeat,
-            ),
+            EnrichmentApi(db, runner, notifications, ProfileReader(profile), writer, settings.stream_heartbeat),
             server,
         )
         return [
@@ -92,6 +96,7 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
 
     async def close() -> None:
         await github.aclose()
+        await llm.close()
         await profile.close()
         await redis.aclose()
         await db.close()
