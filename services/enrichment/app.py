@@ -8,6 +8,7 @@ from pydantic import Field, SecretStr
 from openhr.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
 from openhr.profile.v1 import profile_pb2_grpc
 from services.common.cache import connect_redis, ping
+from services.common.circuit import CircuitBreaker
 from services.common.clients import channel
 from services.common.db import Database
 from services.common.outbox import OutboxRelay
@@ -61,6 +62,7 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
         cache=ETagCache(redis, "token" if settings.github_token.get_secret_value() else "anonymous"),
         timeout=settings.github_timeout,
         max_wait=settings.github_max_wait,
+        breaker=CircuitBreaker("github"),
     )
     runner = JobRunner(
         db,
