@@ -87,6 +87,10 @@ lock: $(DEPLOY_VENV)/.installed
 	$(PIP_COMPILE) $(ARGS) -o requirements-dev.lock requirements-dev.txt
 	$(PIP_COMPILE) $(ARGS) -o requirements-deploy.lock requirements-deploy.txt
 
+# The Envoy config of deploy/k8s, from the edge template (tests/deploy checks it is current).
+manifests: protos
+	$(PY) -m deploy.k8s.envoy_config
+
 bench: protos
 	$(PY) -m bench
 
