@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE := 1
 
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: help install protos lint run test bench token migrate lock manifests clean
+.PHONY: help install protos lint run test bench token migrate lock manifests sdk clean
 
 help:
 	@echo "make run    - install what is missing, start the whole mesh, print the edge URL"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench  - run the benchmarks (results in bench/results/)"
 	@echo "make token USER=you@example.com - print a local access token (local mode only)"
 	@echo "make protos - regenerate code from protos/ ; make lint - buf lint + ruff"
+	@echo "make sdk    - build the Python SDK wheel (sdk/ + openhr_client) into dist/"
 	@echo "make lock   - re-pin requirements*.lock after editing requirements*.txt (keeps existing pins)"
 	@echo "make manifests - re-render the Envoy config of deploy/k8s from edge/envoy/envoy.yaml.j2"
 
@@ -87,6 +88,10 @@ lock: $(DEPLOY_VENV)/.installed
 	$(PIP_COMPILE) $(ARGS) -o requirements-dev.lock requirements-dev.txt
 	$(PIP_COMPILE) $(ARGS) -o requirements-deploy.lock requirements-deploy.txt
 
+# The Python SDK's wheel (sdk/ + the generated openhr_client) into dist/.
+sdk: protos
+	$(PY) -m pip wheel --no-deps --no-build-isolation -q -w dist .
+
 # The Envoy config of deploy/k8s, from the edge template (tests/deploy checks it is current).
 manifests: protos
 	$(PY) -m deploy.k8s.envoy_config
@@ -95,4 +100,4 @@ bench: protos
 	$(PY) -m bench
 
 clean:
-	rm -rf $(GEN) .pytest_cache $(DEPLOY_VENV)
+	rm -rf $(GEN) .pytest_cache $(DEPLOY_VENV) build dist *.egg-info
