@@ -18,6 +18,7 @@ from services.common.db import Database
 from services.common.fanout import StreamFanout
 from services.common.migrations import app_role
 from services.common.outbox import OutboxRelay
+from services.common.retention import EventRetention
 from services.common.server import ServiceSpec
 from services.common.settings import ServiceSettings
 from services.profile import store
@@ -84,7 +85,12 @@ def build(settings: ProfileSettings) -> ServiceSpec:
         port=settings.port,
         register=register,
         checks={"postgres": db.ping, "redis": lambda: ping(redis)},
-        background=[relay.run, consumer.run, changes.run],
+        background=[
+            relay.run,
+            consumer.run,
+            changes.run,
+            EventRetention(db, store.SCHEMA, settings.event_retention).run,
+        ],
         cleanup=[close],
         metrics_port=settings.metrics_port,
     )
