@@ -1,6 +1,7 @@
-"""Published outbox rows and processed inbox keys do not pile up: every replica of a service with
-an event schema deletes those older than OPENHR_EVENT_RETENTION, at start and then hourly, in
-batches (concurrent replicas just find less to delete)."""
+"""Rows past their retention go, in the background of every replica: `PeriodicPurge` runs a
+purge at start and then every hour (concurrent replicas just find less to delete), and
+`EventRetention` deletes published outbox rows and processed inbox keys older than
+OPENHR_EVENT_RETENTION, in batches."""
 
 from __future__ import annotations
 
@@ -15,12 +16,41 @@ from services.common.outbox import purge_published
 
 log = structlog.get_logger("retention")
 
-PURGE_EVERY = 3600.0  # seconds
+PURGE_EVERY = 3600.0  # seconds; the first purge runs at start
 
 
-class EventRetention:
+class PeriodicPurge:
+    """Subclasses say what `purge_once` deletes (a count per kind of row) and under what name."""
+
+    what = "rows"
+
+    def __init__(self, *, every: float = PURGE_EVERY) -> None:
+        self._every = every
+
+    async def purge_once(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        """Purges now and then every `every` seconds until cancelled; survives Postgres outages."""
+        while True:
+            raise_if_cancelled()
+            try:
+                deleted = await self.purge_once()
+                if any(deleted.values()):
+                    log.info(f"{self.what} purged", **deleted)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(f"{self.what} not purged, will retry", error=type(exc).__name__)
+            await asyncio.sleep(self._every)
+
+
+class EventRetention(PeriodicPurge):
+    what = "old events"
+
     def __init__(self, db: Database, schema: str, older_than: float, *, every: float = PURGE_EVERY) -> None:
-        self._db, self._schema, self._older_than, self._every = db, schema, older_than, every
+        super().__init__(every=every)
+        self._db, self._schema, self._older_than = db, schema, older_than
 
     async def purge_once(self, batch: int = 5000) -> dict[str, int]:
         """Deletes everything past the retention, one batch per transaction."""
@@ -33,17 +63,3 @@ class EventRetention:
                 if count < batch:
                     break
         return deleted
-
-    async def run(self) -> None:
-        """Purges now and then every `every` seconds until cancelled; survives Postgres outages."""
-        while True:
-            raise_if_cancelled()
-            try:
-                deleted = await self.purge_once()
-                if any(deleted.values()):
-                    log.info("old events purged", schema=self._schema, **deleted)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("old events not purged, will retry", schema=self._schema, error=type(exc).__name__)
-            await asyncio.sleep(self._every)
