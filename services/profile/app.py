@@ -17,6 +17,7 @@ from services.common.consumer import EventConsumer, first_delivery
 from services.common.db import Database
 from services.common.fanout import StreamFanout
 from services.common.outbox import OutboxRelay
+from services.common.retention import EventRetention
 from services.common.server import ServiceSpec, service_name
 from services.common.settings import ServiceSettings
 from services.profile import store
@@ -74,7 +75,12 @@ def build(settings: ProfileSettings) -> ServiceSpec:
         port=settings.port,
         register=register,
         checks={"postgres": db.ping, "redis": lambda: ping(redis)},
-        background=[relay.run, consumer.run, changes.run],
+        background=[
+            relay.run,
+            consumer.run,
+            changes.run,
+            EventRetention(db, store.SCHEMA, settings.event_retention).run,
+        ],
         cleanup=[close],
         metrics_port=settings.metrics_port,
     )
