@@ -8,14 +8,13 @@ import grpc
 import pytest
 
 from deploy.local.ephemeral import Mesh
-from tests.messaging.support import start_replica
 
 
 @pytest.fixture(scope="session")
 def second_replica(mesh: Mesh) -> str:
     """The target of a second messaging replica (small event log, fast digests and heartbeats)."""
-    target = start_replica(
-        mesh,
+    target = mesh.start_replica(
+        "messaging",
         "messaging-b",
         {"OPENHR_DIGEST_INTERVAL": "2", "OPENHR_STREAM_KEEP_EVENTS": "5", "OPENHR_STREAM_HEARTBEAT": "1"},
     )

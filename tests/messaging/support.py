@@ -4,16 +4,13 @@ events and wait on conditions (never on time)."""
 from __future__ import annotations
 
 import asyncio
-import sys
-import time
 import uuid
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 import grpc
 
-from deploy.local.ephemeral import Mesh, serving
-from deploy.local.infra import free_port
+from deploy.local.ephemeral import Mesh
 from openhr.messaging.v1 import messaging_pb2, messaging_pb2_grpc
 from tests.events import publish_match
 from tests.users import User, new_user
@@ -33,24 +30,6 @@ async def until(check: Callable, what: str = "condition", within: float = WAIT):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
-
-
-def start_replica(mesh: Mesh, name: str, env: dict[str, str] | None = None) -> str:
-    """Starts another messaging process on free ports; returns its target once it serves."""
-    port = free_port()
-    mesh.start_process(
-        name,
-        [sys.executable, "-m", "services.messaging"],
-        env={"MESSAGING_PORT": str(port), "MESSAGING_METRICS_PORT": str(free_port()), **(env or {})},
-    )
-    end = time.monotonic() + WAIT
-    while time.monotonic() < end:
-        if serving(port):
-            return f"127.0.0.1:{port}"
-        if mesh.processes[name].poll() is not None:
-            break
-        time.sleep(0.2)
-    raise RuntimeError(f"{name} did not start:\n{mesh.log(name)[-3000:]}")
 
 
 def stub(channel: grpc.aio.Channel) -> messaging_pb2_grpc.MessagingServiceStub:

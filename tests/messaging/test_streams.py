@@ -12,7 +12,7 @@ import pytest
 from deploy.local.ephemeral import Mesh
 from openhr.messaging.v1 import messaging_pb2
 from tests.grpcweb import DATA, call_headers, frame, frames
-from tests.messaging.support import matched_pair, reading, send, start_replica, stub, until
+from tests.messaging.support import matched_pair, reading, send, stub, until
 from tests.users import new_user
 
 pytestmark = pytest.mark.timeout(240)
@@ -118,7 +118,7 @@ class ResilientReader:
 
 
 async def test_killing_a_replica_loses_duplicates_and_reorders_nothing(mesh: Mesh, channel_a) -> None:
-    doomed_target = start_replica(mesh, "messaging-doomed")
+    doomed_target = mesh.start_replica("messaging", "messaging-doomed")
     pairs = [await matched_pair(mesh, channel_a) for _ in range(6)]  # 12 clients
     per_sender = 12
     killed = asyncio.Event()
