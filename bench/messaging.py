@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import random
 import statistics
 import time
@@ -276,6 +277,7 @@ async def run_messaging(mesh: Mesh, config: MessagingConfig, log) -> dict:
             before = meter.snapshot()
             cell = await delivery.cell(rate, config.seconds, f"r{rate:g}")
             cpu = CpuMeter.delta(before, meter.snapshot())
+            cell["load_average"] = round(os.getloadavg()[0], 2)
             cell["cpu_cores"] = {
                 name: round(seconds / cpu["wall"], 2) for name, seconds in cpu.items() if name != "wall"
             }
@@ -320,7 +322,7 @@ def markdown(result: dict, machine: dict) -> str:
             f"| {cell['rate']:g} | {cell['achieved_rate']} | {a['p50_ms']} | {a['p99_ms']} | {s['p50_ms']} | "
             f"{s['p99_ms']} | {cell['send_to_ack']['p50_ms']} | {floor['p50_ms']} | {floor['p99_ms']} | "
             f"{ratio:.1f}x | {cell['errors']} | {cell['undelivered']} | {cell['cpu_cores'].get('messaging')} | "
-            f"{cell['cpu_cores'].get('client')} | {cell['cpu_cores'].get('machine')} |"
+            f"{cell['cpu_cores'].get('client')} | {cell['cpu_cores'].get('machine')} | {cell['load_average']} |"
         )
     at_goal = [c for c in result["cells"] if c["ack_to_stream"]["p99_ms"] <= GOAL_P99_MS]
     verdict = (
@@ -352,8 +354,12 @@ def markdown(result: dict, machine: dict) -> str:
         "## Results\n\n"
         "| msg/s | achieved | ack->stream p50 ms | p99 ms | send->stream p50 ms | p99 ms | send->ack p50 ms | "
         "Redis floor p50 ms | floor p99 ms | p50 / floor | errors | undelivered | messaging cores | "
-        "client cores | machine cores |\n"
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n\n"
+        "client cores | machine cores | load average |\n"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n\n"
+        "- CPU columns are cores busy during the cell (CPU seconds / wall seconds): both messaging replicas, "
+        "this client, and the whole machine (every process: Postgres, Redis, Envoy, and whatever else runs "
+        "on the box). Load average (1 min) at the end of the cell: on a 2-core machine anything above 2 means "
+        "processes queued for a core, which lands directly in the tail latencies.\n"
         f"- Goal: p99 <= {GOAL_P99_MS:g} ms at {config['streams']} streams: {verdict}.\n"
         f"- Highest sustained rate with p99 <= {SUSTAINED_P99_MS:g} ms and nothing lost: "
         f"{result['sustained_rate'] if result['sustained_rate'] is not None else 'none of the rates measured'}"

@@ -172,7 +172,7 @@ class MessagingApi(messaging_pb2_grpc.MessagingServiceServicer):
 
 
 class MessagingInternalApi(messaging_pb2_grpc.MessagingInternalServiceServicer):
-    """For peer services (and repair): open the conversation of a match."""
+    """For peer services and repair (services/messaging/repair.py): open the conversation of a match."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -184,9 +184,9 @@ class MessagingInternalApi(messaging_pb2_grpc.MessagingInternalServiceServicer):
         user_ids = [rules.parse_uuid(u, f"user_ids[{i}]") for i, u in enumerate(request.user_ids)]
         if user_ids[0] == user_ids[1]:
             raise errors.invalid_field("user_ids", "must name two different users")
-        principal = current_principal()
-        if principal.user_id and principal.user_id not in user_ids:
-            raise errors.permission_denied("only a service or one of the matched users can open this conversation")
+        if not current_principal().service:
+            # Users get conversations by matching; this is for peer services and repair.
+            raise errors.permission_denied("OpenConversation takes a service token")
         conversation = await chat.open_conversation(self._db, match_id, user_ids)
         return messaging_pb2.OpenConversationResponse(conversation=conversation)
 

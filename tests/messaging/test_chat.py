@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from deploy.local.ephemeral import Mesh
 from openhr.events.v1 import events_pb2
 from openhr.messaging.v1 import messaging_pb2, messaging_pb2_grpc
+from services.common.service_auth import ServiceTokenIssuer
 from tests.events import match_created, publish
 from tests.messaging.support import conversations, matched_pair, reading, send, stub, until
 from tests.users import new_user
@@ -35,11 +36,15 @@ async def test_match_opens_one_conversation_with_both_names(mesh: Mesh, rest, ch
 
     # The same match again (redelivered, or repaired through OpenConversation): still one.
     internal = messaging_pb2_grpc.MessagingInternalServiceStub(channel_a)
-    repaired = await internal.OpenConversation(
-        messaging_pb2.OpenConversationRequest(match_id=conversation.match_id, user_ids=[bob.user_id, alice.user_id]),
-        metadata=bob.metadata,
+    repair = messaging_pb2.OpenConversationRequest(
+        match_id=conversation.match_id, user_ids=[bob.user_id, alice.user_id]
     )
+    service = ServiceTokenIssuer.from_dir(mesh.config.data_dir / "service-keys", "messaging")
+    repaired = await internal.OpenConversation(repair, metadata=(("authorization", f"Bearer {service.token()}"),))
     assert repaired.conversation.conversation_id == conversation_id
+    with pytest.raises(grpc.aio.AioRpcError) as users_may_not:  # users match; they do not open
+        await internal.OpenConversation(repair, metadata=bob.metadata)
+    assert users_may_not.value.code() == grpc.StatusCode.PERMISSION_DENIED
     event = match_created(alice.user_id, bob.user_id, match_id=conversation.match_id)
     await publish(mesh, "matching", event)
     await publish(mesh, "matching", event)
