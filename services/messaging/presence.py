@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 import structlog
 from cachetools import TTLCache
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from openhr.messaging.v1 import messaging_pb2
 from services.common.db import Database
@@ -51,7 +52,13 @@ class Presence:
         self._tasks: set[asyncio.Task] = set()
 
     async def is_connected(self, user_id: str) -> bool:
-        return await self._redis.zcount(_streams_key(user_id), time.time(), "+inf") > 0
+        """Whether the user has a stream open; True when Redis cannot tell (a send must not
+        fail, nor notify, because presence is unknown)."""
+        try:
+            return await self._redis.zcount(_streams_key(user_id), time.time(), "+inf") > 0
+        except RedisError as exc:
+            log.warning("presence unknown", error=type(exc).__name__)
+            return True
 
     async def state(self, user_id: str) -> int:
         key = _streams_key(user_id)
@@ -79,7 +86,10 @@ class Presence:
         await self.changed(user_id)
 
         async def heartbeat() -> None:
-            await self._touch(user_id, stream_id)
+            try:
+                await self._touch(user_id, stream_id)
+            except RedisError as exc:  # the stream goes on; presence catches up when Redis is back
+                log.warning("presence not refreshed", error=type(exc).__name__)
 
         try:
             yield heartbeat
@@ -87,7 +97,7 @@ class Presence:
             try:
                 await self._redis.zrem(_streams_key(user_id), stream_id)
                 await self.changed(user_id)
-            except Exception as exc:  # Redis down: the entry expires by itself
+            except Exception as exc:  # Redis or Postgres down: the entry expires by itself
                 log.warning("presence not cleared", error=type(exc).__name__)
 
     async def set_away(self, user_id: str, away: bool) -> None:
