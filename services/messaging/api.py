@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from google.protobuf import json_format, struct_pb2
-
-from openhr.common.v1 import user_data_pb2, user_data_pb2_grpc
 from openhr.messaging.v1 import messaging_pb2, messaging_pb2_grpc
 from services.common import errors
 from services.common.auth import current_principal
@@ -16,8 +13,6 @@ from services.messaging import chat, rules, store
 from services.messaging.presence import AWAY, ONLINE, Presence
 from services.messaging.stream import EventStreams
 from services.messaging.typing import Typing
-
-SERVICE = "messaging"
 
 
 def _caller() -> str:
@@ -189,31 +184,3 @@ class MessagingInternalApi(messaging_pb2_grpc.MessagingInternalServiceServicer):
             raise errors.permission_denied("OpenConversation takes a service token")
         conversation = await chat.open_conversation(self._db, match_id, user_ids)
         return messaging_pb2.OpenConversationResponse(conversation=conversation)
-
-
-class UserDataApi(user_data_pb2_grpc.UserDataServiceServicer):
-    """Export and erasure of what messaging holds about the caller."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    @staticmethod
-    def _own(user_id: str) -> str:
-        user_id = rules.parse_uuid(user_id, "user_id")
-        if user_id != _caller():
-            raise errors.permission_denied("only the user themselves can export or delete their data")
-        return user_id
-
-    async def ExportUserData(self, request, context):
-        user_id = self._own(request.user_id)
-        async with self._db.transaction(user_id) as tx:
-            data = await store.export_user(tx, user_id)
-        struct = struct_pb2.Struct()
-        json_format.ParseDict(data, struct)
-        return user_data_pb2.ExportUserDataResponse(service=SERVICE, data=struct)
-
-    async def DeleteUserData(self, request, context):
-        user_id = self._own(request.user_id)
-        async with self._db.transaction(user_id) as tx:
-            deleted = await store.delete_user(tx, user_id)
-        return user_data_pb2.DeleteUserDataResponse(service=SERVICE, deleted=deleted)

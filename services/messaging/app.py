@@ -20,8 +20,9 @@ from services.common.migrations import app_role
 from services.common.outbox import OutboxRelay
 from services.common.server import ServiceSpec
 from services.common.settings import ServiceSettings
+from services.common.user_data import UserDataApi
 from services.messaging import chat, store
-from services.messaging.api import MessagingApi, MessagingInternalApi, UserDataApi
+from services.messaging.api import MessagingApi, MessagingInternalApi
 from services.messaging.digest import DigestSender
 from services.messaging.presence import Presence
 from services.messaging.stream import EventStreams, live_fanout
@@ -107,7 +108,9 @@ def build(settings: MessagingSettings) -> ServiceSpec:
     def register(server: grpc.aio.Server) -> list[str]:
         messaging_pb2_grpc.add_MessagingServiceServicer_to_server(MessagingApi(db, streams, typing, presence), server)
         messaging_pb2_grpc.add_MessagingInternalServiceServicer_to_server(MessagingInternalApi(db), server)
-        user_data_pb2_grpc.add_UserDataServiceServicer_to_server(UserDataApi(db), server)
+        user_data_pb2_grpc.add_UserDataServiceServicer_to_server(
+            UserDataApi("messaging", db, store.export_user, store.delete_user), server
+        )
         return [
             _full_name(messaging_pb2, "MessagingService"),
             _full_name(messaging_pb2, "MessagingInternalService"),
