@@ -166,8 +166,16 @@ class MessagingApi(messaging_pb2_grpc.MessagingServiceServicer):
         return messaging_pb2.SetEmailDigestResponse(enabled=request.enabled)
 
 
+def _require_service(method: str) -> None:
+    """Users get conversations by matching and notices from the platform: these are for peer
+    services and operators (a service token), not for a user's token."""
+    if not current_principal().service:
+        raise errors.permission_denied(f"{method} takes a service token")
+
+
 class MessagingInternalApi(messaging_pb2_grpc.MessagingInternalServiceServicer):
-    """For peer services and repair (services/messaging/repair.py): open the conversation of a match."""
+    """For peer services and operators: open the conversation of a match (repair,
+    services/messaging/repair.py), post system notices."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -179,8 +187,16 @@ class MessagingInternalApi(messaging_pb2_grpc.MessagingInternalServiceServicer):
         user_ids = [rules.parse_uuid(u, f"user_ids[{i}]") for i, u in enumerate(request.user_ids)]
         if user_ids[0] == user_ids[1]:
             raise errors.invalid_field("user_ids", "must name two different users")
-        if not current_principal().service:
-            # Users get conversations by matching; this is for peer services and repair.
-            raise errors.permission_denied("OpenConversation takes a service token")
+        _require_service("OpenConversation")
         conversation = await chat.open_conversation(self._db, match_id, user_ids)
         return messaging_pb2.OpenConversationResponse(conversation=conversation)
+
+    async def PostNotice(self, request, context):
+        _require_service("PostNotice")
+        if not 1 <= len(request.user_ids) <= rules.MAX_NOTICE_USERS:
+            raise errors.invalid_field("user_ids", f"must name 1 to {rules.MAX_NOTICE_USERS} users")
+        user_ids = sorted({rules.parse_uuid(u, f"user_ids[{i}]") for i, u in enumerate(request.user_ids)})
+        title = rules.validate_text(request.title, "title", rules.MAX_NOTICE_TITLE)
+        body = rules.validate_text(request.body, "body") if request.body else ""
+        notified = await chat.post_notice(self._db, user_ids, title, body)
+        return messaging_pb2.PostNoticeResponse(notified=notified)

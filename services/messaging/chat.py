@@ -176,3 +176,13 @@ async def report(db: Database, reporter: str, conversation_id: str, reason: str)
         return await store.insert_report(
             tx, conversation_id, reporter, _other(conversation, reporter), reason, evidence
         )
+
+
+async def post_notice(db: Database, user_ids: list[str], title: str, body: str) -> int:
+    """A system notice in each user's notifications and on their streams (one transaction each)."""
+    for user_id in user_ids:
+        async with db.transaction(user_id) as tx:
+            kind = messaging_pb2.NOTIFICATION_KIND_SYSTEM
+            note = await store.insert_notification(tx, user_id, kind, title, body, None)
+            await deliver(tx, {user_id: messaging_pb2.StreamEventsResponse(notification=note)})
+    return len(user_ids)

@@ -14,6 +14,7 @@ from services.common import errors
 MAX_TEXT = 1000  # Unicode code points
 MAX_REASON = 1000
 MAX_EMAIL = 254
+MAX_NOTICE_TITLE, MAX_NOTICE_USERS = 200, 1000
 DEFAULT_PAGE, MAX_CONVERSATIONS_PAGE, MAX_MESSAGES_PAGE = 50, 100, 200
 # The name a participant who deleted their account shows under.
 DELETED_USER = "deleted user"

@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 from deploy.local.ephemeral import Mesh
 from openhr.common.v1 import user_data_pb2, user_data_pb2_grpc
 from openhr.events.v1 import events_pb2
-from openhr.messaging.v1 import messaging_pb2
+from openhr.messaging.v1 import messaging_pb2, messaging_pb2_grpc
+from services.common.service_auth import ServiceTokenIssuer
 from tests.messaging.support import conversations, matched_pair, reading, send, stub, until
 
 pytestmark = pytest.mark.timeout(180)
@@ -95,6 +96,23 @@ async def test_notifications_for_matches_and_messages_while_offline(mesh: Mesh, 
     assert [n.kind for n in unread.notifications] == [messaging_pb2.NOTIFICATION_KIND_NEW_MATCH]
     others = await api.ListNotifications(messaging_pb2.ListNotificationsRequest(), metadata=alice.metadata)
     assert [n.kind for n in others.notifications] == [messaging_pb2.NOTIFICATION_KIND_NEW_MATCH]
+
+
+async def test_system_notices_take_a_service_token(mesh: Mesh, channel_a) -> None:
+    _alice, bob, _conversation_id = await matched_pair(mesh, channel_a)
+    internal = messaging_pb2_grpc.MessagingInternalServiceStub(channel_a)
+    notice = messaging_pb2.PostNoticeRequest(user_ids=[bob.user_id], title="Maintenance", body="Sunday 2-3 am UTC")
+    with pytest.raises(grpc.aio.AioRpcError) as users_may_not:
+        await internal.PostNotice(notice, metadata=bob.metadata)
+    assert users_may_not.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    service = ServiceTokenIssuer.from_dir(mesh.config.data_dir / "service-keys", "messaging")
+    async with reading(channel_a, bob) as stream:
+        posted = await internal.PostNotice(notice, metadata=(("authorization", f"Bearer {service.token()}"),))
+        assert posted.notified == 1
+        await stream.wait(lambda r: r.of("notification"), "the notice on the stream")
+    assert stream.of("notification")[0].kind == messaging_pb2.NOTIFICATION_KIND_SYSTEM
+    listed = await stub(channel_a).ListNotifications(messaging_pb2.ListNotificationsRequest(), metadata=bob.metadata)
+    assert (listed.notifications[0].title, listed.notifications[0].body) == ("Maintenance", "Sunday 2-3 am UTC")
 
 
 async def test_opted_in_users_get_one_digest_of_unread_messages(mesh: Mesh, rest, channel_a) -> None:
