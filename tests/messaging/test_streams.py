@@ -76,12 +76,23 @@ async def test_presence_follows_open_streams(mesh: Mesh, channel_a, channel_b) -
     async with reading(channel_b, bob) as watcher:
         async with reading(channel_a, alice):
             await watcher.wait(lambda r: r.of("presence"), "alice online")
-        await watcher.wait(lambda r: len(r.of("presence")) >= 2, "alice offline")
+            # Within the throttle window: announced when it ends, not dropped.
+            await stub(channel_a).SetPresence(
+                messaging_pb2.SetPresenceRequest(state=messaging_pb2.PRESENCE_STATE_AWAY), metadata=alice.metadata
+            )
+            await watcher.wait(lambda r: len(r.of("presence")) >= 2, "alice away")
+        await watcher.wait(lambda r: len(r.of("presence")) >= 3, "alice offline")
     states = [(p.user_id, p.state) for p in watcher.of("presence")]
-    assert states[:2] == [
+    assert states == [
         (alice.user_id, messaging_pb2.PRESENCE_STATE_ONLINE),
+        (alice.user_id, messaging_pb2.PRESENCE_STATE_AWAY),
         (alice.user_id, messaging_pb2.PRESENCE_STATE_OFFLINE),
     ]
+    with pytest.raises(grpc.aio.AioRpcError) as offline_is_not_settable:
+        await stub(channel_a).SetPresence(
+            messaging_pb2.SetPresenceRequest(state=messaging_pb2.PRESENCE_STATE_OFFLINE), metadata=alice.metadata
+        )
+    assert offline_is_not_settable.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 class ResilientReader:
