@@ -103,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             mesh.stop()
         chat["machine"] = machine
-        markdown = messaging_markdown(chat, machine)
+        findings_path = report.RESULTS_DIR / "messaging_findings.md"
+        findings = findings_path.read_text() if findings_path.exists() else ""
+        markdown = messaging_markdown(chat, machine, findings)
         print("\n" + markdown.split("## Results", 1)[1].split("## Raw data", 1)[0].strip())
         report.write("messaging", markdown, chat)
 

@@ -310,7 +310,7 @@ async def run_messaging(mesh: Mesh, config: MessagingConfig, log) -> dict:
     }
 
 
-def markdown(result: dict, machine: dict) -> str:
+def markdown(result: dict, machine: dict, findings: str = "") -> str:
     from bench.machine import markdown as machine_markdown
 
     config = result["config"]
@@ -322,7 +322,8 @@ def markdown(result: dict, machine: dict) -> str:
             f"| {cell['rate']:g} | {cell['achieved_rate']} | {a['p50_ms']} | {a['p99_ms']} | {s['p50_ms']} | "
             f"{s['p99_ms']} | {cell['send_to_ack']['p50_ms']} | {floor['p50_ms']} | {floor['p99_ms']} | "
             f"{ratio:.1f}x | {cell['errors']} | {cell['undelivered']} | {cell['cpu_cores'].get('messaging')} | "
-            f"{cell['cpu_cores'].get('client')} | {cell['cpu_cores'].get('machine')} | {cell['load_average']} |"
+            f"{cell['cpu_cores'].get('client')} | {cell['cpu_cores'].get('machine')} | "
+            f"{cell.get('load_average', 'n/a')} |"
         )
     at_goal = [c for c in result["cells"] if c["ack_to_stream"]["p99_ms"] <= GOAL_P99_MS]
     verdict = (
@@ -364,5 +365,6 @@ def markdown(result: dict, machine: dict) -> str:
         f"- Highest sustained rate with p99 <= {SUSTAINED_P99_MS:g} ms and nothing lost: "
         f"{result['sustained_rate'] if result['sustained_rate'] is not None else 'none of the rates measured'}"
         " msg/s.\n\n"
-        "## Raw data\n\n`bench/results/messaging.json`.\n"
+        + (findings.strip() + "\n\n" if findings else "")
+        + "## Raw data\n\n`bench/results/messaging.json`.\n"
     )
