@@ -35,6 +35,9 @@ UNLIMITED_RATES = {
     "OPENHR_RATE_SIGNUP_IP_PER_MIN": "1000000000",
     "OPENHR_RATE_LOGIN_FAILURES": "1000000000",
 }
+# Throwaway meshes share one model cache (the exported ONNX graphs and the taxonomy's vectors,
+# services/enrichment/models.py), so only the first test session on a machine computes it.
+SHARED_MODEL_CACHE = {"ENRICHMENT_MODEL_CACHE": str(REPO_ROOT / ".data" / "models")}
 
 
 @dataclass
@@ -82,7 +85,14 @@ class Mesh:
             process = subprocess.Popen(
                 argv,
                 cwd=REPO_ROOT,
-                env={**os.environ, **UNLIMITED_RATES, **self.config.service_env(), **self.extra_env, **(env or {})},
+                env={
+                    **os.environ,
+                    **UNLIMITED_RATES,
+                    **SHARED_MODEL_CACHE,
+                    **self.config.service_env(),
+                    **self.extra_env,
+                    **(env or {}),
+                },
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import grpc
 from pydantic import Field, field_validator
@@ -36,6 +37,8 @@ class EnrichmentSettings(ServiceSettings):
     embed_workers: int = Field(1, ge=1, validation_alias="ENRICHMENT_EMBED_WORKERS")
     embed_threads: int = Field(os.cpu_count() or 1, ge=1, validation_alias="ENRICHMENT_EMBED_THREADS")
     embed_cache_size: int = Field(10_000, ge=0, validation_alias="ENRICHMENT_EMBED_CACHE_SIZE")
+    # Where the exported ONNX graphs and the taxonomy's vectors are kept between starts.
+    model_cache: Path = Field(DATA_DIR / "models", validation_alias="ENRICHMENT_MODEL_CACHE")
     # Seconds between passes looking for profiles without vectors of the configured model.
     reembed_interval: float = Field(30.0, gt=0, validation_alias="ENRICHMENT_REEMBED_INTERVAL")
 
@@ -60,7 +63,7 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
     redis = connect_redis(settings.redis_url)
     relay = OutboxRelay(db, redis, store.SCHEMA)
     taxonomy = default_taxonomy()
-    model_cache = DATA_DIR / "models"
+    model_cache = settings.model_cache
     embedder = Embedder(
         spec_for(settings.model),
         lambda: Encoder(settings.model, model_cache, settings.embed_threads),
@@ -94,13 +97,9 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
         name="enrichment",
         port=settings.port,
         register=register,
-        # NOT_SERVING until the model and the taxonomy's vectors are loaded (seconds, off the loop).
-        checks={
-            "postgres": db.ping,
-            "redis": lambda: ping(redis),
-            "embedding_model": embedder.check,
-            "taxonomy_vectors": normalizer.check,
-        },
+        # NOT_SERVING until the model is loaded (seconds, off the loop). Until the taxonomy's
+        # vectors are loaded too, NormalizeSkill answers from names, aliases and typos only.
+        checks={"postgres": db.ping, "redis": lambda: ping(redis), "embedding_model": embedder.check},
         background=[embedder.run, normalizer.load, relay.run, consumer.run, profiles.run_backfill],
         cleanup=[close],
         metrics_port=settings.metrics_port,

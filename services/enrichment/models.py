@@ -116,8 +116,9 @@ class Encoder:
             backend="onnx",
             model_kwargs={"provider": "CPUExecutionProvider", "session_options": options},
         )
-        if self._model.get_sentence_embedding_dimension() != self.spec.dimensions:
-            raise ValueError(f"model {model_id} has {self._model.get_sentence_embedding_dimension()} dimensions")
+        dimensions = self._model.get_embedding_dimension()
+        if dimensions != self.spec.dimensions:
+            raise ValueError(f"model {model_id} has {dimensions} dimensions, not {self.spec.dimensions}")
 
     @property
     def model_id(self) -> str:

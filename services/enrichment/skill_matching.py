@@ -21,6 +21,8 @@ from services.enrichment.taxonomy import Normalization, Skill, SkillTaxonomy, cl
 # The best skill must beat the next other skill by this much, or the name is ambiguous
 # ("android apps": Android Development 0.816, Mobile Development 0.815 with MiniLM).
 MIN_MARGIN = 0.02
+# Names embedded per request while the taxonomy's vectors are computed.
+LOAD_CHUNK = 64
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,9 @@ class SkillNormalizer:
     def cache_path(self) -> Path:
         return self._cache_dir / f"taxonomy-{self._embedder.model_id}-{self._labels.digest()}.npy"
 
-    async def check(self) -> None:
-        """A health check: fails until the taxonomy's vectors are loaded."""
-        if self._matrix is None:
-            raise RuntimeError("taxonomy embeddings are loading")
-
     async def load(self) -> None:
-        """Reads the taxonomy's vectors from the data dir, or computes and stores them."""
+        """Reads the taxonomy's vectors from the model cache, or computes and stores them
+        (~3,100 names and aliases: seconds of CPU, in the embedder's worker)."""
         path = self.cache_path
         matrix = None
         if path.exists():
@@ -65,7 +63,10 @@ class SkillNormalizer:
             if matrix.shape != (len(self._labels.texts), self._embedder.dimensions):
                 matrix = None
         if matrix is None:
-            matrix = await self._embedder.embed(self._labels.texts)
+            # In chunks: requests that arrive meanwhile get their turn between two.
+            texts = self._labels.texts
+            chunks = [await self._embedder.embed(texts[i : i + LOAD_CHUNK]) for i in range(0, len(texts), LOAD_CHUNK)]
+            matrix = np.concatenate(chunks)
             path.parent.mkdir(parents=True, exist_ok=True)
             staging = path.with_suffix(f".{id(self)}.tmp.npy")
             await asyncio.to_thread(np.save, staging, matrix)
