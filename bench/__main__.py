@@ -1,10 +1,12 @@
 """python -m bench (what `make bench` runs): the taxonomy search benchmark, then GET profile by id through
 Envoy REST (with and without the edge's jwt_authn + rate-limit call), direct gRPC and the FastAPI peer, then
-sign-in throughput, on a throwaway mesh. Results in bench/results/.
+sign-in throughput, on a throwaway mesh, then embedding throughput and latency (EmbedTexts vs plain
+sentence-transformers on torch). Results in bench/results/.
 
     python -m bench                      # everything (about 3.5 minutes)
     python -m bench --only taxonomy      # just the in-process taxonomy search
     python -m bench --only signin        # just sign-in throughput (mesh, no profiles)
+    python -m bench --only embeddings    # just EmbedTexts vs sentence-transformers (mesh + peer)
     python -m bench --quick              # 2 rounds, shorter cells, 300 profiles: a smoke run
 """
 
@@ -16,6 +18,9 @@ import sys
 import time
 
 from bench import report
+from bench.embeddings import MESH_ENV as EMBEDDINGS_MESH_ENV
+from bench.embeddings import EmbeddingsConfig, run_embeddings
+from bench.embeddings import markdown as embeddings_markdown
 from bench.get_profile import Config, run_get_profile
 from bench.machine import describe
 from bench.signin import SigninConfig, run_signin
@@ -30,7 +35,7 @@ def log(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", choices=["taxonomy", "get_profile", "signin"])
+    parser.add_argument("--only", choices=["taxonomy", "get_profile", "signin", "embeddings"])
     parser.add_argument("--profiles", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer profiles, rounds and seconds")
@@ -48,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         report.write("taxonomy", report.taxonomy_markdown(taxonomy, machine), {"machine": machine, **taxonomy})
         log(f"taxonomy: median {taxonomy['median_us']} us/query, p99 {taxonomy['p99_us']} us")
 
-    if args.only in (None, "get_profile", "signin"):
+    if args.only in (None, "get_profile", "signin", "embeddings"):
         config = Config(profiles=args.profiles, rounds=args.rounds, diagnostics=not args.no_diagnostics)
         if args.quick:
             config = Config(
@@ -61,15 +66,19 @@ def main(argv: list[str] | None = None) -> int:
 
         log("starting the mesh (embedded Postgres, Redis, services, Envoy)")
         t0 = time.perf_counter()
-        mesh = start_mesh(REPO_ROOT / ".data" / "bench")
+        mesh = start_mesh(REPO_ROOT / ".data" / "bench", extra_env=EMBEDDINGS_MESH_ENV)
         try:
             log(f"mesh up in {time.perf_counter() - t0:.1f}s; edge {mesh.edge_url}")
-            result = signin = None
-            if args.only != "signin":
+            result = signin = embeddings = None
+            if args.only in (None, "get_profile"):
                 result = asyncio.run(run_get_profile(mesh, config, log))
-            if args.only != "get_profile":
+            if args.only in (None, "signin"):
                 log("sign-in: POST /v1/auth/login through the edge")
                 signin = asyncio.run(run_signin(mesh, signin_config, log))
+            if args.only in (None, "embeddings"):
+                log("embeddings: EmbedTexts vs sentence-transformers on torch")
+                embeddings_config = EmbeddingsConfig().quick() if args.quick else EmbeddingsConfig()
+                embeddings = asyncio.run(run_embeddings(mesh, embeddings_config, log))
         finally:
             log("stopping the mesh")
             mesh.stop()
@@ -84,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
             markdown = signin_markdown(signin, machine)
             print("\n" + markdown.split("## Results", 1)[1].split("## Raw data", 1)[0].strip())
             report.write("signin", markdown, signin)
+        if embeddings is not None:
+            embeddings["machine"] = machine
+            markdown = embeddings_markdown(embeddings, machine)
+            print("\n" + markdown)
+            report.write("embeddings", markdown, embeddings)
 
     log(f"\ndone in {time.perf_counter() - started:.0f}s; results in {report.RESULTS_DIR}")
     return 0

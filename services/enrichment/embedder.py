@@ -51,11 +51,12 @@ class Embedder:
         max_batch: int = 64,
         cache_size: int = 10_000,
     ) -> None:
-        self.spec, self._load = spec, load
+        self.spec, self._load, self._cache_size = spec, load, cache_size
         self._encoder: Encoder | None = None
         self._loaded = asyncio.Event()
         self._workers, self._max_batch = workers, max_batch
-        self._cache: LRUCache[tuple[str, bytes], np.ndarray] = LRUCache(maxsize=cache_size)
+        # cache_size 0: no cache (the benchmark measures the model path).
+        self._cache: LRUCache[tuple[str, bytes], np.ndarray] | dict = LRUCache(maxsize=cache_size) if cache_size else {}
         self._queue: deque[_Request] = deque()
         self._queued = asyncio.Event()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embed")
@@ -88,7 +89,9 @@ class Embedder:
             computed = dict(zip(missing, await request.future, strict=True))
             for i, (text, key) in enumerate(zip(texts, keys, strict=True)):
                 if rows[i] is None:
-                    rows[i] = self._cache[key] = computed[text]
+                    rows[i] = computed[text]
+                    if self._cache_size:
+                        self._cache[key] = rows[i]
         return np.stack(rows) if rows else np.zeros((0, self.dimensions), np.float32)
 
     def _next_batch(self) -> list[_Request]:
