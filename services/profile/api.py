@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
-from openhr.common.v1 import user_data_pb2, user_data_pb2_grpc
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 from services.common import errors
 from services.common.auth import current_principal
@@ -13,6 +12,7 @@ from services.common.db import Database, Tx
 from services.common.fanout import StreamFanout, SubscriberOverflow
 from services.common.logging import current_request_id
 from services.common.outbox import add_event, new_event
+from services.common.user_data import UserDataServicer
 from services.profile import rules, store
 from services.profile.skills import SkillNormalizer
 from services.profile.validation import MAX_NOTE, completeness, parse_uuid, validate_skill, validate_update_mask
@@ -237,29 +237,13 @@ class ProfileInternalApi(profile_pb2_grpc.ProfileInternalServiceServicer):
         return profile_pb2.MergeEnrichedSkillsResponse(skills=merged)
 
 
-class UserDataApi(user_data_pb2_grpc.UserDataServiceServicer):
+class UserDataApi(UserDataServicer):
     """Export and erasure of everything the profile service holds about the caller."""
 
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    service = SERVICE
 
-    @staticmethod
-    def _own(user_id: str) -> str:
-        user_id = parse_uuid(user_id, "user_id")
-        if user_id != _caller():
-            raise errors.permission_denied("only the user themselves can export or delete their data")
-        return user_id
+    async def export(self, tx: Tx, user_id: str) -> dict:
+        return await store.export_user(tx, user_id)
 
-    async def ExportUserData(self, request, context):
-        user_id = self._own(request.user_id)
-        async with self._db.transaction(user_id) as tx:
-            data = await store.export_user(tx, user_id)
-        struct = struct_pb2.Struct()
-        json_format.ParseDict(data, struct)
-        return user_data_pb2.ExportUserDataResponse(service=SERVICE, data=struct)
-
-    async def DeleteUserData(self, request, context):
-        user_id = self._own(request.user_id)
-        async with self._db.transaction(user_id) as tx:
-            deleted = await store.delete_user(tx, user_id)
-        return user_data_pb2.DeleteUserDataResponse(service=SERVICE, deleted=deleted)
+    async def delete(self, tx: Tx, user_id: str) -> dict[str, int]:
+        return await store.delete_user(tx, user_id)
