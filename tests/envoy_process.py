@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from deploy.local.ephemeral import EDGE_TIMEOUT
 from deploy.local.infra import free_port
 from deploy.local.stack import DESCRIPTOR
 from edge.envoy.render import render
@@ -89,11 +90,14 @@ def running_envoy(
 ) -> Iterator[RunningEnvoy]:
     """An Envoy rendered from the edge template for the services at `ports` (name -> loopback
     port; e.g. a mesh's, or ports that refuse connections), with template `values` on top
-    (`descriptor_path` defaults to the built contracts), config and logs in `work_dir`. Started,
-    not waited for (see `wait_until`); stopped on exit."""
+    (`descriptor_path` defaults to the built contracts, the rate-limit and validation deadlines
+    to a test mesh's generous ones), config and logs in `work_dir`. Started, not waited for
+    (see `wait_until`); stopped on exit."""
     port, admin_port = free_port(), free_port()
     config = work_dir / "envoy.yaml"
     values.setdefault("descriptor_path", str(DESCRIPTOR))
+    values.setdefault("rate_limit_timeout", f"{EDGE_TIMEOUT}s")
+    values.setdefault("validation_timeout", f"{EDGE_TIMEOUT}s")
     config.write_text(
         render(
             listen_address="127.0.0.1",

@@ -36,6 +36,12 @@ UNLIMITED_RATES = {
     "OPENHR_RATE_LOGIN_FAILURES": "1000000000",
 }
 
+# A test machine shares its cores with the whole mesh, and a starved process answers seconds
+# late: where production waits briefly (every edge request waits for these), a throwaway mesh
+# waits long enough that load shows up as slowness, never as a failure or a fail-open answer.
+EDGE_TIMEOUT = 10.0  # OPENHR_EDGE_RATELIMIT_TIMEOUT and OPENHR_EDGE_VALIDATION_TIMEOUT (0.25 / 0.5 s)
+GENEROUS_TIMEOUTS = {"OPENHR_RATE_REDIS_TIMEOUT": "5"}  # below EDGE_TIMEOUT, as 0.2 s is below 0.25 s
+
 
 @dataclass
 class Mesh:
@@ -82,7 +88,14 @@ class Mesh:
             process = subprocess.Popen(
                 argv,
                 cwd=REPO_ROOT,
-                env={**os.environ, **UNLIMITED_RATES, **self.config.service_env(), **self.extra_env, **(env or {})},
+                env={
+                    **os.environ,
+                    **UNLIMITED_RATES,
+                    **GENEROUS_TIMEOUTS,
+                    **self.config.service_env(),
+                    **self.extra_env,
+                    **(env or {}),
+                },
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -119,6 +132,8 @@ def config_on_free_ports(data_dir: Path) -> StackConfig:
         ports={s.name: free_port() for s in SERVICES},
         metrics_ports={s.name: free_port() for s in SERVICES},
         smtp_port=free_port(),
+        rate_limit_timeout=EDGE_TIMEOUT,
+        validation_timeout=EDGE_TIMEOUT,
     )
     config.database_url = config.postgres.url
     config.redis_url = config.redis.url

@@ -208,6 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="force the cluster discovery type (default: STATIC for IPs, else STRICT_DNS)",
     )
     p.add_argument("--stream-idle-timeout", default="300s")
+    p.add_argument(
+        "--rate-limit-timeout", default="0.25s", help="deadline of each rate-limit call; past it the request goes on"
+    )
+    p.add_argument(
+        "--validation-timeout", default="0.5s", help="deadline of the REST body validator; past it the request fails"
+    )
     p.add_argument("--jwt-issuer", default="openhr-identity", help="required iss (OPENHR_JWT_ISSUER)")
     p.add_argument("--jwt-audience", default="openhr", help="required aud (OPENHR_JWT_AUDIENCE)")
     p.add_argument(
@@ -229,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cors_allowed_origins": args.cors_origin,
         "access_log_path": args.access_log_path,
         "stream_idle_timeout": args.stream_idle_timeout,
+        "rate_limit_timeout": args.rate_limit_timeout,
+        "validation_timeout": args.validation_timeout,
         "jwt_issuer": args.jwt_issuer,
         "jwt_audience": args.jwt_audience,
         "auth": args.auth,

@@ -18,6 +18,8 @@ import yaml
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
+from deploy.local import stack
+from deploy.local.stack import StackConfig
 from edge.envoy.render import render
 from tests.envoy_process import RunningEnvoy, assert_valid, running_envoy
 
@@ -225,6 +227,33 @@ def test_all_clusters_stream_routes_have_no_timeout(descriptor):
         r["route"] for r in routes if "prefix" in r["match"] and "route" in r and r["route"]["cluster"] != "unrouted"
     ]
     assert len(unary) == 7 and all(r["timeout"] == "15s" for r in unary)
+
+
+def _edge_deadlines(config_text: str) -> tuple[str, str]:
+    """(rate-limit call timeout, ext_proc message timeout) of a rendered config."""
+    hcm = yaml.safe_load(config_text)["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    filters = {f["name"]: f["typed_config"] for f in hcm["typed_config"]["http_filters"]}
+    ext_proc = filters["envoy.filters.http.ext_proc"]["extension_config"]["typed_config"]
+    return filters["envoy.filters.http.ratelimit"]["timeout"], ext_proc["message_timeout"]
+
+
+def test_edge_deadlines_are_settings(descriptor, tmp_path, monkeypatch):
+    """Tight by default (every edge request waits for both), as the environment sets them
+    otherwise (the test meshes: generous, so a starved CPU never turns into a failure)."""
+    monkeypatch.setattr(stack, "DESCRIPTOR", descriptor)
+    clusters = ["identity", "profile", "enrichment", "validation"]
+    assert _edge_deadlines(render(**_values(descriptor, clusters))) == ("0.25s", "0.5s")
+    default = StackConfig.from_env({"OPENHR_DATA_DIR": str(tmp_path / "default")})
+    default.data_dir.mkdir()
+    assert _edge_deadlines(default.envoy_config_path().read_text()) == ("0.25s", "0.5s")
+    tuned = StackConfig.from_env(
+        {
+            "OPENHR_DATA_DIR": str(tmp_path),
+            "OPENHR_EDGE_RATELIMIT_TIMEOUT": "3",
+            "OPENHR_EDGE_VALIDATION_TIMEOUT": "7.5",
+        }
+    )
+    assert _edge_deadlines(tuned.envoy_config_path().read_text()) == ("3.0s", "7.5s")
 
 
 def test_unknown_cluster_is_refused(descriptor):
