@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from deploy.local.ephemeral import EDGE_TIMEOUT
 from deploy.local.infra import free_port
 from deploy.local.stack import DESCRIPTOR
 from edge.envoy.render import render
+from tests.waiting import wait_until
 
 ENVOY = Path(sys.executable).with_name("envoy")
 
@@ -66,19 +66,18 @@ class RunningEnvoy:
     def output(self) -> str:
         return (self.work_dir / "envoy.out").read_text(errors="replace")[-3000:]
 
-    def wait_until(self, ready: Callable[[], bool], timeout: float = 30) -> None:
+    def wait_until(self, ready: Callable[[], bool]) -> None:
         """Polls `ready` (an HTTP error counts as not yet); fails with Envoy's output when Envoy
-        exits or `timeout` seconds pass first."""
-        deadline = time.monotonic() + timeout
-        while True:
+        exits or does not get ready."""
+
+        def check() -> bool:
             if self.process.poll() is not None:
                 pytest.fail(f"envoy exited {self.process.returncode}:\n{self.output()}")
             with contextlib.suppress(httpx.HTTPError):
-                if ready():
-                    return
-            if time.monotonic() > deadline:
-                pytest.fail(f"envoy not ready after {timeout:.0f}s:\n{self.output()}")
-            time.sleep(0.1)
+                return ready()
+            return False
+
+        wait_until(check, message=lambda: f"envoy not ready:\n{self.output()}")
 
     def live(self) -> bool:
         return httpx.get(f"{self.admin}/ready", timeout=1).text.strip() == "LIVE"

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tests.identity.support import PASSWORD, login, new_email, sign_up
-from tests.users import rest_violations
+from tests.identity.support import login, new_email, sign_up
+from tests.users import PASSWORD, rest_violations
 
 INJECTIONS = [
     "' OR '1'='1",
