@@ -3,6 +3,7 @@ request id Envoy gave them, and the edge Envoy's counters."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -77,9 +78,15 @@ async def grpc_web_call(
     )
 
 
+async def envoy_stats(admin: str, pattern: str) -> dict[str, int]:
+    """The counters of an Envoy's admin /stats (at `admin`, http://host:port) matching `pattern`."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(f"{admin}/stats", params={"filter": pattern})
+    lines = (line.split(": ", 1) for line in response.text.strip().splitlines() if ": " in line)
+    return {name: int(value) for name, value in lines}
+
+
 async def envoy_stat(mesh: Mesh, name: str) -> int:
     """One counter of the edge Envoy's admin /stats (e.g. http.edge.ext_proc.streams_started)."""
-    async with httpx.AsyncClient(timeout=5) as client:
-        response = await client.get(f"http://127.0.0.1:{mesh.config.admin_port}/stats", params={"filter": f"^{name}$"})
-    values = dict(line.split(": ", 1) for line in response.text.strip().splitlines() if ": " in line)
-    return int(values.get(name, 0))
+    stats = await envoy_stats(f"http://127.0.0.1:{mesh.config.admin_port}", f"^{re.escape(name)}$")
+    return stats.get(name, 0)

@@ -27,7 +27,7 @@ from deploy.local.stack import edge_ready
 from openhr.enrichment.v1 import enrichment_pb2
 from openhr.identity.v1 import identity_pb2
 from services.common.settings import REPO_ROOT
-from tests.edge.edge_calls import RESOURCE_EXHAUSTED, grpc_call, grpc_web_call, rest_call
+from tests.edge.edge_calls import RESOURCE_EXHAUSTED, envoy_stats, grpc_call, grpc_web_call, rest_call
 from tests.envoy_process import RunningEnvoy, running_envoy
 from tests.logs import assert_never_reached
 from tests.metrics import sample
@@ -82,10 +82,7 @@ async def fail_opens(mesh: Mesh, admin: str | None = None) -> dict[str, float]:
     did not answer within OPENHR_EDGE_RATELIMIT_TIMEOUT) and identity (Redis did not answer
     within OPENHR_RATE_REDIS_TIMEOUT, or is down). `admin`: another Envoy's admin URL."""
     admin = admin or f"http://127.0.0.1:{mesh.config.admin_port}"
-    async with httpx.AsyncClient(timeout=10) as client:
-        failed = r"\.ratelimit\.edge\.(error|failure_mode_allowed)$"
-        stats = await client.get(f"{admin}/stats", params={"filter": failed})
-    edge = sum(int(line.rsplit(": ", 1)[1]) for line in stats.text.strip().splitlines() if ": " in line)
+    edge = sum((await envoy_stats(admin, r"\.ratelimit\.edge\.(error|failure_mode_allowed)$")).values())
     identity = await sample(mesh, "identity", DECISIONS, outcome="redis_down")
     return {"edge": edge, "identity": identity}
 

@@ -144,11 +144,11 @@ async def test_audit_log_is_append_only_and_private(rest, db) -> None:
     assert [str(r["user_id"]) for r in own] == [alice.user_id]
     for statement in ("UPDATE identity.audit_log SET event = 'sign_up'", "DELETE FROM identity.audit_log"):
         # Not granted at all (SQLSTATE 42501), whoever's rows.
-        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="^permission denied for table audit_log$"):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match=r"^permission denied for table audit_log$"):
             await _as_app(db, statement, user_id=alice.user_id)
     # Granted, but RLS refuses a row in another user's name (42501 too, its own message).
     with pytest.raises(
-        asyncpg.InsufficientPrivilegeError, match='^new row violates row-level security policy for table "audit_log"$'
+        asyncpg.InsufficientPrivilegeError, match=r'^new row violates row-level security policy for table "audit_log"$'
     ):
         await _as_app(
             db,
