@@ -150,6 +150,7 @@ async def test_sigterm_drains_in_flight_calls(faulty_mesh: Mesh, profile_direct)
         timeout=10,
     )
     blocker = await asyncpg.connect(faulty_mesh.config.database_url)
+    observer = await asyncpg.connect(faulty_mesh.config.database_url)
     transaction = blocker.transaction()
     await transaction.start()
     await blocker.execute("SELECT 1 FROM profile.profiles WHERE profile_id = $1 FOR UPDATE", created.profile.profile_id)
@@ -168,8 +169,12 @@ async def test_sigterm_drains_in_flight_calls(faulty_mesh: Mesh, profile_direct)
         )
 
         async def waiting_for_the_lock() -> bool:
-            """The update holds a connection of the service, blocked on the blocker's row lock."""
-            return await blocker.fetchval(
+            """A connection of the service is blocked by the blocker's row lock. Asked on a
+            connection of its own: inside the blocker's transaction, pg_stat_activity would
+            answer from the snapshot of its first read, however long we poll."""
+            if in_flight.done():
+                raise AssertionError(f"the update ended before it waited for the lock: {in_flight.exception()!r}")
+            return await observer.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'profile'"
                 " AND wait_event_type = 'Lock' AND $1 = ANY(pg_blocking_pids(pid))",
                 blocker.get_server_pid(),
@@ -189,6 +194,7 @@ async def test_sigterm_drains_in_flight_calls(faulty_mesh: Mesh, profile_direct)
         assert await asyncio.to_thread(process.wait, 15) == 0
     finally:
         await blocker.close()
+        await observer.close()
         faulty_mesh.processes.pop("profile")
         faulty_mesh.start_process("profile", argv)
 
