@@ -208,12 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="force the cluster discovery type (default: STATIC for IPs, else STRICT_DNS)",
     )
     p.add_argument("--stream-idle-timeout", default="300s")
-    p.add_argument(
-        "--rate-limit-timeout", default="0.25s", help="deadline of each rate-limit call; past it the request goes on"
-    )
-    p.add_argument(
-        "--validation-timeout", default="0.5s", help="deadline of the REST body validator; past it the request fails"
-    )
+    p.add_argument("--rate-limit-timeout", help="deadline of each rate-limit call (the template's default: 0.25s)")
+    p.add_argument("--validation-timeout", help="deadline of the REST body validator (the template's default: 0.5s)")
     p.add_argument("--jwt-issuer", default="openhr-identity", help="required iss (OPENHR_JWT_ISSUER)")
     p.add_argument("--jwt-audience", default="openhr", help="required aud (OPENHR_JWT_AUDIENCE)")
     p.add_argument(
@@ -235,16 +231,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cors_allowed_origins": args.cors_origin,
         "access_log_path": args.access_log_path,
         "stream_idle_timeout": args.stream_idle_timeout,
-        "rate_limit_timeout": args.rate_limit_timeout,
-        "validation_timeout": args.validation_timeout,
         "jwt_issuer": args.jwt_issuer,
         "jwt_audience": args.jwt_audience,
         "auth": args.auth,
         "rate_limits": args.rate_limits,
         "trusted_hops": args.trusted_hops,
     }
-    if args.dns_type:
-        values["dns_type"] = args.dns_type
+    for name in ("dns_type", "rate_limit_timeout", "validation_timeout"):
+        if getattr(args, name):
+            values[name] = getattr(args, name)
     try:
         text = render(**values)
     except ValueError as exc:
