@@ -81,6 +81,10 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(env.get(name) or default)
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    return float(env.get(name) or default)
+
+
 @dataclass
 class StackConfig:
     data_dir: Path
@@ -96,6 +100,10 @@ class StackConfig:
     cors_origins: list[str] = field(default_factory=list)
     envoy_workers: int = 0  # 0: one fewer than the machine's cores
     trusted_hops: int = 0  # load balancers in front of Envoy that append X-Forwarded-For
+    # Seconds Envoy waits for identity's rate-limit answer (then lets the request go on) and for
+    # the REST body validator (then fails the request): tight, every edge request waits for them.
+    rate_limit_timeout: float = 0.25
+    validation_timeout: float = 0.5
     smtp_host: str | None = None  # None: the local SMTP sink (aiosmtpd, Maildir in data_dir/mail)
     smtp_port: int = 2525
     public_url: str | None = None  # None: the edge URL
@@ -119,6 +127,8 @@ class StackConfig:
             cors_origins=[o for o in (env.get("OPENHR_CORS_ORIGINS") or "").split(",") if o],
             envoy_workers=_int(env, "OPENHR_ENVOY_CONCURRENCY", 0),
             trusted_hops=_int(env, "OPENHR_EDGE_TRUSTED_HOPS", 0),
+            rate_limit_timeout=_float(env, "OPENHR_EDGE_RATELIMIT_TIMEOUT", cls.rate_limit_timeout),
+            validation_timeout=_float(env, "OPENHR_EDGE_VALIDATION_TIMEOUT", cls.validation_timeout),
             smtp_host=env.get("OPENHR_SMTP_HOST") or None,
             smtp_port=_int(env, "OPENHR_SMTP_PORT", 2525),
             public_url=env.get("OPENHR_PUBLIC_URL") or None,
@@ -196,6 +206,8 @@ class StackConfig:
                 jwt_issuer=self.jwt_issuer,
                 jwt_audience=self.jwt_audience,
                 trusted_hops=self.trusted_hops,
+                rate_limit_timeout=f"{self.rate_limit_timeout}s",
+                validation_timeout=f"{self.validation_timeout}s",
             )
         )
         return path

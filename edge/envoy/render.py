@@ -214,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="force the cluster discovery type (default: STATIC for IPs, else STRICT_DNS)",
     )
     p.add_argument("--stream-idle-timeout", default="300s")
+    p.add_argument("--rate-limit-timeout", help="deadline of each rate-limit call (the template's default: 0.25s)")
+    p.add_argument("--validation-timeout", help="deadline of the REST body validator (the template's default: 0.5s)")
     p.add_argument("--jwt-issuer", default="openhr-identity", help="required iss (OPENHR_JWT_ISSUER)")
     p.add_argument("--jwt-audience", default="openhr", help="required aud (OPENHR_JWT_AUDIENCE)")
     p.add_argument(
@@ -245,8 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rate_limits": args.rate_limits,
         "trusted_hops": args.trusted_hops,
     }
-    if args.dns_type:
-        values["dns_type"] = args.dns_type
+    for name in ("dns_type", "rate_limit_timeout", "validation_timeout"):
+        if getattr(args, name):
+            values[name] = getattr(args, name)
     if args.descriptor_source:
         values["descriptor_path"] = args.descriptor
         values["descriptor_source"] = args.descriptor_source

@@ -62,6 +62,9 @@ class IdentitySettings(ServiceSettings):
     rate_signup_ip_per_min: int = Field(5, ge=1, validation_alias="OPENHR_RATE_SIGNUP_IP_PER_MIN")
     rate_login_failures: int = Field(5, ge=1, validation_alias="OPENHR_RATE_LOGIN_FAILURES")
     rate_login_failure_window: float = Field(900.0, gt=0, validation_alias="OPENHR_RATE_LOGIN_FAILURE_WINDOW")
+    # Seconds a rate-limit count waits for Redis before failing open: below the edge's
+    # OPENHR_EDGE_RATELIMIT_TIMEOUT, so identity answers before Envoy gives up on it.
+    rate_redis_timeout: float = Field(0.2, gt=0, validation_alias="OPENHR_RATE_REDIS_TIMEOUT")
     # Sign-in with GitHub / Google (services/identity/oauth.py): a provider without a client id is off.
     github_client_id: str = Field("", validation_alias="OPENHR_GITHUB_CLIENT_ID")
     github_client_secret: SecretStr = Field(SecretStr(""), validation_alias="OPENHR_GITHUB_CLIENT_SECRET")
@@ -126,8 +129,8 @@ def build(settings: IdentitySettings) -> ServiceSpec:
     mailer = Mailer(
         host=settings.smtp_host, port=settings.smtp_port, sender=settings.smtp_from, public_url=settings.public_url
     )
-    # Rate-limit counters: short timeouts, every edge request waits for them (Envoy gives 0.25 s).
-    redis = connect_redis(settings.redis_url, timeout=0.2)
+    # Rate-limit counters: short timeouts, every edge request waits for them.
+    redis = connect_redis(settings.redis_url, timeout=settings.rate_redis_timeout)
     counters = Counters(redis)
     limits = Limits(
         ip_per_min=settings.rate_ip_per_min,
@@ -152,7 +155,7 @@ def build(settings: IdentitySettings) -> ServiceSpec:
 
     oauth = build_oauth(settings, db, box, accounts)
     peers = Peers(peer_addresses(settings))
-    # The outbox relay (UserDeleted) gets a connection of its own: the counters' is tuned for 0.2 s.
+    # The outbox relay (UserDeleted) gets a connection of its own: the counters' has a short timeout.
     events_redis = connect_redis(settings.redis_url)
     relay = OutboxRelay(db, events_redis, store.SCHEMA)
 

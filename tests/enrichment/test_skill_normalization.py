@@ -3,25 +3,25 @@ maps to the skill nearest in meaning when confident, else stays custom."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 
 from deploy.local.ephemeral import Mesh
 from openhr.enrichment.v1 import enrichment_pb2
 from tests.enrichment.skill_examples import CUSTOM, MEANT
 from tests.users import new_user
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module", autouse=True)
 async def taxonomy_vectors_loaded(mesh: Mesh, internal) -> None:
     """The taxonomy's vectors load after the service is SERVING (seconds, the first time)."""
     request = enrichment_pb2.BatchNormalizeSkillsRequest(names=["kubernetes clusters"])
-    deadline, caller = time.monotonic() + 120, new_user(mesh).metadata
-    while (await internal.BatchNormalizeSkills(request, metadata=caller, timeout=30)).results[0].custom:
-        assert time.monotonic() < deadline, "the taxonomy's vectors did not load"
-        await asyncio.sleep(0.2)
+    caller = new_user(mesh).metadata
+
+    async def loaded() -> bool:
+        return not (await internal.BatchNormalizeSkills(request, metadata=caller, timeout=30)).results[0].custom
+
+    await eventually(loaded, within=120, message="the taxonomy's vectors to load")
 
 
 async def test_rest_normalize_maps_a_paraphrase_and_keeps_a_hobby_custom(mesh: Mesh, rest) -> None:

@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from deploy.local.ephemeral import Mesh
-from tests.identity.support import PASSWORD, claims, new_email, refresh
+from tests.identity.support import claims, new_email, refresh
+from tests.users import PASSWORD
 
 COOKIE_MODE = {"x-openhr-token-transport": "cookie"}
 

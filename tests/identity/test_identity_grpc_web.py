@@ -8,7 +8,8 @@ import httpx
 from deploy.local.ephemeral import Mesh
 from openhr.identity.v1 import identity_pb2
 from tests.grpcweb import DATA, HEADERS, TRAILERS, call_headers, frame, frames
-from tests.identity.support import PASSWORD, new_email
+from tests.identity.support import new_email
+from tests.users import PASSWORD
 
 SERVICE = "/openhr.identity.v1.IdentityService"
 

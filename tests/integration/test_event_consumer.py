@@ -13,6 +13,7 @@ from deploy.local.infra import LocalRedis, free_port
 from openhr.events.v1 import events_pb2
 from services.common.consumer import EventConsumer
 from services.common.outbox import new_event
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,14 +39,6 @@ async def _publish(redis: Redis, *events: events_pb2.Event) -> None:
         await redis.xadd("events.test", {"event_id": event.event_id, "data": event.SerializeToString()})
 
 
-async def _until(predicate, seconds: float = 10) -> None:
-    for _ in range(int(seconds / 0.05)):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("not reached in time")
-
-
 async def test_failed_event_is_retried_then_acknowledged(redis: Redis) -> None:
     attempts: dict[str, int] = {}
 
@@ -60,10 +53,12 @@ async def test_failed_event_is_retried_then_acknowledged(redis: Redis) -> None:
     await _publish(redis, _event("fine"), _event("flaky"))
     task = asyncio.create_task(consumer.run())
     try:
-        await _until(lambda: attempts.get("flaky", 0) >= 3)
-        await asyncio.sleep(0.2)
-        pending = await redis.xpending("events.test", "g")
-        assert pending["pending"] == 0
+        await eventually(lambda: attempts.get("flaky", 0) >= 3, message="the failing event was not retried")
+
+        async def all_acknowledged() -> bool:
+            return (await redis.xpending("events.test", "g"))["pending"] == 0
+
+        await eventually(all_acknowledged, message="events still pending")
         assert attempts == {"fine": 1, "flaky": 3}
     finally:
         task.cancel()
@@ -81,10 +76,11 @@ async def test_event_that_keeps_failing_goes_to_dead_letters(redis: Redis) -> No
     await redis.xadd("events.test", {"event_id": "garbage", "data": b"\xff\xfe not a proto"})
     task = asyncio.create_task(consumer.run())
     try:
-        for _ in range(200):
-            if await redis.xlen("events.test.dead") == 2:
-                break
-            await asyncio.sleep(0.05)
+
+        async def both_dead() -> bool:
+            return await redis.xlen("events.test.dead") == 2
+
+        await eventually(both_dead, message="not both entries in the dead letters")
         dead = await redis.xrange("events.test.dead")
         assert {fields[b"event_id"] for _id, fields in dead} == {poison.event_id.encode(), b"garbage"}
         assert (await redis.xpending("events.test", "g"))["pending"] == 0
@@ -104,6 +100,7 @@ async def test_consumer_stops_whenever_it_is_cancelled(redis: Redis) -> None:
         consumer = EventConsumer(redis, "test", "g", f"c{turn}", handler, block_ms=5, claim_idle_ms=10)
         await _publish(redis, _event(f"e{turn}"))
         task = asyncio.create_task(consumer.run())
+        # Not a wait for anything: the cancel lands at a different point of the loop each turn.
         await asyncio.sleep(0.002 * (turn % 10))
         task.cancel()
         done, _ = await asyncio.wait({task}, timeout=5)

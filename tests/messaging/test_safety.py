@@ -15,7 +15,8 @@ from openhr.common.v1 import user_data_pb2, user_data_pb2_grpc
 from openhr.events.v1 import events_pb2
 from openhr.messaging.v1 import messaging_pb2, messaging_pb2_grpc
 from services.common.service_auth import ServiceTokenIssuer
-from tests.messaging.support import conversations, matched_pair, reading, send, stub, until
+from tests.messaging.support import WAIT, conversations, matched_pair, reading, send, stub
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -47,7 +48,9 @@ async def test_a_blocked_user_cannot_send_and_matching_hears_of_it(mesh: Mesh, c
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await send(channel_b, bob, conversation_id, "again")
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    (blocked_event,) = await until(lambda: _blocks_of(mesh, conversation_id), "ConversationBlocked")
+    (blocked_event,) = await eventually(
+        lambda: _blocks_of(mesh, conversation_id), message="ConversationBlocked", within=WAIT
+    )
     assert (blocked_event.blocker_user_id, blocked_event.blocked_user_id) == (alice.user_id, bob.user_id)
     assert blocked_event.match_id
 
@@ -134,7 +137,7 @@ async def test_opted_in_users_get_one_digest_of_unread_messages(mesh: Mesh, rest
         box = mailbox.Maildir(mesh.maildir, create=False)
         return [m for m in box if m["To"] == address]
 
-    (digest,) = await until(digests, "the digest mail")
+    (digest,) = await eventually(digests, message="the digest mail", within=WAIT)
     assert digest["Subject"] == "You have 3 unread messages on OpenHR"
     assert "Alice: 3 unread" in digest.get_payload()
 
@@ -142,7 +145,7 @@ async def test_opted_in_users_get_one_digest_of_unread_messages(mesh: Mesh, rest
 async def test_export_and_delete_leave_a_deleted_user_behind(mesh: Mesh, rest, channel_a) -> None:
     alice, bob, conversation_id = await matched_pair(mesh, channel_a, rest)
     await send(channel_a, alice, conversation_id, "my words")
-    await until(lambda: _named(channel_a, bob, alice.user_id, "Alice"), "alice's name")
+    await eventually(lambda: _named(channel_a, bob, alice.user_id, "Alice"), message="alice's name", within=WAIT)
     privacy = user_data_pb2_grpc.UserDataServiceStub(channel_a)
     exported = await privacy.ExportUserData(
         user_data_pb2.ExportUserDataRequest(user_id=alice.user_id), metadata=alice.metadata

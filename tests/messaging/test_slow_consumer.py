@@ -18,7 +18,8 @@ from services.common.db import Database
 from services.common.errors import DomainError
 from services.messaging.presence import Presence
 from services.messaging.stream import EventStreams, live_fanout
-from tests.messaging.support import matched_pair, reading, send, until
+from tests.messaging.support import WAIT, matched_pair, reading, send
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,5 +59,5 @@ async def test_a_slow_stream_is_closed_with_a_resumable_cursor(mesh: Mesh, chann
 
     async with reading(channel_a, bob, cursor) as resumed:
         await send(channel_a, alice, conversation_id, "after")
-        await until(lambda: "after" in resumed.texts, "the rest after the cursor")
+        await eventually(lambda: "after" in resumed.texts, message="the rest after the cursor", within=WAIT)
     assert delivered + resumed.texts == [*texts, "after"]

@@ -92,14 +92,6 @@ async def my_profile(rest, user: User) -> dict | None:
     return response.json()["profile"]
 
 
-@pytest.fixture(scope="module")
-async def db(mesh: Mesh):
-    """Superuser connections, for reading rows behind the API's back."""
-    pool = await asyncpg.create_pool(mesh.config.database_url, min_size=1, max_size=2)
-    yield pool
-    await pool.close()
-
-
 @pytest.fixture
 def stub(profile_channel) -> profile_pb2_grpc.ProfileServiceStub:
     return profile_pb2_grpc.ProfileServiceStub(profile_channel)
