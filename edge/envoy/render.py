@@ -107,8 +107,14 @@ def _template_regex(template: str) -> str:
 
 def public_http_routes(descriptor_path: str | os.PathLike) -> list[dict[str, str]]:
     """The REST routes (google.api.http, additional bindings included) of identity's public
-    methods, for jwt_authn's rules and the sign-in / sign-up rate limits: {rpc, method, path
-    (literal templates) or regex (templates with variables), path_regex}."""
+    methods, for jwt_authn's rules and the sign-in / sign-up rate limits: {rpc, method,
+    template, path_regex, regex}.
+
+    One spelling of a route is what the transcoder accepts: HCM normalizes the path first
+    (percent-encoded unreserved characters decoded, dot segments resolved, slashes merged) but
+    the transcoder also takes the path with a trailing slash, so every regex here tolerates one
+    too. `path_regex` matches the path alone (for a ":path" header add the query), `regex` is
+    anchored (a route match never sees the query)."""
     descriptors = descriptor_pb2.FileDescriptorSet.FromString(Path(descriptor_path).read_bytes())
     package, _, service_name = surface.IDENTITY_SERVICE.rpartition(".")
     routes = []
@@ -127,15 +133,14 @@ def public_http_routes(descriptor_path: str | os.PathLike) -> list[dict[str, str
                     if verb in (None, "custom"):
                         continue
                     template = getattr(binding, verb)
-                    regex = _template_regex(template)
-                    literal = not _VARIABLE.search(template)
+                    path_regex = _template_regex(template) + "/?"
                     routes.append(
                         {
                             "rpc": method.name,
                             "method": verb.upper(),
-                            "path": template if literal else "",
-                            "regex": "" if literal else f"^{regex}$",
-                            "path_regex": regex,
+                            "template": template,
+                            "path_regex": path_regex,
+                            "regex": f"^{path_regex}$",
                         }
                     )
     return routes
