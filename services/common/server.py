@@ -18,6 +18,7 @@ from services.common import clients
 from services.common.auth import TokenVerifier
 from services.common.cache import connect_redis
 from services.common.cancellation import raise_if_cancelled
+from services.common.event_auth import EventVerifier
 from services.common.interceptors import ServerInterceptor
 from services.common.metrics import DEPENDENCY_UP, serve_metrics
 from services.common.revocations import Revocations
@@ -67,7 +68,11 @@ class Service:
             ensure_service_key(key_dir, spec.name)
         clients.set_service_identity(ServiceTokenIssuer.from_dir(key_dir, spec.name))
         self._revocations_redis = connect_redis(settings.redis_url) if spec.revocations else None
-        self.revocations = Revocations(self._revocations_redis) if self._revocations_redis is not None else None
+        self.revocations = (
+            Revocations(self._revocations_redis, EventVerifier.from_dir(key_dir))
+            if self._revocations_redis is not None
+            else None
+        )
         interceptor = ServerInterceptor(
             verifier,
             spec.public_methods,

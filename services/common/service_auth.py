@@ -93,6 +93,45 @@ def ensure_service_key(key_dir: Path, name: str) -> Path:
     return private_path
 
 
+def load_private_key(key_dir: Path, name: str) -> Ed25519PrivateKey | None:
+    """`name`'s private key from `key_dir`, or None when it is not there."""
+    path = key_dir / f"{_check_name(name)}.pem"
+    if not path.exists():
+        return None
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+class PublicKeys:
+    """Every service's public key from the `<name>.jwk` files of a directory (reread when it
+    changes): what service tokens (below) and signed events (services.common.event_auth) are
+    verified with."""
+
+    def __init__(self, key_dir: Path) -> None:
+        self._dir = key_dir
+        self._keys: dict[str, Ed25519PublicKey] = {}
+        self._mtime = -1.0
+
+    def get(self, name: str) -> Ed25519PublicKey | None:
+        try:
+            mtime = self._dir.stat().st_mtime
+        except OSError:
+            return None
+        if mtime != self._mtime:
+            keys = {}
+            for path in self._dir.glob("*.jwk"):
+                try:
+                    jwk = PyJWK(json.loads(path.read_text()))
+                except (OSError, ValueError, jwt.PyJWTError):
+                    continue
+                if jwk.key_id == path.stem and isinstance(jwk.key, Ed25519PublicKey):
+                    keys[path.stem] = jwk.key
+            self._keys, self._mtime = keys, mtime
+        return self._keys.get(name)
+
+
 class ServiceTokenIssuer:
     """Mints this service's tokens (cached until RENEW_SECONDS before they expire)."""
 
@@ -104,13 +143,8 @@ class ServiceTokenIssuer:
     @classmethod
     def from_dir(cls, key_dir: Path, name: str) -> ServiceTokenIssuer | None:
         """This service's issuer, or None when its private key is not in `key_dir`."""
-        path = key_dir / f"{_check_name(name)}.pem"
-        if not path.exists():
-            return None
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path} is not an Ed25519 private key")
-        return cls(name, key)
+        key = load_private_key(key_dir, name)
+        return cls(name, key) if key is not None else None
 
     def token(self, now: float | None = None) -> str:
         now = time.time() if now is None else now
@@ -132,29 +166,10 @@ class ServiceTokenIssuer:
 
 
 class ServiceTokenVerifier:
-    """Verifies service tokens against the public keys in a directory (reread when it changes)."""
+    """Verifies service tokens against the public keys in a directory."""
 
     def __init__(self, key_dir: Path) -> None:
-        self._dir = key_dir
-        self._keys: dict[str, Ed25519PublicKey] = {}
-        self._mtime = -1.0
-
-    def _key(self, kid: str) -> Ed25519PublicKey | None:
-        try:
-            mtime = self._dir.stat().st_mtime
-        except OSError:
-            return None
-        if mtime != self._mtime:
-            keys = {}
-            for path in self._dir.glob("*.jwk"):
-                try:
-                    jwk = PyJWK(json.loads(path.read_text()))
-                except (OSError, ValueError, jwt.PyJWTError):
-                    continue
-                if jwk.key_id == path.stem and isinstance(jwk.key, Ed25519PublicKey):
-                    keys[path.stem] = jwk.key
-            self._keys, self._mtime = keys, mtime
-        return self._keys.get(kid)
+        self._keys = PublicKeys(key_dir)
 
     def verify(self, token: str) -> str:
         """The calling service's name; UNAUTHENTICATED unless the token is a valid service token."""
@@ -165,7 +180,7 @@ class ServiceTokenVerifier:
         kid = header.get("kid")
         if header.get("alg") != ALGORITHM or not isinstance(kid, str) or not _NAME.match(kid):
             raise errors.unauthenticated("invalid service token")
-        key = self._key(kid)
+        key = self._keys.get(kid)
         if key is None:
             raise errors.unauthenticated("unknown service")
         try:

@@ -14,6 +14,7 @@ from openhr.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.common import surface
 from services.common.cache import connect_redis
 from services.common.db import Database
+from services.common.event_auth import EventSigner
 from services.common.migrations import app_role
 from services.common.outbox import OutboxRelay
 from services.common.server import ServiceSpec
@@ -152,7 +153,7 @@ def build(settings: IdentitySettings) -> ServiceSpec:
     peers = Peers(peer_addresses(settings))
     # The outbox relay (UserDeleted) gets a connection of its own: the counters' is tuned for 0.2 s.
     events_redis = connect_redis(settings.redis_url)
-    relay = OutboxRelay(db, events_redis, store.SCHEMA)
+    relay = OutboxRelay(db, events_redis, store.SCHEMA, EventSigner(Path(settings.service_keys), "identity"))
 
     def register(server: grpc.aio.Server) -> list[str]:
         identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityApi(accounts, keys, oauth), server)

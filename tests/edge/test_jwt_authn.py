@@ -111,11 +111,7 @@ def test_public_rest_routes_cover_no_protected_method() -> None:
     assert {r["rpc"] for r in routes} == {m.rsplit("/", 1)[1] for m in IDENTITY_PUBLIC_PATHS}
 
     def exempt(verb: str, path: str) -> set[str]:
-        return {
-            r["rpc"]
-            for r in routes
-            if r["method"] == verb and re.fullmatch(r["regex"][1:-1], path)
-        }
+        return {r["rpc"] for r in routes if r["method"] == verb and re.fullmatch(r["regex"][1:-1], path)}
 
     descriptors = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR.read_bytes())
     checked = 0
