@@ -15,11 +15,10 @@ from envoy.type.v3 import http_status_pb2
 from google.protobuf import json_format, struct_pb2
 from prometheus_client import Counter
 
-from edge.validation.rules import FieldViolation, Rules
+from edge.validation.rules import Rules
 from openhr.common.v1 import common_pb2
 from services.common import errors
-from services.common.errors import DomainError
-from services.common.errors import FieldViolation as StatusViolation
+from services.common.errors import DomainError, FieldViolation
 
 log = structlog.get_logger("validation")
 
@@ -61,7 +60,7 @@ def status_json(violations: list[FieldViolation]) -> bytes:
             f"invalid request body: {text}",
             grpc.StatusCode.INVALID_ARGUMENT,
             common_pb2.ERROR_REASON_INVALID_FIELD,
-            [StatusViolation(v.field, v.description) for v in violations],
+            list(violations),
         )
     )
 

@@ -28,6 +28,8 @@ from google.api import annotations_pb2  # registers the google.api.http option
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from services.common.errors import FieldViolation
+
 # Path template grammar (google/api/http.proto):
 #   Template = "/" Segments [ Verb ] ; Segment = "*" | "**" | LITERAL | Variable ;
 #   Variable = "{" FieldPath [ "=" Segments ] "}" ; Verb = ":" LITERAL ;
@@ -38,12 +40,6 @@ BODY_NOT_OBJECT = "the request body must be a JSON object"
 NO_BODY = "this method takes no request body"
 PATH_BOUND = "set by the URL path; not allowed in the body"
 UNKNOWN_FIELD = "unknown field"
-
-
-@dataclass(frozen=True)
-class FieldViolation:
-    field: str
-    description: str
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ import json
 from collections.abc import Iterable
 
 import grpc
-import structlog
 
 from services.common import auth
+from services.common.logging import current_request_id
 from services.common.service_auth import ServiceTokenIssuer
 
 DEFAULT_TIMEOUT = 5.0
@@ -26,7 +26,7 @@ def set_service_identity(issuer: ServiceTokenIssuer | None) -> None:
 
 def _outgoing_metadata(metadata: grpc.aio.Metadata | None) -> grpc.aio.Metadata:
     out = grpc.aio.Metadata(*(metadata or ()))
-    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    request_id = current_request_id()
     if request_id and "x-request-id" not in out:
         out.add("x-request-id", request_id)
     if "authorization" not in out:

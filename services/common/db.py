@@ -5,8 +5,8 @@ Every transaction switches to the service's app role (neither owner nor superuse
 applies with FORCE) and sets `app.user_id`; policies read it with
 `NULLIF(current_setting('app.user_id', true), '')::uuid`. BEGIN and both settings travel in
 one simple-protocol round trip, so a read is three round trips in all (BEGIN+context, query,
-COMMIT). Measured in bench/: SQLAlchemy's async layer cost ~45 % of GetProfile throughput,
-so SQL is written for asyncpg directly; SQLAlchemy remains for Alembic migrations."""
+COMMIT). SQL is written for asyncpg directly (why: bench/results/get_profile_variants_sqlalchemy.md);
+SQLAlchemy remains for Alembic migrations."""
 
 from __future__ import annotations
 

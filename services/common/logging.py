@@ -38,6 +38,11 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 _REDACTED = "[redacted]"
 
 
+def current_request_id() -> str:
+    """The request id of the RPC being served (bound by the interceptor), or "" outside one."""
+    return structlog.contextvars.get_contextvars().get("request_id", "")
+
+
 def redact_pii(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event.items()):
         if key.lower() in _PII_KEYS:

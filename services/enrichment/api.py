@@ -5,31 +5,20 @@ from __future__ import annotations
 from openhr.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
 from services.common import errors
 from services.common.errors import FieldViolation
+from services.common.skills import MAX_SKILL_NAME, category_enum, category_id
 from services.enrichment.taxonomy import Normalization, SkillTaxonomy
 
 MAX_QUERY = 100
-MAX_NAME = 60
 MAX_LIMIT = 50
 DEFAULT_LIMIT = 10
 MAX_BATCH = 200
 
 
-def category_enum(category: str) -> int:
-    return enrichment_pb2.SkillCategory.Value(f"SKILL_CATEGORY_{category.upper()}")
-
-
-def category_id(value: int) -> str | None:
-    """SKILL_CATEGORY_DATA_ML -> "data_ml"; None for unspecified."""
-    if value == enrichment_pb2.SKILL_CATEGORY_UNSPECIFIED:
-        return None
-    return enrichment_pb2.SkillCategory.Name(value).removeprefix("SKILL_CATEGORY_").lower()
-
-
 def _check_name(name: str, field: str) -> None:
     if not name.strip():
         raise errors.invalid_field(field, "is required")
-    if len(name) > MAX_NAME:
-        raise errors.invalid_field(field, f"must be at most {MAX_NAME} characters")
+    if len(name) > MAX_SKILL_NAME:
+        raise errors.invalid_field(field, f"must be at most {MAX_SKILL_NAME} characters")
 
 
 def _normalized(result: Normalization) -> enrichment_pb2.NormalizeSkillResponse:
@@ -59,7 +48,8 @@ class SkillsApi(enrichment_pb2_grpc.SkillsServiceServicer):
             violations.append(FieldViolation("category", f"unknown SkillCategory value {request.category}"))
         if violations:
             raise errors.invalid_argument(*violations)
-        hits = self._taxonomy.search(request.query, request.limit or DEFAULT_LIMIT, category_id(request.category))
+        category = category_id(request.category) or None  # None: every category
+        hits = self._taxonomy.search(request.query, request.limit or DEFAULT_LIMIT, category)
         return enrichment_pb2.SearchSkillsResponse(
             skills=[
                 enrichment_pb2.SkillSuggestion(

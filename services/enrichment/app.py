@@ -1,5 +1,4 @@
-"""Wiring of the enrichment service. So far it serves the skills taxonomy, which needs no
-database: its health depends on nothing but itself."""
+"""Wiring of the enrichment service: settings, database, Redis, servicers, background work."""
 
 from __future__ import annotations
 
@@ -7,8 +6,13 @@ import grpc
 from pydantic import Field
 
 from openhr.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
+from services.common.cache import connect_redis, ping
+from services.common.db import Database
+from services.common.migrations import app_role
+from services.common.outbox import OutboxRelay
 from services.common.server import ServiceSpec
 from services.common.settings import ServiceSettings
+from services.enrichment import store
 from services.enrichment.api import EnrichmentInternalApi, SkillsApi
 from services.enrichment.taxonomy import default_taxonomy
 
@@ -18,13 +22,36 @@ class EnrichmentSettings(ServiceSettings):
     metrics_port: int = Field(9464, validation_alias="ENRICHMENT_METRICS_PORT")
 
 
+def _full_name(module, service: str) -> str:
+    return module.DESCRIPTOR.services_by_name[service].full_name
+
+
 def build(settings: EnrichmentSettings) -> ServiceSpec:
+    db = Database(
+        settings.database_url,
+        app_role=app_role(store.SCHEMA),
+        pool_size=settings.db_pool_size,
+        application_name="enrichment",
+    )
+    redis = connect_redis(settings.redis_url)
+    relay = OutboxRelay(db, redis, store.SCHEMA)
     taxonomy = default_taxonomy()
 
     def register(server: grpc.aio.Server) -> list[str]:
         enrichment_pb2_grpc.add_SkillsServiceServicer_to_server(SkillsApi(taxonomy), server)
         enrichment_pb2_grpc.add_EnrichmentInternalServiceServicer_to_server(EnrichmentInternalApi(taxonomy), server)
-        services = enrichment_pb2.DESCRIPTOR.services_by_name
-        return [services["SkillsService"].full_name, services["EnrichmentInternalService"].full_name]
+        return [_full_name(enrichment_pb2, "SkillsService"), _full_name(enrichment_pb2, "EnrichmentInternalService")]
 
-    return ServiceSpec(name="enrichment", port=settings.port, register=register, metrics_port=settings.metrics_port)
+    async def close() -> None:
+        await redis.aclose()
+        await db.close()
+
+    return ServiceSpec(
+        name="enrichment",
+        port=settings.port,
+        register=register,
+        checks={"postgres": db.ping, "redis": lambda: ping(redis)},
+        background=[relay.run],
+        cleanup=[close],
+        metrics_port=settings.metrics_port,
+    )

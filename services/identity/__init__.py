@@ -14,10 +14,12 @@ events.
   password reset and change, and which account a provider's sign-in signs in, links or creates).
 - oauth.py: OAuth 2.0 authorization code + PKCE with GitHub and Google (state, code exchange,
   the providers' user APIs) and the profile a first GitHub sign-in creates.
-- ratelimit.py: the RateLimitService Envoy's ratelimit filter asks about every edge request
-  (per address, per user, sign-in and sign-up per address) and sign-in's per-account limit of
-  failed attempts, with windowed counters in Redis.
+- ratelimit.py: the limits behind the RateLimitService Envoy's ratelimit filter asks about
+  every edge request (per address, per user, sign-in and sign-up per address) and sign-in's
+  per-account limit of failed attempts, with windowed counters in Redis.
+- privacy.py: export and erasure of a user's data across identity and the user data peers.
 - mail.py: the verification and reset messages, sent with aiosmtplib after commit.
 - cookies.py: the browser transport (HttpOnly refresh cookie + double-submit CSRF cookie).
-- store.py: SQL for the `identity` schema; api.py: the servicer; app.py: settings and wiring.
+- store.py: SQL for the `identity` schema; api.py: the servicers (IdentityService,
+  PrivacyService, RateLimitService); app.py: settings and wiring.
 """

@@ -26,18 +26,19 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import structlog
 
 from services.common import errors
 from services.common.db import Database, Tx
 from services.common.errors import FieldViolation
+from services.common.logging import current_request_id
 from services.identity import sessions, store
 from services.identity.crypto import Box, email_context, lookup_hash
 from services.identity.keys import KeyRing
 from services.identity.mail import Mailer
 from services.identity.passwords import Passwords
+from services.identity.ratelimit import LoginGuard
 from services.identity.sessions import IssuedRefresh, Outcome
 from services.identity.tokens import (
     ACCESS_TTL,
@@ -60,11 +61,31 @@ from services.identity.validation import (
     validate_token,
 )
 
-if TYPE_CHECKING:
-    from services.identity.oauth import ProviderUser
-    from services.identity.ratelimit import LoginGuard
-
 log = structlog.get_logger("accounts")
+
+# Sign-in providers (services/identity/oauth.py speaks their protocols).
+GITHUB, GOOGLE = "github", "google"
+LABELS = {GITHUB: "GitHub", GOOGLE: "Google"}
+
+
+@dataclass(frozen=True)
+class ProviderUser:
+    """Who signed in at the provider, as the provider says."""
+
+    provider: str
+    subject: str  # GitHub's numeric id, Google's `sub`: stable, unlike logins and emails
+    email: str | None  # None: none shared, or not a usable address
+    email_verified: bool
+    name: str = ""
+    login: str = ""  # GitHub only
+    avatar_url: str = ""
+    bio: str = ""
+    location: str = ""
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.provider]
+
 
 VERIFY_EMAIL = "verify_email"
 RESET_PASSWORD = "reset_password"
@@ -94,10 +115,6 @@ class ProviderSignIn:
 
 class _Raced(Exception):
     """Another request linked the identity or took the email meanwhile: resolve again."""
-
-
-def _request_id() -> str:
-    return structlog.contextvars.get_contextvars().get("request_id", "")
 
 
 class Accounts:
@@ -151,7 +168,7 @@ class Accounts:
             refresh = await sessions.issue(tx, user_id)
             expires = datetime.now(UTC) + VERIFY_EMAIL_TTL
             await store.insert_one_time_token(tx, digest(link), user_id, VERIFY_EMAIL, expires)
-            await store.audit(tx, "sign_up", user_id=user_id, request_id=_request_id())
+            await store.audit(tx, "sign_up", user_id=user_id, request_id=current_request_id())
         session = self._session(key, user_id, False, refresh)
         return session, await self._mailer.send_verification(address, link)
 
@@ -180,7 +197,7 @@ class Accounts:
                     "sign_in_failed",
                     user_id=user.user_id if user else None,
                     email_lookup=lookup,
-                    request_id=_request_id(),
+                    request_id=current_request_id(),
                 )
             raise errors.unauthenticated(BAD_CREDENTIALS)
         rehashed = await self._passwords.hash(password) if self._passwords.needs_rehash(user.password_hash) else None
@@ -188,7 +205,7 @@ class Accounts:
             if rehashed:
                 await store.rehash_password(tx, user.user_id, user.password_hash, rehashed)
             refresh = await sessions.issue(tx, user.user_id)
-            await store.audit(tx, "sign_in_succeeded", user_id=user.user_id, request_id=_request_id())
+            await store.audit(tx, "sign_in_succeeded", user_id=user.user_id, request_id=current_request_id())
         return self._session(key, user.user_id, user.email_verified, refresh)
 
     async def refresh(self, token: str) -> Session:
@@ -202,7 +219,7 @@ class Accounts:
                 if user is None:  # the account was deleted meanwhile
                     await store.revoke_family(tx, rotation.family_id)
             elif rotation.outcome is Outcome.REUSED:
-                await store.audit(tx, "refresh_reused", user_id=rotation.user_id, request_id=_request_id())
+                await store.audit(tx, "refresh_reused", user_id=rotation.user_id, request_id=current_request_id())
         # Committed: a reuse's revocation stands although the caller is refused.
         if user is None or rotation.issued is None:
             if rotation.outcome is Outcome.REUSED:
@@ -216,7 +233,7 @@ class Accounts:
         async with self._db.transaction(None) as tx:
             revoked = await sessions.revoke(tx, token)
             if revoked is not None:
-                await store.audit(tx, "signed_out", user_id=revoked[0], request_id=_request_id())
+                await store.audit(tx, "signed_out", user_id=revoked[0], request_id=current_request_id())
 
     async def _link_owner(self, token: str, purpose: str) -> str:
         """The user a live link token belongs to (read only); INVALID_ARGUMENT otherwise."""
@@ -235,7 +252,7 @@ class Accounts:
             used = await store.use_one_time_token(tx, digest(token), VERIFY_EMAIL)
             if used:
                 await store.mark_email_verified(tx, owner)
-                await store.audit(tx, "email_verified", user_id=owner, request_id=_request_id())
+                await store.audit(tx, "email_verified", user_id=owner, request_id=current_request_id())
         if not used:
             raise errors.invalid_field("token", BAD_LINK)
 
@@ -281,7 +298,7 @@ class Accounts:
                 await store.set_password(tx, owner, password_hash)
                 await store.spend_open_tokens(tx, owner, RESET_PASSWORD)
                 await store.revoke_families_of_user(tx, owner)
-                await store.audit(tx, "password_reset", user_id=owner, request_id=_request_id())
+                await store.audit(tx, "password_reset", user_id=owner, request_id=current_request_id())
         if not used:
             raise errors.invalid_field("token", BAD_LINK)
 
@@ -310,7 +327,7 @@ class Accounts:
             await store.set_password(tx, user_id, password_hash)
             await store.spend_open_tokens(tx, user_id, RESET_PASSWORD)
             await store.revoke_families_of_user(tx, user_id, keep_family=keep)
-            await store.audit(tx, "password_changed", user_id=user_id, request_id=_request_id())
+            await store.audit(tx, "password_changed", user_id=user_id, request_id=current_request_id())
 
     async def sign_in_with_provider(self, who: ProviderUser, caller: str | None) -> ProviderSignIn:
         """Signs in the account of a provider identity (GitHub, Google) the provider vouched for:
@@ -334,7 +351,7 @@ class Accounts:
                 async with self._db.transaction(None) as tx:
                     user_id, created, linked, verified = await self._resolve_provider(tx, who, caller, link)
                     refresh = await sessions.issue(tx, user_id)
-                    request_id = _request_id()
+                    request_id = current_request_id()
                     if linked and not created:
                         await store.audit(
                             tx, "provider_linked", user_id=user_id, request_id=request_id, provider=who.provider

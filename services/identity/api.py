@@ -1,13 +1,17 @@
-"""The identity service's gRPC servicer: thin translation between protos, metadata (cookies,
-CSRF header, transport choice) and services.identity.accounts."""
+"""The identity service's gRPC servicers: thin translation between protos, metadata (cookies,
+CSRF header, transport choice) and the domain modules: accounts and oauth (IdentityService),
+privacy (PrivacyService), ratelimit (Envoy's RateLimitService)."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 from google.api import httpbody_pb2
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from openhr.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.common.auth import bearer_token, current_principal
@@ -15,6 +19,8 @@ from services.identity import cookies
 from services.identity.accounts import Accounts, Session
 from services.identity.keys import KeyRing
 from services.identity.oauth import OAuth
+from services.identity.privacy import Privacy
+from services.identity.ratelimit import EdgeLimits
 from services.identity.tokens import session_of
 
 TOKEN_TYPE = "Bearer"
@@ -120,3 +126,62 @@ class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
         document = await self._keys.jwks()
         await context.send_initial_metadata([_JWKS_CACHE])
         return httpbody_pb2.HttpBody(content_type="application/json", data=json.dumps(document).encode())
+
+
+class PrivacyApi(identity_pb2_grpc.PrivacyServiceServicer):
+    """Export and erasure of everything OpenHR holds about the caller (services.identity.privacy)."""
+
+    def __init__(self, privacy: Privacy) -> None:
+        self._privacy = privacy
+
+    async def ExportMyData(self, request, context):
+        data = struct_pb2.Struct()
+        data.update(await self._privacy.export(current_principal().user_id))
+        stamp = timestamp_pb2.Timestamp()
+        stamp.GetCurrentTime()
+        await context.send_initial_metadata([_NO_STORE])
+        return identity_pb2.ExportMyDataResponse(data=data, export_time=stamp)
+
+    async def DeleteMe(self, request, context):
+        await self._privacy.delete_user(current_principal().user_id)
+        return identity_pb2.DeleteMeResponse()
+
+
+def _duration(seconds: float) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=max(0, math.ceil(seconds)))
+
+
+class RateLimitApi(rls_pb2_grpc.RateLimitServiceServicer):
+    """ShouldRateLimit for Envoy's ratelimit filter (domain "openhr"; services.identity.ratelimit)."""
+
+    def __init__(self, limits: EdgeLimits) -> None:
+        self._limits = limits
+
+    async def ShouldRateLimit(self, request, context):
+        Code = rls_pb2.RateLimitResponse.Code
+        statuses = [rls_pb2.RateLimitResponse.DescriptorStatus(code=Code.OK) for _ in request.descriptors]
+        descriptors = [{e.key: e.value for e in d.entries} for d in request.descriptors]
+        verdicts = await self._limits.check(request.domain, descriptors, request.hits_addend)
+        for verdict in verdicts:
+            statuses[verdict.index].CopyFrom(
+                rls_pb2.RateLimitResponse.DescriptorStatus(
+                    code=Code.OVER_LIMIT if verdict.over else Code.OK,
+                    current_limit=rls_pb2.RateLimitResponse.RateLimit(
+                        name=verdict.name,
+                        requests_per_unit=verdict.limit,
+                        unit=rls_pb2.RateLimitResponse.RateLimit.MINUTE,
+                    ),
+                    limit_remaining=max(0, verdict.limit - verdict.count),
+                    duration_until_reset=_duration(verdict.reset_after),
+                )
+            )
+        retry_after = max((v.reset_after for v in verdicts if v.over), default=0.0)
+        if not retry_after:
+            return rls_pb2.RateLimitResponse(overall_code=Code.OK, statuses=statuses)
+        seconds = max(1, math.ceil(retry_after))
+        return rls_pb2.RateLimitResponse(
+            overall_code=Code.OVER_LIMIT,
+            statuses=statuses,
+            response_headers_to_add=[base_pb2.HeaderValue(key="retry-after", value=str(seconds))],
+            raw_body=f"too many requests: retry in {seconds} s".encode(),
+        )

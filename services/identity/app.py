@@ -21,16 +21,16 @@ from services.common.server import ServiceSpec
 from services.common.settings import DATA_DIR, ServiceSettings
 from services.identity import store
 from services.identity.accounts import Accounts
-from services.identity.api import IdentityApi
+from services.identity.api import IdentityApi, PrivacyApi, RateLimitApi
 from services.identity.crypto import Box, load_secrets
 from services.identity.keys import KeyRing
 from services.identity.mail import Mailer
 from services.identity.oauth import build_oauth
 from services.identity.passwords import Passwords
-from services.identity.privacy import Peers, PrivacyApi
+from services.identity.privacy import Peers, Privacy
 from services.identity.ratelimit import PUBLIC_METHODS as RATE_LIMIT_METHODS
 from services.identity.ratelimit import SERVICE as RATE_LIMIT_SERVICE
-from services.identity.ratelimit import Counters, Limits, LoginGuard, RateLimitApi
+from services.identity.ratelimit import Counters, EdgeLimits, Limits, LoginGuard
 from services.identity.retention import ExpiredSecretsPurge
 from services.identity.validation import load_common_passwords
 
@@ -157,8 +157,8 @@ def build(settings: IdentitySettings) -> ServiceSpec:
 
     def register(server: grpc.aio.Server) -> list[str]:
         identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityApi(accounts, keys, oauth), server)
-        identity_pb2_grpc.add_PrivacyServiceServicer_to_server(PrivacyApi(db, box, peers), server)
-        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitApi(counters, limits), server)
+        identity_pb2_grpc.add_PrivacyServiceServicer_to_server(PrivacyApi(Privacy(db, box, peers)), server)
+        rls_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitApi(EdgeLimits(counters, limits)), server)
         return [SERVICE, PRIVACY_SERVICE, RATE_LIMIT_SERVICE]
 
     async def close() -> None:

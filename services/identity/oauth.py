@@ -48,15 +48,13 @@ from services.common.auth import TokenVerifier
 from services.common.db import Database
 from services.common.errors import FieldViolation
 from services.identity import store
-from services.identity.accounts import Accounts, ProviderSignIn
+from services.identity.accounts import GITHUB, GOOGLE, LABELS, Accounts, ProviderSignIn, ProviderUser
 from services.identity.crypto import Box
 from services.identity.tokens import digest
 from services.identity.validation import MAX_TOKEN, email_problem
 
 log = structlog.get_logger("oauth")
 
-GITHUB, GOOGLE = "github", "google"
-LABELS = {GITHUB: "GitHub", GOOGLE: "Google"}
 SCOPES = {GITHUB: "read:user user:email", GOOGLE: "openid email profile"}
 STATE_TTL = timedelta(minutes=10)
 MAX_CODE = 1024
@@ -99,25 +97,6 @@ class Provider:
     @property
     def label(self) -> str:
         return LABELS[self.name]
-
-
-@dataclass(frozen=True)
-class ProviderUser:
-    """Who signed in at the provider, as the provider says."""
-
-    provider: str
-    subject: str  # GitHub's numeric id, Google's `sub`: stable, unlike logins and emails
-    email: str | None  # None: none shared, or not a usable address
-    email_verified: bool
-    name: str = ""
-    login: str = ""  # GitHub only
-    avatar_url: str = ""
-    bio: str = ""
-    location: str = ""
-
-    @property
-    def label(self) -> str:
-        return LABELS[self.provider]
 
 
 def code_challenge(verifier: str) -> str:

@@ -1,4 +1,4 @@
-"""PrivacyService: a signed-in user exports or erases everything OpenHR holds about them.
+"""A signed-in user exports or erases everything OpenHR holds about them (PrivacyService).
 
 ExportMyData: identity's own sections (the account with its email decrypted, linked sign-in
 providers, sessions without secrets, the audit log) plus the ExportUserData of every peer
@@ -21,14 +21,13 @@ from datetime import datetime
 
 import grpc
 import structlog
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import json_format
 
 from openhr.common.v1 import user_data_pb2, user_data_pb2_grpc
-from openhr.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.common import errors
-from services.common.auth import current_principal
 from services.common.clients import channel
 from services.common.db import Database
+from services.common.logging import current_request_id
 from services.common.outbox import add_event, new_event
 from services.identity import store
 from services.identity.crypto import Box, email_context
@@ -70,7 +69,9 @@ async def _call_peer(name: str, call):
         raise errors.unavailable(f"the {name} service is unavailable, try again later") from exc
 
 
-class PrivacyApi(identity_pb2_grpc.PrivacyServiceServicer):
+class Privacy:
+    """Export and erasure across identity and every user data peer."""
+
     def __init__(self, db: Database, box: Box, peers: Peers) -> None:
         self._db, self._box, self._peers = db, box, peers
 
@@ -122,8 +123,8 @@ class PrivacyApi(identity_pb2_grpc.PrivacyServiceServicer):
             ],
         }
 
-    async def ExportMyData(self, request, context):
-        user_id = current_principal().user_id
+    async def export(self, user_id: str) -> dict:
+        """identity's sections and each peer's export, by service name."""
         data = {SERVICE: await self._own_sections(user_id)}
         stubs = self._peers.stubs()
         answers = await asyncio.gather(
@@ -137,16 +138,7 @@ class PrivacyApi(identity_pb2_grpc.PrivacyServiceServicer):
         )
         for name, answer in zip(stubs, answers, strict=True):
             data[answer.service or name] = json_format.MessageToDict(answer.data)
-        struct = struct_pb2.Struct()
-        struct.update(data)
-        stamp = timestamp_pb2.Timestamp()
-        stamp.GetCurrentTime()
-        await context.send_initial_metadata([("cache-control", "no-store")])
-        return identity_pb2.ExportMyDataResponse(data=struct, export_time=stamp)
-
-    async def DeleteMe(self, request, context):
-        await self.delete_user(current_principal().user_id)
-        return identity_pb2.DeleteMeResponse()
+        return data
 
     async def delete_user(self, user_id: str) -> bool:
         """Peers first (any failure: UNAVAILABLE, identity unchanged), then identity. True when
@@ -161,7 +153,7 @@ class PrivacyApi(identity_pb2_grpc.PrivacyServiceServicer):
                 for name, stub in stubs.items()
             )
         )
-        request_id = structlog.contextvars.get_contextvars().get("request_id", "")
+        request_id = current_request_id()
         async with self._db.transaction(user_id) as tx:
             erased = await store.erase_user(tx, user_id)
             if erased:

@@ -39,9 +39,7 @@ from dataclasses import dataclass
 
 import grpc
 import structlog
-from envoy.config.core.v3 import base_pb2
-from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
-from google.protobuf import duration_pb2
+from envoy.service.ratelimit.v3 import rls_pb2
 from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -170,61 +168,53 @@ def _limit_of(entries: dict[str, str], limits: Limits) -> tuple[str, str, int] |
     return None
 
 
-def _duration(seconds: float) -> duration_pb2.Duration:
-    return duration_pb2.Duration(seconds=max(0, math.ceil(seconds)))
+@dataclass(frozen=True)
+class Verdict:
+    """One counted descriptor: which limit, its requests per minute, the count in this window."""
+
+    index: int  # of the descriptor in the request
+    name: str
+    limit: int
+    count: int
+    reset_after: float
+
+    @property
+    def over(self) -> bool:
+        return self.count > self.limit
 
 
-class RateLimitApi(rls_pb2_grpc.RateLimitServiceServicer):
-    """ShouldRateLimit for Envoy's ratelimit filter (domain "openhr")."""
+class EdgeLimits:
+    """The edge's limits: every request's descriptors counted in one round trip. Redis down:
+    no verdicts (the request goes on: fail open)."""
 
     def __init__(self, counters: Counters, limits: Limits) -> None:
         self._counters, self._limits = counters, limits
 
-    async def ShouldRateLimit(self, request, context):
-        Code = rls_pb2.RateLimitResponse.Code
-        statuses = [rls_pb2.RateLimitResponse.DescriptorStatus(code=Code.OK) for _ in request.descriptors]
-        if request.domain != DOMAIN:
-            return rls_pb2.RateLimitResponse(overall_code=Code.OK, statuses=statuses)
+    async def check(self, domain: str, descriptors: Sequence[dict[str, str]], hits: int) -> list[Verdict]:
+        if domain != DOMAIN:
+            return []
         now = time.time()
         counted: list[tuple[int, str, int, tuple[str, float]]] = []  # (index, name, limit, key)
-        for i, descriptor in enumerate(request.descriptors):
-            found = _limit_of({e.key: e.value for e in descriptor.entries}, self._limits)
+        for i, entries in enumerate(descriptors):
+            found = _limit_of(entries, self._limits)
             if found is not None:
                 name, value, limit = found
                 counted.append((i, name, limit, _fixed_window(name, value, now)))
         if not counted:
-            return rls_pb2.RateLimitResponse(overall_code=Code.OK, statuses=statuses)
+            return []
         try:
-            counts = await self._counters.hit([key for *_, key in counted], max(1, request.hits_addend))
+            counts = await self._counters.hit([key for *_, key in counted], max(1, hits))
         except CounterUnavailable:
             for _, name, _, _ in counted:
                 DECISIONS.labels(name, "redis_down").inc()
-            return rls_pb2.RateLimitResponse(overall_code=Code.OK, statuses=statuses)  # fail open
-        retry_after = 0.0
-        for (i, name, limit, _), count in zip(counted, counts, strict=True):
-            over = count.count > limit
-            DECISIONS.labels(name, "over_limit" if over else "ok").inc()
-            statuses[i].CopyFrom(
-                rls_pb2.RateLimitResponse.DescriptorStatus(
-                    code=Code.OVER_LIMIT if over else Code.OK,
-                    current_limit=rls_pb2.RateLimitResponse.RateLimit(
-                        name=name, requests_per_unit=limit, unit=rls_pb2.RateLimitResponse.RateLimit.MINUTE
-                    ),
-                    limit_remaining=max(0, limit - count.count),
-                    duration_until_reset=_duration(count.reset_after),
-                )
-            )
-            if over:
-                retry_after = max(retry_after, count.reset_after)
-        if not retry_after:
-            return rls_pb2.RateLimitResponse(overall_code=Code.OK, statuses=statuses)
-        seconds = max(1, math.ceil(retry_after))
-        return rls_pb2.RateLimitResponse(
-            overall_code=Code.OVER_LIMIT,
-            statuses=statuses,
-            response_headers_to_add=[base_pb2.HeaderValue(key="retry-after", value=str(seconds))],
-            raw_body=f"too many requests: retry in {seconds} s".encode(),
-        )
+            return []
+        verdicts = [
+            Verdict(i, name, limit, count.count, count.reset_after)
+            for (i, name, limit, _), count in zip(counted, counts, strict=True)
+        ]
+        for verdict in verdicts:
+            DECISIONS.labels(verdict.name, "over_limit" if verdict.over else "ok").inc()
+        return verdicts
 
 
 def rate_limited(message: str, retry_after: float) -> errors.DomainError:

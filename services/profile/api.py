@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import structlog
-from google.protobuf import field_mask_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from openhr.common.v1 import user_data_pb2, user_data_pb2_grpc
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
@@ -12,22 +11,14 @@ from services.common.auth import current_principal
 from services.common.cancellation import raise_if_cancelled
 from services.common.db import Database, Tx
 from services.common.fanout import StreamFanout, SubscriberOverflow
+from services.common.logging import current_request_id
 from services.common.outbox import add_event, new_event
-from services.profile import store
+from services.profile import rules, store
 from services.profile.skills import SkillNormalizer
-from services.profile.validation import (
-    MAX_NOTE,
-    MAX_SKILLS,
-    completeness,
-    parse_uuid,
-    validate_profile,
-    validate_skill,
-    validate_update_mask,
-)
+from services.profile.validation import MAX_NOTE, completeness, parse_uuid, validate_skill, validate_update_mask
 
 SERVICE = "profile"
 MAX_BATCH = 500
-_OUTPUT_ONLY = ("profile_id", "user_id", "skills", "completeness", "version", "create_time", "update_time")
 
 
 def _caller() -> str:
@@ -35,21 +26,12 @@ def _caller() -> str:
 
 
 async def _emit_changed(tx: Tx, profile: profile_pb2.Profile, changed: list[str], *, created: bool = False) -> None:
-    request_id = structlog.contextvars.get_contextvars().get("request_id", "")
+    request_id = current_request_id()
     event = new_event(SERVICE, profile.user_id, request_id)
     event.profile_changed.profile.CopyFrom(profile)
     event.profile_changed.changed_fields.extend(changed)
     event.profile_changed.created = created
     await add_event(tx, store.SCHEMA, "profile", event)
-
-
-async def _own_profile(tx: Tx, profile_id: str) -> None:
-    """Locks the caller's profile; NOT_FOUND if they cannot see it, PERMISSION_DENIED if not theirs."""
-    if await store.lock_profile(tx, profile_id):
-        return
-    if await store.visible_owner(tx, profile_id) is None:
-        raise errors.not_found("profile")
-    raise errors.permission_denied("only the owner can change this profile")
 
 
 async def _refresh_after_skill_change(tx: Tx, profile_id: str, changed: str) -> None:
@@ -74,11 +56,7 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
 
     async def CreateProfile(self, request, context):
         user_id = _caller()
-        profile = profile_pb2.Profile()
-        profile.CopyFrom(request.profile)
-        for name in _OUTPUT_ONLY:
-            profile.ClearField(name)
-        validate_profile(profile)
+        profile = rules.new_profile(request.profile)
         request_id = parse_uuid(request.request_id, "request_id") if request.request_id else None
         async with self._db.transaction(user_id) as tx:
             profile_id = await store.insert_profile(tx, user_id, profile, completeness(profile, 0), request_id)
@@ -110,12 +88,8 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
         paths = validate_update_mask(request.update_mask)
         profile_id = parse_uuid(request.profile.profile_id, "profile.profile_id")
         async with self._db.transaction(_caller()) as tx:
-            await _own_profile(tx, profile_id)
-            profile = await store.get_by_id(tx, profile_id)
-            field_mask_pb2.FieldMask(paths=paths).MergeMessage(
-                request.profile, profile, replace_message_field=True, replace_repeated_field=True
-            )
-            validate_profile(profile)
+            await rules.lock_own_profile(tx, profile_id)
+            profile = rules.updated_profile(await store.get_by_id(tx, profile_id), request.profile, paths)
             await store.write_profile(tx, profile, completeness(profile, len(profile.skills)))
             updated = await store.get_by_id(tx, profile_id)
             await _emit_changed(tx, updated, paths)
@@ -162,9 +136,8 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
         name = validate_skill(request.name, request.proficiency)
         normalized = await self._normalizer.normalize(name)
         async with self._db.transaction(_caller()) as tx:
-            await _own_profile(tx, profile_id)
-            if await store.count_skills(tx, profile_id) >= MAX_SKILLS:
-                raise errors.failed_precondition(f"a profile can list at most {MAX_SKILLS} skills")
+            await rules.lock_own_profile(tx, profile_id)
+            await rules.ensure_room_for_skill(tx, profile_id)
             skill = await store.upsert_skill(
                 tx,
                 profile_id=profile_id,
@@ -182,7 +155,7 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
         profile_id = parse_uuid(request.profile_id, "profile_id")
         skill_id = parse_uuid(request.skill_id, "skill_id")
         async with self._db.transaction(_caller()) as tx:
-            await _own_profile(tx, profile_id)
+            await rules.lock_own_profile(tx, profile_id)
             if not await store.delete_skill(tx, profile_id, skill_id):
                 raise errors.not_found("skill")
             await _refresh_after_skill_change(tx, profile_id, "skills")
@@ -206,8 +179,7 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
             owner = await store.skill_owner(tx, profile_id, skill_id)
             if owner is None:
                 raise errors.not_found("skill")
-            if owner == caller:
-                raise errors.permission_denied("you cannot endorse your own skills")
+            rules.ensure_may_endorse(owner, caller)
             endorsement = await store.insert_endorsement(
                 tx,
                 profile_id=profile_id,
@@ -246,7 +218,7 @@ class ProfileInternalApi(profile_pb2_grpc.ProfileInternalServiceServicer):
             profile = await store.get_by_user(tx, user_id)
             if profile is None:
                 raise errors.not_found("profile")
-            await _own_profile(tx, profile.profile_id)
+            await rules.lock_own_profile(tx, profile.profile_id)
             merged = [
                 await store.upsert_skill(
                     tx,

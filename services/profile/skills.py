@@ -8,6 +8,7 @@ import grpc
 
 from openhr.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
 from services.common import errors
+from services.common.skills import category_id
 
 
 @dataclass(frozen=True)
@@ -17,15 +18,8 @@ class NormalizedSkill:
     category: str
 
 
-def category_name(category: int) -> str:
-    """SKILL_CATEGORY_DATA_ML -> "data_ml"; "" when unspecified."""
-    if category == enrichment_pb2.SKILL_CATEGORY_UNSPECIFIED:
-        return ""
-    return enrichment_pb2.SkillCategory.Name(category).removeprefix("SKILL_CATEGORY_").lower()
-
-
 def _normalized(result: enrichment_pb2.NormalizeSkillResponse) -> NormalizedSkill:
-    return NormalizedSkill(name=result.name, taxonomy_id=result.taxonomy_id, category=category_name(result.category))
+    return NormalizedSkill(name=result.name, taxonomy_id=result.taxonomy_id, category=category_id(result.category))
 
 
 class SkillNormalizer:

@@ -74,7 +74,7 @@ def profile_values(profile: profile_pb2.Profile) -> tuple:
     """The writable columns of a profile from its proto, in _COLUMNS order."""
     return (
         profile_pb2.Role.Name(profile.role),
-        profile.display_name.strip(),
+        profile.display_name,
         profile.headline,
         profile.summary,
         profile.location.city,
@@ -88,7 +88,7 @@ def profile_values(profile: profile_pb2.Profile) -> tuple:
         profile.links.website_url,
         profile.links.linkedin_url,
         profile.avatar_url,
-        profile_pb2.Visibility.Name(profile.visibility or profile_pb2.VISIBILITY_PUBLIC),
+        profile_pb2.Visibility.Name(profile.visibility),
         json_format.MessageToDict(profile.preferences, preserving_proto_field_name=True),
     )
 

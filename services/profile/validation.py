@@ -13,6 +13,7 @@ from google.protobuf.descriptor import EnumDescriptor
 
 from openhr.profile.v1 import profile_pb2
 from services.common.errors import FieldViolation, invalid_argument
+from services.common.skills import MAX_SKILL_NAME
 
 MAX_DISPLAY_NAME = 80
 MAX_HEADLINE = 140
@@ -21,11 +22,9 @@ MAX_LOOKING_FOR = 1000
 MAX_CITY = 100
 MAX_URL = 300
 MAX_YEARS = 70
-MAX_SKILL_NAME = 60
 MAX_NOTE = 280
 MAX_INDUSTRIES = 20
 MAX_INDUSTRY = 60
-MAX_SKILLS = 100
 MAX_HOURS_PER_WEEK = 80
 MAX_OVERLAP_HOURS = 12
 

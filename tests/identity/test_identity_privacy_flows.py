@@ -23,7 +23,7 @@ from services.common.db import Database
 from services.common.migrations import app_role
 from services.identity import store
 from services.identity.crypto import Box
-from services.identity.privacy import Peers, PrivacyApi
+from services.identity.privacy import Peers, Privacy
 from tests.identity.support import Account, login, new_email, sign_up
 
 EVENT_WAIT = 5.0
@@ -177,7 +177,7 @@ async def test_replica_started_after_the_deletion_refuses_the_token(mesh: Mesh, 
 
 @pytest.fixture
 async def privacy(mesh: Mesh):
-    """identity's PrivacyApi in this process, on the mesh's database and keys."""
+    """identity's Privacy in this process, on the mesh's database and keys."""
     database = Database(mesh.config.database_url, app_role=app_role(store.SCHEMA), pool_size=2)
     key = base64.b64decode((mesh.config.data_dir / "identity-keys" / "data.key").read_text())
     yield database, Box(key)
@@ -189,7 +189,7 @@ async def test_delete_is_idempotent(mesh: Mesh, rest, db, privacy) -> None:
     exercised on the servicer (without peers), as a retry after a lost answer would be."""
     database, box = privacy
     account = await sign_up(rest, email=new_email("Twice"))
-    api = PrivacyApi(database, box, Peers({}))
+    api = Privacy(database, box, Peers({}))
     assert await api.delete_user(account.user_id) is True
     assert await api.delete_user(account.user_id) is False
     uid = uuid.UUID(account.user_id)
@@ -203,7 +203,7 @@ async def test_delete_is_idempotent(mesh: Mesh, rest, db, privacy) -> None:
 async def test_unavailable_peer_changes_nothing(mesh: Mesh, rest, db, privacy) -> None:
     database, box = privacy
     account = await sign_up(rest, email=new_email("Retry"))
-    api = PrivacyApi(database, box, Peers({"profile": f"127.0.0.1:{free_port()}"}))
+    api = Privacy(database, box, Peers({"profile": f"127.0.0.1:{free_port()}"}))
     with pytest.raises(errors.DomainError) as refused:
         await api.delete_user(account.user_id)
     assert refused.value.code == grpc.StatusCode.UNAVAILABLE

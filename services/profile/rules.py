@@ -1,0 +1,63 @@
+"""The profile service's rules, apart from input validation (validation.py) and SQL (store.py):
+who may change a profile, how many skills it holds, who may endorse, and how a profile is
+tidied before it is stored."""
+
+from __future__ import annotations
+
+from google.protobuf import field_mask_pb2
+
+from openhr.profile.v1 import profile_pb2
+from services.common import errors
+from services.common.db import Tx
+from services.profile import store
+from services.profile.validation import validate_profile
+
+MAX_SKILLS = 100
+# Set by the service, never by the client.
+OUTPUT_ONLY = ("profile_id", "user_id", "skills", "completeness", "version", "create_time", "update_time")
+
+
+def tidy(profile: profile_pb2.Profile) -> profile_pb2.Profile:
+    """What every stored profile looks like: a trimmed display name, PUBLIC unless chosen otherwise."""
+    profile.display_name = profile.display_name.strip()
+    if profile.visibility == profile_pb2.VISIBILITY_UNSPECIFIED:
+        profile.visibility = profile_pb2.VISIBILITY_PUBLIC
+    return profile
+
+
+def new_profile(requested: profile_pb2.Profile) -> profile_pb2.Profile:
+    """A profile to create from what the client sent: output-only fields dropped, validated, tidied."""
+    profile = profile_pb2.Profile()
+    profile.CopyFrom(requested)
+    for name in OUTPUT_ONLY:
+        profile.ClearField(name)
+    validate_profile(profile)
+    return tidy(profile)
+
+
+def updated_profile(profile: profile_pb2.Profile, patch: profile_pb2.Profile, paths: list[str]) -> profile_pb2.Profile:
+    """`profile` with the masked fields of `patch` applied, validated and tidied."""
+    mask = field_mask_pb2.FieldMask(paths=paths)
+    mask.MergeMessage(patch, profile, replace_message_field=True, replace_repeated_field=True)
+    validate_profile(profile)
+    return tidy(profile)
+
+
+async def lock_own_profile(tx: Tx, profile_id: str) -> None:
+    """Only the owner changes a profile: locks the caller's profile for the transaction;
+    NOT_FOUND if the caller cannot see it, PERMISSION_DENIED if it is someone else's."""
+    if await store.lock_profile(tx, profile_id):
+        return
+    if await store.visible_owner(tx, profile_id) is None:
+        raise errors.not_found("profile")
+    raise errors.permission_denied("only the owner can change this profile")
+
+
+async def ensure_room_for_skill(tx: Tx, profile_id: str) -> None:
+    if await store.count_skills(tx, profile_id) >= MAX_SKILLS:
+        raise errors.failed_precondition(f"a profile can list at most {MAX_SKILLS} skills")
+
+
+def ensure_may_endorse(owner_user_id: str, endorser_user_id: str) -> None:
+    if owner_user_id == endorser_user_id:
+        raise errors.permission_denied("you cannot endorse your own skills")
