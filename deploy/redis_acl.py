@@ -52,7 +52,7 @@ SERVICE_RULES: dict[str, tuple[str, ...]] = {
         "~events.matching.dead",
         *_CONSUMER,
     ),
-    "enrichment": _REVOCATIONS,
+    "enrichment": (*_REVOCATIONS, "~events.enrichment", "+xadd"),
 }
 
 

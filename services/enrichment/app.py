@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 from pydantic import Field
 
 from openhr.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
 from services.common.cache import connect_redis, ping
 from services.common.db import Database
+from services.common.event_auth import EventSigner
 from services.common.migrations import app_role
 from services.common.outbox import OutboxRelay
 from services.common.server import ServiceSpec
@@ -34,7 +37,7 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
         application_name="enrichment",
     )
     redis = connect_redis(settings.redis_url)
-    relay = OutboxRelay(db, redis, store.SCHEMA)
+    relay = OutboxRelay(db, redis, store.SCHEMA, EventSigner(Path(settings.service_keys), "enrichment"))
     taxonomy = default_taxonomy()
 
     def register(server: grpc.aio.Server) -> list[str]:
