@@ -25,6 +25,7 @@ from deploy.local.infra import EmbeddedPostgres, LocalRedis, PortInUseError, por
 from edge.envoy.render import render
 from services.common.devkeys import ensure_keys
 from services.common.migrations import upgrade_to_head
+from services.common.service_auth import EDGE_NAME, ensure_service_key
 from services.common.settings import DATA_DIR, REPO_ROOT, ServiceSettings
 
 GEN_DIR = REPO_ROOT / "gen"
@@ -154,6 +155,11 @@ class StackConfig:
         return f"http://{host}:{self.edge_port}/.well-known/jwks.json"
 
     @property
+    def service_keys(self) -> Path:
+        """OPENHR_SERVICE_KEYS as the services read it (each creates its pair there locally)."""
+        return Path(os.environ.get("OPENHR_SERVICE_KEYS") or self.data_dir / "service-keys")
+
+    @property
     def maildir(self) -> Path:
         """Where the local SMTP sink delivers (when no OPENHR_SMTP_HOST is set)."""
         return self.data_dir / "mail"
@@ -180,6 +186,7 @@ class StackConfig:
     def envoy_config_path(self) -> Path:
         """Renders the edge config for the services of this stack; returns its path."""
         path = self.data_dir / "envoy.yaml"
+        ensure_service_key(self.service_keys, EDGE_NAME)
         path.write_text(
             render(
                 listen_address=self.edge_host,
@@ -192,6 +199,7 @@ class StackConfig:
                 jwt_issuer=self.jwt_issuer,
                 jwt_audience=self.jwt_audience,
                 trusted_hops=self.trusted_hops,
+                service_keys=self.service_keys,
             )
         )
         return path

@@ -34,6 +34,7 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 from services.common import surface
+from services.common.service_auth import EDGE_NAME, ServiceTokenIssuer
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
 TEMPLATE_NAME = "envoy.yaml.j2"
@@ -146,8 +147,22 @@ def public_http_routes(descriptor_path: str | os.PathLike) -> list[dict[str, str
     return routes
 
 
+# The edge's token to identity's RateLimitService lives until Envoy's config is rendered again.
+EDGE_TOKEN_LIFETIME = 365 * 86400
+
+
+def edge_token(service_keys: str | os.PathLike) -> str:
+    """A service token of the edge ("envoy"), signed with `<service_keys>/envoy.pem`: Envoy sends
+    it with every rate-limit call (identity's RateLimitService answers nobody else)."""
+    issuer = ServiceTokenIssuer.from_dir(Path(service_keys), EDGE_NAME)
+    if issuer is None:
+        raise ValueError(f"rate limits need the edge's service key {Path(service_keys) / (EDGE_NAME + '.pem')}")
+    return issuer.mint(EDGE_TOKEN_LIFETIME)
+
+
 def render(**values: Any) -> str:
-    """Render the template. See the variable list at the top of envoy.yaml.j2."""
+    """Render the template. See the variable list at the top of envoy.yaml.j2; `service_keys`
+    (a directory) gives the edge's key for the rate-limit calls (or pass `rate_limit_token`)."""
     values["clusters"] = _normalise_clusters(values.get("clusters") or [])
     has_identity = any(c["name"] == "identity" for c in values["clusters"])
     for switch in ("auth", "rate_limits"):
@@ -155,6 +170,11 @@ def render(**values: Any) -> str:
             values[switch] = has_identity
         elif values[switch] and not has_identity:
             raise ValueError(f"{switch} needs the identity cluster (it serves the JWKS and the RateLimitService)")
+    service_keys = values.pop("service_keys", None)
+    if values["rate_limits"] and not values.get("rate_limit_token"):
+        if service_keys is None:
+            raise ValueError("rate limits need service_keys (the edge's key) or a rate_limit_token")
+        values["rate_limit_token"] = edge_token(service_keys)
     values["descriptor_path"] = os.fspath(values["descriptor_path"])
     values["streaming_paths"] = streaming_paths(values["descriptor_path"])
     values["public_http_routes"] = public_http_routes(values["descriptor_path"])
@@ -220,6 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--no-rate-limits", dest="rate_limits", action="store_false", default=None)
     p.add_argument(
+        "--service-keys",
+        help="OPENHR_SERVICE_KEYS directory holding envoy.pem: signs the edge's token to the rate-limit service",
+    )
+    p.add_argument(
         "--trusted-hops", type=int, default=0, help="load balancers in front that append X-Forwarded-For (default 0)"
     )
     args = p.parse_args(argv)
@@ -239,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "auth": args.auth,
         "rate_limits": args.rate_limits,
         "trusted_hops": args.trusted_hops,
+        "service_keys": args.service_keys,
     }
     if args.dns_type:
         values["dns_type"] = args.dns_type

@@ -54,8 +54,8 @@ def as_domain_error(exc: BaseException) -> errors.DomainError:
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    """`public_methods` need no token; internal methods (service_auth.is_internal) take a user's
-    token or, with `service_verifier`, a peer service's token; every other method a user's.
+    """`public_methods` need no token; internal methods (service_auth.is_internal) take the token
+    of a service they accept (`service_verifier`) and refuse users; every other method a user's.
     `quiet_methods` are counted but not logged (called for every edge request, e.g. the rate
     limit service). With `revocations`, the token of a deleted account is refused although it
     has not expired yet."""
@@ -108,17 +108,25 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             token = auth.bearer_token(metadata)
             if token is None:
                 raise errors.unauthenticated("missing access token: send 'authorization: Bearer <token>'")
-            if self._service_verifier is not None and service_auth.is_internal(method):
-                if service_auth.is_service_token(token):
-                    service = self._service_verifier.verify(token)
-                    auth.set_principal(auth.Principal(user_id="", token=token, service=service))
-                    structlog.contextvars.bind_contextvars(caller_service=service)
-                    return
+            if service_auth.is_internal(method):
+                await self._enter_internal(method, token)
+                return
             principal = await self._verifier.verify(token)
             if self._revocations is not None and self._revocations.is_revoked(principal.user_id):
                 raise errors.unauthenticated("account deleted")
             auth.set_principal(principal)
             structlog.contextvars.bind_contextvars(user_id=principal.user_id)
+
+    async def _enter_internal(self, method: str, token: str) -> None:
+        """Internal RPCs take the token of a service they name (surface.INTERNAL_CALLERS) only."""
+        if self._service_verifier is None or not service_auth.is_service_token(token):
+            await self._verifier.verify(token)  # a bad token stays UNAUTHENTICATED; a user's:
+            raise errors.permission_denied("this RPC is internal: only services may call it")
+        service = self._service_verifier.verify(token)
+        if service not in service_auth.callers_of(method):
+            raise errors.permission_denied(f"the {service} service may not call this RPC")
+        auth.set_principal(auth.Principal(user_id="", token=token, service=service))
+        structlog.contextvars.bind_contextvars(caller_service=service)
 
     def _exit(self, method: str, rpc_type: str, code: grpc.StatusCode, start: float) -> None:
         service, _, name = method.strip("/").partition("/")

@@ -16,10 +16,14 @@ Locally each service creates its pair on first start (local mode only); in produ
 directory is mounted: every service's public JWK (a ConfigMap) and the service's own private
 key (its Secret).
 
-Service tokens open internal RPCs only (`*InternalService`, `openhr.common.v1.UserDataService`):
-the kit's interceptor refuses them on public RPCs, and Envoy refuses them at the edge (another
+Service tokens open internal RPCs only (services.common.surface.INTERNAL_CALLERS), and internal
+RPCs take nothing else: each accepts the tokens of the services it names, never a user's token
+(a user calling MergeEnrichedSkills could otherwise skip the public path's rules). The kit's
+interceptor refuses service tokens on public RPCs, and Envoy refuses them at the edge (another
 issuer, audience and key). A service principal carries no user id, so its transactions run
-without a user in the RLS context: it sees what an anonymous reader sees."""
+without a user in the RLS context unless the RPC names the user it acts for (UserDataService).
+Envoy itself calls identity's RateLimitService with a token of its own ("envoy"), minted with
+its key when its config is rendered."""
 
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from jwt import PyJWK
 from jwt.algorithms import OKPAlgorithm
 
-from services.common import errors
+from services.common import errors, surface
 
 ALGORITHM = "EdDSA"
 AUDIENCE = "openhr-internal"
@@ -44,13 +48,21 @@ TTL_SECONDS = 60
 # A token is re-minted when less than this is left (so a call never carries one about to expire).
 RENEW_SECONDS = 20
 MAX_LIFETIME = 300
+# The edge's token to identity's RateLimitService is minted when its config is rendered
+# (Envoy cannot sign): it lives until the next render, at most this long. Only "envoy" may.
+EDGE_NAME = "envoy"
+EDGE_MAX_LIFETIME = 400 * 86400
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
 def is_internal(method: str) -> bool:
     """Whether a full method name ("/pkg.Service/Method") belongs to an internal service."""
-    service = method.strip("/").partition("/")[0]
-    return service.endswith("InternalService") or service == "openhr.common.v1.UserDataService"
+    return method.strip("/").partition("/")[0] in surface.INTERNAL_CALLERS
+
+
+def callers_of(method: str) -> frozenset[str]:
+    """The services whose tokens an internal method accepts."""
+    return surface.INTERNAL_CALLERS.get(method.strip("/").partition("/")[0], frozenset())
 
 
 def _check_name(name: str) -> str:
@@ -150,19 +162,24 @@ class ServiceTokenIssuer:
         now = time.time() if now is None else now
         if self._expires_at - now > RENEW_SECONDS:
             return self._token
-        issued = int(now)
+        self._token = self.mint(TTL_SECONDS, now)
+        self._expires_at = int(now) + TTL_SECONDS
+        return self._token
+
+    def mint(self, lifetime: int, now: float | None = None) -> str:
+        """A new token valid for `lifetime` seconds (verifiers accept at most MAX_LIFETIME, or
+        EDGE_MAX_LIFETIME from the edge)."""
+        issued = int(time.time() if now is None else now)
         claims = {
             "iss": self.name,
             "sub": self.name,
             "svc": self.name,
             "aud": AUDIENCE,
             "iat": issued,
-            "exp": issued + TTL_SECONDS,
+            "exp": issued + lifetime,
             "jti": str(uuid.uuid4()),
         }
-        self._token = jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self.name})
-        self._expires_at = issued + TTL_SECONDS
-        return self._token
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self.name})
 
 
 class ServiceTokenVerifier:
@@ -197,7 +214,8 @@ class ServiceTokenVerifier:
             raise errors.unauthenticated("service token expired") from None
         except jwt.PyJWTError:
             raise errors.unauthenticated("invalid service token") from None
-        if claims["sub"] != kid or claims["svc"] != kid or claims["exp"] - claims["iat"] > MAX_LIFETIME:
+        longest = EDGE_MAX_LIFETIME if kid == EDGE_NAME else MAX_LIFETIME
+        if claims["sub"] != kid or claims["svc"] != kid or claims["exp"] - claims["iat"] > longest:
             raise errors.unauthenticated("invalid service token")
         return kid
 

@@ -28,7 +28,7 @@ from services.identity.mail import Mailer
 from services.identity.oauth import build_oauth
 from services.identity.passwords import Passwords
 from services.identity.privacy import Peers, Privacy
-from services.identity.ratelimit import PUBLIC_METHODS as RATE_LIMIT_METHODS
+from services.identity.ratelimit import METHODS as RATE_LIMIT_METHODS
 from services.identity.ratelimit import SERVICE as RATE_LIMIT_SERVICE
 from services.identity.ratelimit import Counters, EdgeLimits, Limits, LoginGuard
 from services.identity.retention import ExpiredSecretsPurge
@@ -177,7 +177,7 @@ def build(settings: IdentitySettings) -> ServiceSpec:
         background=[keys.run, relay.run, ExpiredSecretsPurge(db).run],
         cleanup=[close],
         # Envoy's rate-limit calls carry no token and come with every edge request: not logged.
-        public_methods=PUBLIC_METHODS | RATE_LIMIT_METHODS,
+        public_methods=PUBLIC_METHODS,
         quiet_methods=RATE_LIMIT_METHODS,
         metrics_port=settings.metrics_port,
     )

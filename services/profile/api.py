@@ -195,7 +195,8 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
 
 
 class ProfileInternalApi(profile_pb2_grpc.ProfileInternalServiceServicer):
-    """Reads and writes for other services, on behalf of the user whose token they forward."""
+    """Reads and writes for other services (service tokens only, surface.INTERNAL_CALLERS): a
+    read sees what an anonymous reader sees; a merge acts for the user the request names."""
 
     def __init__(self, db: Database, normalizer: SkillNormalizer) -> None:
         self._db, self._normalizer = db, normalizer
@@ -209,9 +210,12 @@ class ProfileInternalApi(profile_pb2_grpc.ProfileInternalServiceServicer):
         return profile_pb2.BatchGetProfilesResponse(profiles=found)
 
     async def MergeEnrichedSkills(self, request, context):
+        # Called by enrichment (surface.INTERNAL_CALLERS) for the user it enriched; the public
+        # path's limits hold here too.
         user_id = parse_uuid(request.user_id, "user_id")
-        if user_id != _caller():
-            raise errors.permission_denied("skills can be merged only on behalf of their owner")
+        if len(request.skills) > rules.MAX_SKILLS:
+            raise errors.failed_precondition(f"a profile can list at most {rules.MAX_SKILLS} skills")
+        rules.ensure_enriched_sources(request.skills)
         names = [validate_skill(s.name, s.proficiency, f"skills[{i}].") for i, s in enumerate(request.skills)]
         normalized = await self._normalizer.normalize_many(names) if names else []
         async with self._db.transaction(user_id) as tx:
@@ -228,27 +232,26 @@ class ProfileInternalApi(profile_pb2_grpc.ProfileInternalServiceServicer):
                     taxonomy_id=n.taxonomy_id,
                     category=n.category,
                     proficiency=s.proficiency,
-                    source=s.source or profile_pb2.SKILL_SOURCE_MANUAL,
+                    source=s.source,
                 )
                 for s, n in zip(request.skills, normalized, strict=True)
             ]
+            await rules.ensure_skill_count_within_limit(tx, profile.profile_id)
             if merged:
                 await _refresh_after_skill_change(tx, profile.profile_id, "skills")
         return profile_pb2.MergeEnrichedSkillsResponse(skills=merged)
 
 
 class UserDataApi(user_data_pb2_grpc.UserDataServiceServicer):
-    """Export and erasure of everything the profile service holds about the caller."""
+    """Export and erasure of everything the profile service holds about a user, for identity
+    only (surface.INTERNAL_CALLERS), which answers the user's own ExportMyData / DeleteMe."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
     @staticmethod
     def _own(user_id: str) -> str:
-        user_id = parse_uuid(user_id, "user_id")
-        if user_id != _caller():
-            raise errors.permission_denied("only the user themselves can export or delete their data")
-        return user_id
+        return parse_uuid(user_id, "user_id")
 
     async def ExportUserData(self, request, context):
         user_id = self._own(request.user_id)

@@ -60,6 +60,7 @@ def _values(clusters: list[str], **extra) -> dict:
         "admin_port": 19901,
         "descriptor_path": str(DESCRIPTOR),
         "clusters": [{"name": n, "host": "127.0.0.1", "port": 50060 + i} for i, n in enumerate(clusters)],
+        "rate_limit_token": "edge-token",
         **extra,
     }
 
@@ -381,7 +382,9 @@ async def test_envoy_started_before_identity_gets_the_jwks_once_identity_is_up(m
     token = mesh.token()
     search = enrichment_pb2.SearchSkillsRequest(query="py", limit=3).SerializeToString()
     try:
-        with running_envoy({**mesh.config.ports, "identity": identity_port}, tmp_path) as edge:
+        with running_envoy(
+            {**mesh.config.ports, "identity": identity_port}, tmp_path, service_keys=mesh.config.service_keys
+        ) as edge:
             async with httpx.AsyncClient(base_url=edge.url, timeout=10) as client:
 
                 async def live() -> bool:

@@ -147,7 +147,9 @@ async def test_a_burst_per_client_address(limited_mesh: Mesh) -> None:
 def edge_behind_balancer(limited_mesh: Mesh, tmp_path: Path) -> Iterator[str]:
     """A second Envoy in front of the same services, told one load balancer stands before it
     (trusted_hops=1); its URL."""
-    with running_envoy(limited_mesh.config.ports, tmp_path, trusted_hops=1) as edge:
+    with running_envoy(
+        limited_mesh.config.ports, tmp_path, service_keys=limited_mesh.config.service_keys, trusted_hops=1
+    ) as edge:
         yield edge.url
 
 

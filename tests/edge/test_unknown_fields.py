@@ -255,6 +255,7 @@ def test_config_with_validation_validates(tmp_path) -> None:
             admin_port=19901,
             descriptor_path=str(DESCRIPTOR),
             clusters=[{"name": n, "host": f"{n}.openhr.svc", "port": 50060 + i} for i, n in enumerate(names)],
+            rate_limit_token="edge-token",
         )
     )
     assert_valid(config)
