@@ -53,6 +53,35 @@ def as_domain_error(exc: BaseException) -> errors.DomainError:
     return errors.internal()
 
 
+class _Undecodable:
+    """Stands for a request whose bytes are no valid message (see _tolerant)."""
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """grpc.aio deserializes a request before any handler runs and answers a failure UNKNOWN,
+    naming the exception class: this hands the handler a marker instead, which it answers
+    INVALID_ARGUMENT (after authentication, like any other bad request)."""
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:
+            return _UNDECODABLE
+
+    return deserialize
+
+
+def _decoded(request: Any) -> Any:
+    if request is _UNDECODABLE:
+        raise errors.invalid_field("", "the request is not a valid protobuf message of this RPC")
+    return request
+
+
 class ServerInterceptor(grpc.aio.ServerInterceptor):
     """`public_methods` need no token; internal methods (service_auth.is_internal) take the token
     of a service they accept (`service_verifier`) and refuse users; every other method a user's.
@@ -87,13 +116,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method, metadata),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(handler.unary_stream, method, metadata),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler  # client/bidi streaming: none in our contracts.
@@ -164,14 +193,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     def _wrap_unary(self, behavior: Callable[[Any, Any], Awaitable[Any]], method: str, metadata: dict[str, str]):
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
             async with self._rpc(method, metadata, "unary", context):
-                return await behavior(request, context)
+                return await behavior(_decoded(request), context)
 
         return wrapper
 
     def _wrap_stream(self, behavior: Callable[[Any, Any], AsyncIterator[Any]], method: str, metadata: dict[str, str]):
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             async with self._rpc(method, metadata, "server_stream", context):
-                async for response in behavior(request, context):
+                async for response in behavior(_decoded(request), context):
                     yield response
 
         return wrapper

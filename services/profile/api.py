@@ -15,7 +15,13 @@ from services.common.logging import current_request_id
 from services.common.outbox import add_event, new_event
 from services.profile import rules, store
 from services.profile.skills import SkillNormalizer
-from services.profile.validation import MAX_NOTE, completeness, parse_uuid, validate_skill, validate_update_mask
+from services.profile.validation import (
+    completeness,
+    parse_uuid,
+    validate_note,
+    validate_skill,
+    validate_update_mask,
+)
 
 SERVICE = "profile"
 MAX_BATCH = 500
@@ -172,8 +178,7 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
     async def CreateEndorsement(self, request, context):
         profile_id = parse_uuid(request.profile_id, "profile_id")
         skill_id = parse_uuid(request.skill_id, "skill_id")
-        if len(request.note) > MAX_NOTE:
-            raise errors.invalid_field("note", f"must be at most {MAX_NOTE} characters")
+        validate_note(request.note)
         caller = _caller()
         async with self._db.transaction(caller) as tx:
             owner = await store.skill_owner(tx, profile_id, skill_id)

@@ -14,6 +14,7 @@ from google.protobuf.descriptor import EnumDescriptor
 from openhr.profile.v1 import profile_pb2
 from services.common.errors import FieldViolation, invalid_argument
 from services.common.skills import MAX_SKILL_NAME
+from services.common.text import CONTROL_PROBLEM, has_control_characters
 
 MAX_DISPLAY_NAME = 80
 MAX_HEADLINE = 140
@@ -67,6 +68,15 @@ def _text(violations: list[FieldViolation], field: str, value: str, limit: int, 
         violations.append(FieldViolation(field, "is required"))
     elif len(value) > limit:
         violations.append(FieldViolation(field, f"must be at most {limit} characters"))
+    elif has_control_characters(value):
+        violations.append(FieldViolation(field, CONTROL_PROBLEM))
+
+
+def validate_note(note: str) -> None:
+    v: list[FieldViolation] = []
+    _text(v, "note", note, MAX_NOTE)
+    if v:
+        raise invalid_argument(*v)
 
 
 def _enum(violations: list[FieldViolation], field: str, value: int, descriptor: EnumDescriptor) -> None:
@@ -153,6 +163,8 @@ def validate_skill(name: str, proficiency: int, field_prefix: str = "") -> str:
         v.append(FieldViolation(f"{field_prefix}name", "is required"))
     elif len(cleaned) > MAX_SKILL_NAME:
         v.append(FieldViolation(f"{field_prefix}name", f"must be at most {MAX_SKILL_NAME} characters"))
+    elif has_control_characters(cleaned):
+        v.append(FieldViolation(f"{field_prefix}name", CONTROL_PROBLEM))
     if not 1 <= proficiency <= 5:
         v.append(FieldViolation(f"{field_prefix}proficiency", "must be 1-5"))
     if v:
