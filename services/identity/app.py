@@ -156,7 +156,9 @@ def build(settings: IdentitySettings) -> ServiceSpec:
     relay = OutboxRelay(db, events_redis, store.SCHEMA, EventSigner(Path(settings.service_keys), "identity"))
 
     def register(server: grpc.aio.Server) -> list[str]:
-        identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityApi(accounts, keys, oauth), server)
+        identity_pb2_grpc.add_IdentityServiceServicer_to_server(
+            IdentityApi(accounts, keys, oauth, secrets.lookup_key), server
+        )
         identity_pb2_grpc.add_PrivacyServiceServicer_to_server(PrivacyApi(Privacy(db, box, peers)), server)
         rls_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitApi(EdgeLimits(counters, limits)), server)
         return [SERVICE, PRIVACY_SERVICE, RATE_LIMIT_SERVICE]
