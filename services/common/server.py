@@ -26,6 +26,7 @@ from services.common.service_auth import ServiceTokenIssuer, ServiceTokenVerifie
 from services.common.settings import ServiceSettings
 
 log = structlog.get_logger("server")
+MAX_METADATA_BYTES = 96 * 1024
 Check = Callable[[], Awaitable[object]]
 
 
@@ -87,6 +88,11 @@ class Service:
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                 ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+                # Above Envoy's 60 KiB of request headers: what the edge let through (a long
+                # query string travels on as x-envoy-original-path) reaches the handler, which
+                # answers bad input with a 400 rather than gRPC core with RESOURCE_EXHAUSTED.
+                ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+                ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
             ],
         )
         self.port = 0
