@@ -19,7 +19,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from deploy.local.infra import EmbeddedPostgres, LocalRedis, free_port, port_in_use
-from deploy.local.stack import SERVICES, StackConfig, migrate, wait_until_ready
+from deploy.local.stack import SERVICES, StackConfig, prepare_database, wait_until_ready
 from services.common.devkeys import mint_token, user_id_for
 from services.common.settings import REPO_ROOT, ServiceSettings
 
@@ -82,7 +82,7 @@ class Mesh:
             process = subprocess.Popen(
                 argv,
                 cwd=REPO_ROOT,
-                env={**os.environ, **UNLIMITED_RATES, **self.config.service_env(), **self.extra_env, **(env or {})},
+                env={**os.environ, **UNLIMITED_RATES, **self.config.process_env(name), **self.extra_env, **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -134,7 +134,7 @@ def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None) -> Mesh:
     try:
         mesh.postgres.start()
         mesh.redis.start()
-        migrate(config.effective_database_url)
+        prepare_database(config)
         from services.common.devkeys import ensure_keys
 
         ensure_keys(mesh.key_dir)

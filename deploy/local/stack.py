@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy import db_roles
 from deploy.local.infra import EmbeddedPostgres, LocalRedis, PortInUseError, port_in_use
 from edge.envoy.render import render
 from services.common.devkeys import ensure_keys
@@ -164,6 +165,25 @@ class StackConfig:
         """Where the local SMTP sink delivers (when no OPENHR_SMTP_HOST is set)."""
         return self.data_dir / "mail"
 
+    def database_url_for(self, service: str) -> str:
+        """A service's DATABASE_URL: in the embedded Postgres its own login role; a given
+        DATABASE_URL as it is (production gives each service its own, see deploy/db_roles.py)."""
+        if not self.owns_postgres:
+            return self.effective_database_url
+        return db_roles.service_url(self.effective_database_url, service)
+
+    @property
+    def owns_postgres(self) -> bool:
+        """Whether Postgres is the embedded one this stack starts (whose superuser it is)."""
+        return not self.database_url or self.database_url == self.postgres.url
+
+    def process_env(self, name: str) -> dict[str, str]:
+        """The environment of one process: what every service gets, and its own database role."""
+        env = self.service_env()
+        if any(s.name == name and s.migrations for s in SERVICES):
+            env["DATABASE_URL"] = self.database_url_for(name)
+        return env
+
     def service_env(self) -> dict[str, str]:
         """The environment every service process gets."""
         env = {
@@ -267,6 +287,14 @@ def migrate(database_url: str) -> None:
             upgrade_to_head(service.directory, database_url)
 
 
+def prepare_database(config: StackConfig) -> None:
+    """Migrations as the owner; in the embedded Postgres also each service's login role
+    (deploy/db_roles.py: the service connects as it, never as the owner)."""
+    migrate(config.effective_database_url)
+    if config.owns_postgres:
+        db_roles.provision(config.effective_database_url, [s.name for s in SERVICES if s.migrations])
+
+
 def edge_ready(config: StackConfig) -> bool:
     """Envoy is live, sees every cluster healthy and (with jwt_authn) has identity's JWKS."""
     admin = f"http://127.0.0.1:{config.admin_port}"
@@ -329,10 +357,10 @@ def run(config: StackConfig) -> int:
     if postgres is not None:
         postgres.start()
     try:
-        migrate(config.effective_database_url)
+        prepare_database(config)
         manager = Manager()
-        env = {**os.environ, **config.service_env()}
         for name, argv in config.commands().items():
+            env = {**os.environ, **config.process_env(name)}
             manager.add_process(name, shlex.join(argv), env=env, cwd=str(REPO_ROOT))
         threading.Thread(target=_announce_when_ready, args=(config, manager), daemon=True).start()
         manager.loop()
@@ -353,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             postgres = None if config.database_url else config.postgres
             if postgres is not None:
                 postgres.start()
-            migrate(config.effective_database_url)
+            prepare_database(config)
             return 0
         return run(config)
     except PortInUseError as exc:
