@@ -109,12 +109,7 @@ def build(settings: IdentitySettings) -> ServiceSpec:
         settings.data_key.get_secret_value(), settings.lookup_key.get_secret_value(), local=local, key_dir=KEY_DIR
     )
     box = Box(secrets.data_key)
-    db = Database(
-        settings.database_url,
-        app_role=app_role(store.SCHEMA),
-        pool_size=settings.db_pool_size,
-        application_name="identity",
-    )
+    db = Database.for_service(settings, store.SCHEMA)
     keys = KeyRing(
         db,
         box,
