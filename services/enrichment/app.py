@@ -13,7 +13,6 @@ from services.common.cache import connect_redis, ping
 from services.common.clients import channel
 from services.common.db import Database
 from services.common.event_auth import EventSigner
-from services.common.migrations import app_role
 from services.common.outbox import OutboxRelay
 from services.common.server import ServiceSpec, service_name
 from services.common.settings import ServiceSettings

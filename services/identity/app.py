@@ -15,7 +15,6 @@ from services.common import surface
 from services.common.cache import connect_redis
 from services.common.db import Database
 from services.common.event_auth import EventSigner
-from services.common.migrations import app_role
 from services.common.outbox import OutboxRelay
 from services.common.server import ServiceSpec
 from services.common.settings import DATA_DIR, ServiceSettings

@@ -222,16 +222,15 @@ async def test_merge_enriched_skills_is_for_enrichment_only_and_keeps_the_profil
         assert await _refused(merge(_enriched(2), _issuer(mesh, "identity").token())) == (
             grpc.StatusCode.PERMISSION_DENIED
         )
-        # As enrichment: the cap of 100 skills and enriched sources only.
-        assert await _refused(merge(_enriched(150), enrichment)) == grpc.StatusCode.FAILED_PRECONDITION
+        # As enrichment: enriched sources only, and never more than 100 skills on the profile.
         for source in (profile_pb2.SKILL_SOURCE_MANUAL, profile_pb2.SKILL_SOURCE_UNSPECIFIED):
             assert await _refused(merge(_enriched(2, source), enrichment)) == grpc.StatusCode.INVALID_ARGUMENT
         merged = await merge(_enriched(3), enrichment)
         assert [s.source for s in merged.skills] == [profile_pb2.SKILL_SOURCE_GITHUB] * 3
-        # 3 + 98 new ones: over the cap, and nothing of it stored.
-        assert await _refused(merge(_enriched(98, prefix="more"), enrichment)) == grpc.StatusCode.FAILED_PRECONDITION
+        over = await merge(_enriched(150, prefix="more"), enrichment)
+        assert (len(over.skills), len(over.not_added)) == (97, 53)
         listed = await rest.get(f"/v1/profiles/{profile_id}/skills", headers=owner.headers)
-        assert len(listed.json()["skills"]) == 3
+        assert len(listed.json()["skills"]) == 100
 
 
 async def test_user_data_is_exported_and_deleted_for_identity_only(mesh: Mesh, rest) -> None:
