@@ -43,7 +43,8 @@ UNKNOWN_FIELD = "unknown field"
 # Our contracts nest a few levels; Python's JSON parser recurses (3,000 levels: RecursionError).
 MAX_JSON_DEPTH = 64
 TOO_DEEP = f"the request body is nested deeper than {MAX_JSON_DEPTH} levels"
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+# Unrolled (no alternation per character): a 6.5 MB base64 string takes 0.04 s, not 1.2 s.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 

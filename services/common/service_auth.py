@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from jwt import PyJWK
 from jwt.algorithms import OKPAlgorithm
 
-from services.common import errors, surface
+from services.common import surface
 
 ALGORITHM = "EdDSA"
 AUDIENCE = "openhr-internal"
@@ -190,6 +190,11 @@ class ServiceTokenVerifier:
 
     def verify(self, token: str) -> str:
         """The calling service's name; UNAUTHENTICATED unless the token is a valid service token."""
+        # Here, not at the top: key handling and minting stay importable without the generated
+        # code (the local stack and the Envoy renderer mint the edge's token before `make protos`
+        # is on their path).
+        from services.common import errors
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
