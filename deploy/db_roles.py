@@ -11,7 +11,7 @@ cannot SET ROLE to the owner, and nothing it runs bypasses RLS (tests/integratio
 test_database_roles.py). `make run` creates the login roles in the embedded Postgres (trust
 authentication on 127.0.0.1); in production run
 
-    python -m deploy.db_roles identity profile enrichment | psql "$OWNER_DATABASE_URL"
+    python -m deploy.db_roles identity profile enrichment messaging | psql "$OWNER_DATABASE_URL"
 
 (passwords from DB_PASSWORD_<SERVICE>, stored SCRAM-hashed by Postgres) after the migrations and
 give each service `postgresql://openhr_<service>:<password>@host/db?sslmode=verify-full`."""

@@ -53,6 +53,30 @@ SERVICE_RULES: dict[str, tuple[str, ...]] = {
         *_CONSUMER,
     ),
     "enrichment": (*_REVOCATIONS, "~events.enrichment", "+xadd"),
+    "messaging": (
+        *_REVOCATIONS,
+        # Its outbox relay (events.messaging, events.messaging.live) and its live fan-out.
+        "~events.messaging",
+        "~events.messaging.live",
+        # MatchCreated from matching, ProfileChanged from profile.
+        "~events.matching",
+        "~events.matching.dead",
+        "~events.profile",
+        "~events.profile.dead",
+        *_CONSUMER,
+        # Presence and typing (services/messaging/presence.py, typing.py).
+        "~messaging:*",
+        "+get",
+        "+set",
+        "+del",
+        "+exists",
+        "+expire",
+        "+zadd",
+        "+zrem",
+        "+zcard",
+        "+zcount",
+        "+zremrangebyscore",
+    ),
 }
 
 

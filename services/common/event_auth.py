@@ -2,7 +2,8 @@
 cannot make a consumer act (a forged MatchCreated would open a MATCHES_ONLY profile to a
 stranger, a forged UserDeleted would lock a user out).
 
-Topic `<service>` (stream `events.<service>`) is produced by that service only. Its outbox
+Topic `<service>` or `<service>.<part>` (stream `events.<topic>`) is produced by that service
+only. Its outbox
 relay signs each entry with the service's own Ed25519 key (the one that signs its service
 tokens, services.common.service_auth) and publishes
 
@@ -41,8 +42,8 @@ class EventRejected(Exception):
 
 
 def producer_of(topic: str) -> str:
-    """The only service allowed to publish to a topic: its namesake."""
-    return topic
+    """The only service allowed to publish to a topic: its namesake ("messaging.live": messaging)."""
+    return topic.split(".", 1)[0]
 
 
 def _signed_bytes(topic: str, data: bytes) -> bytes:

@@ -56,7 +56,8 @@ INTERNAL_CALLERS: dict[str, frozenset[str]] = {
     "envoy.service.ratelimit.v3.RateLimitService": frozenset({"envoy"}),
     "openhr.profile.v1.ProfileInternalService": frozenset({"enrichment", "matching", "messaging"}),
     "openhr.matching.v1.MatchingInternalService": frozenset({"profile", "enrichment", "messaging"}),
-    "openhr.messaging.v1.MessagingInternalService": frozenset({"matching"}),
+    # messaging itself: its operator tools (services/messaging/repair.py) sign as messaging.
+    "openhr.messaging.v1.MessagingInternalService": frozenset({"matching", "messaging"}),
     "openhr.enrichment.v1.EnrichmentInternalService": frozenset({"profile", "matching"}),
     "openhr.common.v1.UserDataService": frozenset({"identity"}),
 }

@@ -1,4 +1,5 @@
-"""The enrichment service's gRPC servicers: the skills taxonomy, jobs and their suggestions."""
+"""The enrichment service's gRPC servicers: the skills taxonomy, jobs and their suggestions,
+generated texts."""
 
 from __future__ import annotations
 
@@ -8,13 +9,10 @@ import datetime
 import json
 import re
 import uuid
-from collections.abc import Callable
 
-import grpc
 from google.protobuf import json_format, timestamp_pb2
 
 from openhr.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
-from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 from services.common import errors
 from services.common.auth import current_principal
 from services.common.cancellation import raise_if_cancelled
@@ -24,6 +22,8 @@ from services.common.skills import MAX_SKILL_NAME, category_enum, category_id
 from services.enrichment import store
 from services.enrichment.job_events import JobNotifications
 from services.enrichment.jobs import JobRunner
+from services.enrichment.narratives import MatchFacts, Source, Text, TextWriter
+from services.enrichment.profiles import ProfileReader
 from services.enrichment.resume import ResumeError, check_pdf
 from services.enrichment.suggestions import MAX_REVIEW
 from services.enrichment.taxonomy import Normalization, SkillTaxonomy
@@ -89,11 +89,18 @@ class SkillsApi(enrichment_pb2_grpc.SkillsServiceServicer):
 
 
 class EnrichmentInternalApi(enrichment_pb2_grpc.EnrichmentInternalServiceServicer):
-    """Internal RPCs; EmbedTexts and GenerateMatchNarrative arrive with the embeddings issue
-    and answer UNIMPLEMENTED (the generated base class) until then."""
+    """Internal RPCs; EmbedTexts arrives with the embeddings issue and answers UNIMPLEMENTED (the
+    generated base class) until then."""
 
-    def __init__(self, taxonomy: SkillTaxonomy) -> None:
+    def __init__(self, taxonomy: SkillTaxonomy, writer: TextWriter) -> None:
         self._taxonomy = taxonomy
+        self._writer = writer
+
+    async def GenerateMatchNarrative(self, request, context):
+        text = await self._writer.match_narrative(_match_facts(request))
+        return enrichment_pb2.GenerateMatchNarrativeResponse(
+            narrative=text.text, source=text.source.value, text_source=_TEXT_SOURCES[text.source]
+        )
 
     async def BatchNormalizeSkills(self, request, context):
         if len(request.names) > MAX_BATCH:
@@ -240,19 +247,21 @@ def _resume_violation(exc: ResumeError) -> errors.DomainError:
 
 
 class EnrichmentApi(enrichment_pb2_grpc.EnrichmentServiceServicer):
-    """The caller's jobs and suggestions. Jobs run in the background (JobRunner); `profiles`
-    reads the caller's GitHub login when a GitHub job names none."""
+    """The caller's jobs and suggestions, and drafted texts. Jobs run in the background
+    (JobRunner); `profiles` reads profiles as the caller (a GitHub job without a login takes the
+    one on the caller's profile); `writer` drafts texts (LLM or template)."""
 
     def __init__(
         self,
         db: Database,
         runner: JobRunner,
         notifications: JobNotifications,
-        profiles: Callable[[], profile_pb2_grpc.ProfileServiceStub],
+        profiles: ProfileReader,
+        writer: TextWriter,
         heartbeat_seconds: float,
     ) -> None:
         self._db, self._runner, self._notifications = db, runner, notifications
-        self._profiles, self._heartbeat = profiles, heartbeat_seconds
+        self._profiles, self._writer, self._heartbeat = profiles, writer, heartbeat_seconds
 
     async def _read_job(self, user_id: str, job_id: str) -> enrichment_pb2.EnrichmentJob:
         async with self._db.transaction(user_id) as tx:
@@ -261,15 +270,6 @@ class EnrichmentApi(enrichment_pb2_grpc.EnrichmentServiceServicer):
                 raise errors.not_found("job")
             suggestions = await store.job_suggestions(tx, job_id) if row["state"] == "succeeded" else []
         return job_proto(row, suggestions)
-
-    async def _profile_login(self) -> str:
-        try:
-            response = await self._profiles().GetMyProfile(profile_pb2.GetMyProfileRequest())
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return ""
-            raise errors.unavailable("the profile service is unavailable, retry later") from None
-        return response.profile.links.github_username
 
     async def CreateEnrichmentJob(self, request, context):
         user_id = current_principal().user_id
@@ -283,7 +283,7 @@ class EnrichmentApi(enrichment_pb2_grpc.EnrichmentServiceServicer):
             if login and not _GITHUB_LOGIN.match(login):
                 raise errors.invalid_field("github_username", "is not a valid GitHub username")
             if not login:
-                login = await self._profile_login()
+                login = await self._profiles.my_github_login()
                 if not login:
                     raise errors.invalid_field(
                         "github_username", "is required: your profile names no GitHub account (links.github_username)"
@@ -392,3 +392,44 @@ class EnrichmentApi(enrichment_pb2_grpc.EnrichmentServiceServicer):
             if len(rows) != len(ids):
                 raise errors.not_found("suggestion")
         return enrichment_pb2.RejectEnrichmentSuggestionsResponse(suggestions=[suggestion_proto(r) for r in rows])
+
+    async def DraftText(self, request, context):
+        if request.purpose == enrichment_pb2.TEXT_PURPOSE_PROFILE_SUMMARY:
+            if request.profile_id:
+                raise errors.invalid_field("profile_id", "is only for TEXT_PURPOSE_FIRST_MESSAGE")
+            text = await self._writer.profile_summary(await self._profiles.mine())
+        elif request.purpose == enrichment_pb2.TEXT_PURPOSE_FIRST_MESSAGE:
+            if not request.profile_id:
+                raise errors.invalid_field("profile_id", "is required for TEXT_PURPOSE_FIRST_MESSAGE")
+            sender = await self._profiles.mine()
+            recipient = await self._profiles.visible(request.profile_id)
+            if recipient.user_id == sender.user_id:
+                raise errors.invalid_field("profile_id", "is your own profile")
+            text = await self._writer.first_message(sender, recipient)
+        else:
+            raise errors.invalid_field("purpose", "must be TEXT_PURPOSE_PROFILE_SUMMARY or TEXT_PURPOSE_FIRST_MESSAGE")
+        return _draft(request.purpose, text)
+
+
+_TEXT_SOURCES = {Source.LLM: enrichment_pb2.TEXT_SOURCE_LLM, Source.TEMPLATE: enrichment_pb2.TEXT_SOURCE_TEMPLATE}
+
+
+def _draft(purpose: int, text: Text) -> enrichment_pb2.DraftTextResponse:
+    return enrichment_pb2.DraftTextResponse(purpose=purpose, text=text.text, source=_TEXT_SOURCES[text.source])
+
+
+def _match_facts(request: enrichment_pb2.GenerateMatchNarrativeRequest) -> MatchFacts:
+    """The request's facts, or INVALID_ARGUMENT naming every field out of its limits."""
+    facts = MatchFacts(
+        viewer_summary=request.viewer_summary,
+        candidate_summary=request.candidate_summary,
+        shared_skills=tuple(request.shared_skills),
+        complementary_skills=tuple(request.complementary_skills),
+        factor_scores=dict(request.factor_scores),
+        factor_details=dict(request.factor_details),
+        candidate_name=request.candidate_name,
+    )
+    violations = facts.violations()
+    if violations:
+        raise errors.invalid_argument(*violations)
+    return facts

@@ -1,4 +1,4 @@
-"""Wiring of the enrichment service: settings, database, Redis, servicers, background work."""
+"""Wiring of the enrichment service: settings, database, Redis, the LLM, peers, servicers, background work."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from pydantic import Field, SecretStr
 from openhr.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
 from openhr.profile.v1 import profile_pb2_grpc
 from services.common.cache import connect_redis, ping
+from services.common.circuit import CircuitBreaker
 from services.common.clients import channel
 from services.common.db import Database
 from services.common.event_auth import EventSigner
 from services.common.outbox import OutboxRelay
+from services.common.retention import EventRetention
 from services.common.server import ServiceSpec, service_name
 from services.common.settings import ServiceSettings
 from services.enrichment import handlers, store
@@ -21,10 +23,13 @@ from services.enrichment.api import EnrichmentApi, EnrichmentInternalApi, Skills
 from services.enrichment.github import ETagCache, GitHubClient
 from services.enrichment.job_events import JobNotifications
 from services.enrichment.jobs import JobRunner, JobSettings
+from services.enrichment.llm import Llm, LlmSettings
+from services.enrichment.narratives import TextWriter
+from services.enrichment.profiles import ProfileReader
 from services.enrichment.taxonomy import default_taxonomy
 
 
-class EnrichmentSettings(ServiceSettings):
+class EnrichmentSettings(ServiceSettings, LlmSettings):
     port: int = Field(50064, validation_alias="ENRICHMENT_PORT")
     metrics_port: int = Field(9464, validation_alias="ENRICHMENT_METRICS_PORT")
     profile_addr: str = Field("127.0.0.1:50061", validation_alias="PROFILE_ADDR")
@@ -49,6 +54,11 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
     redis = connect_redis(settings.redis_url)
     relay = OutboxRelay(db, redis, store.SCHEMA, EventSigner(Path(settings.service_keys), "enrichment"))
     taxonomy = default_taxonomy()
+    # Texts: the LLM caches its answers in the same Redis; without it (or the LLM) a template writes them.
+    llm = Llm(settings, redis)
+    writer = TextWriter(llm)
+    # The profile service: the caller's profile (reads, which may be retried) and, for jobs that
+    # apply accepted suggestions, MergeEnrichedSkills.
     profile = channel(settings.profile_addr, idempotent_services=["openhr.profile.v1.ProfileService"])
     github = GitHubClient(
         settings.github_api_url,
@@ -56,6 +66,7 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
         cache=ETagCache(redis, "token" if settings.github_token.get_secret_value() else "anonymous"),
         timeout=settings.github_timeout,
         max_wait=settings.github_max_wait,
+        breaker=CircuitBreaker("github"),
     )
     runner = JobRunner(
         db,
@@ -76,15 +87,11 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
 
     def register(server: grpc.aio.Server) -> list[str]:
         enrichment_pb2_grpc.add_SkillsServiceServicer_to_server(SkillsApi(taxonomy), server)
-        enrichment_pb2_grpc.add_EnrichmentInternalServiceServicer_to_server(EnrichmentInternalApi(taxonomy), server)
+        enrichment_pb2_grpc.add_EnrichmentInternalServiceServicer_to_server(
+            EnrichmentInternalApi(taxonomy, writer), server
+        )
         enrichment_pb2_grpc.add_EnrichmentServiceServicer_to_server(
-            EnrichmentApi(
-                db,
-                runner,
-                notifications,
-                lambda: profile_pb2_grpc.ProfileServiceStub(profile),
-                settings.stream_heartbeat,
-            ),
+            EnrichmentApi(db, runner, notifications, ProfileReader(profile), writer, settings.stream_heartbeat),
             server,
         )
         return [
@@ -95,6 +102,7 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
 
     async def close() -> None:
         await github.aclose()
+        await llm.close()
         await profile.close()
         await redis.aclose()
         await db.close()
@@ -104,7 +112,12 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
         port=settings.port,
         register=register,
         checks={"postgres": db.ping, "redis": lambda: ping(redis)},
-        background=[relay.run, runner.run, notifications.run],
+        background=[
+            relay.run,
+            runner.run,
+            notifications.run,
+            EventRetention(db, store.SCHEMA, settings.event_retention).run,
+        ],
         cleanup=[close],
         metrics_port=settings.metrics_port,
     )

@@ -21,12 +21,13 @@ import json
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import structlog
 from redis.asyncio import Redis
+
+from services.common.circuit import CircuitBreaker, CircuitOpen
 
 log = structlog.get_logger("github")
 
@@ -58,13 +59,6 @@ class GitHubRateLimited(GitHubError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message, 429)
         self.retry_after = retry_after
-
-
-class Breaker(Protocol):
-    """services/common/circuit.py's CircuitBreaker: `async with breaker.guard(): ...` raises when
-    the circuit is open and counts an exception inside as a failure."""
-
-    def guard(self) -> AbstractAsyncContextManager[None]: ...
 
 
 class ETagCache:
@@ -110,7 +104,7 @@ class GitHubClient:
         *,
         token: str = "",
         cache: ETagCache | None = None,
-        breaker: Breaker | None = None,
+        breaker: CircuitBreaker | None = None,
         timeout: float = 10.0,
         retries: int = 3,
         backoff: float = 0.5,
@@ -205,9 +199,7 @@ class GitHubClient:
                     raise GitHubUnavailable("GitHub could not be reached") from exc
                 if response.status_code >= 500:
                     raise GitHubUnavailable(f"GitHub failed ({response.status_code})", response.status_code)
-        except GitHubError:
-            raise
-        except Exception as exc:  # the breaker refused the call: its circuit is open
+        except CircuitOpen as exc:
             raise GitHubUnavailable("GitHub is failing; retrying later") from exc
         self._note_limits(response)
         if response.status_code in (403, 429) and self._rate_limited(response):

@@ -10,8 +10,9 @@ from redis.asyncio import Redis
 from deploy.local.ephemeral import Mesh
 from openhr.enrichment.v1 import enrichment_pb2
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
+from services.common.circuit import CircuitBreaker, State
 from services.common.service_auth import ServiceTokenIssuer
-from services.enrichment.github import ETagCache, GitHubClient, GitHubNotFound, GitHubRateLimited
+from services.enrichment.github import ETagCache, GitHubClient, GitHubNotFound, GitHubRateLimited, GitHubUnavailable
 from tests.enrichment.jobs_client import create_profile, finished, jobs_stub, new_login, start_github
 from tests.support.github_api import Repo, sample_repos
 from tests.users import new_user
@@ -105,6 +106,21 @@ async def test_the_client_waits_out_rate_limits_and_retries_failures(github, cli
     assert (await client.get(f"users/{login}/repos")) == []
     with pytest.raises(GitHubNotFound):
         await client.get(f"users/{new_login('nobody')}")
+
+
+async def test_the_circuit_opens_after_failures_and_spares_github(github, oauth_provider) -> None:
+    login = new_login()
+    github.account(login, [])
+    github.fail(login, times=4, status=502)
+    breaker = CircuitBreaker("github-test", failures=3, reset_after=60)
+    client = GitHubClient(f"{oauth_provider.url}/github-api", backoff=0.01, retries=3, breaker=breaker)
+    try:
+        with pytest.raises(GitHubUnavailable):
+            await client.get(f"users/{login}")
+        assert github.requests_for(login) == 3  # the fourth attempt never left: the circuit is open
+        assert breaker.state == State.OPEN
+    finally:
+        await client.aclose()
 
 
 async def test_a_long_rate_limit_is_left_to_a_later_run(github, oauth_provider) -> None:

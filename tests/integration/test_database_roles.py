@@ -15,7 +15,7 @@ from deploy.local.ephemeral import Mesh
 from tests.users import new_user
 
 pytestmark = pytest.mark.timeout(60)
-SERVICES_WITH_A_DATABASE = ("identity", "profile", "enrichment")
+SERVICES_WITH_A_DATABASE = ("identity", "profile", "enrichment", "messaging")
 
 
 def _process_database_url(mesh: Mesh, service: str) -> str:

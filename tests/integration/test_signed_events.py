@@ -15,9 +15,8 @@ from redis.asyncio import Redis
 from deploy.local.ephemeral import Mesh
 from openhr.events.v1 import events_pb2
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
-from services.common.event_auth import EventSigner
 from services.common.outbox import new_event
-from services.common.service_auth import ensure_service_key
+from tests.events import signed_entry
 from tests.users import User, new_user
 
 pytestmark = pytest.mark.timeout(120)
@@ -28,10 +27,6 @@ async def redis(mesh: Mesh):
     client = Redis.from_url(mesh.config.redis_url)
     yield client
     await client.aclose()
-
-
-def _keys(mesh: Mesh):
-    return mesh.config.data_dir / "service-keys"
 
 
 def _match_created(first: User, second: User) -> events_pb2.Event:
@@ -46,19 +41,11 @@ def _user_deleted(user: User) -> events_pb2.Event:
     return event
 
 
-def _signed(mesh: Mesh, producer: str, event: events_pb2.Event) -> dict:
-    """The entry `producer`'s outbox relay would publish (identity's and profile's keys exist;
-    the test plays the matching service with a key of its own)."""
-    ensure_service_key(_keys(mesh), producer)
-    data = event.SerializeToString()
-    return {"event_id": event.event_id, "data": data, "sig": EventSigner(_keys(mesh), producer).sign(producer, data)}
-
-
 def _forgeries(mesh: Mesh, event: events_pb2.Event) -> list[dict]:
     """The same event unsigned, with a garbage signature, and signed by a service that is not
     the topic's producer (a real key: profile's), presented as the producer's."""
     data = event.SerializeToString()
-    other = _signed(mesh, "profile", event)
+    other = signed_entry(mesh, "profile", event)
     return [
         {"event_id": event.event_id, "data": data},
         {"event_id": event.event_id, "data": data, "sig": b"\x00" * 64},
@@ -92,7 +79,7 @@ async def test_a_forged_match_created_opens_no_matches_only_profile(mesh: Mesh, 
     for fields in forged:
         await redis.xadd("events.matching", fields)
     # Then a MatchCreated matching signed: once it is applied, the forgeries before it were read.
-    await redis.xadd("events.matching", _signed(mesh, "matching", _match_created(control_owner, control_match)))
+    await redis.xadd("events.matching", signed_entry(mesh, "matching", _match_created(control_owner, control_match)))
 
     async def control_visible() -> bool:
         answer = await rest.get(f"/v1/profiles/{control_id}", headers=control_match.headers)
@@ -109,7 +96,7 @@ async def test_a_forged_user_deleted_locks_nobody_out(mesh: Mesh, profile_channe
     stub = profile_pb2_grpc.ProfileServiceStub(profile_channel)
     for fields in _forgeries(mesh, _user_deleted(victim)):
         await redis.xadd("events.identity", fields)
-    await redis.xadd("events.identity", _signed(mesh, "identity", _user_deleted(control)))
+    await redis.xadd("events.identity", signed_entry(mesh, "identity", _user_deleted(control)))
 
     async def refused(user: User) -> bool:
         try:
