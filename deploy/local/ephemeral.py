@@ -107,7 +107,8 @@ class Mesh:
         definition = next(s for s in SERVICES if s.name == service)
         port = free_port()
         ports = {definition.port_env: str(port), definition.metrics_env: str(free_port())}
-        process = self.start_process(name, [sys.executable, "-m", definition.module], {**ports, **(env or {})})
+        own = self.config.process_env(service)  # the service's database role, not the owner's
+        process = self.start_process(name, [sys.executable, "-m", definition.module], {**own, **ports, **(env or {})})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and process.poll() is None:
             if serving(port):
