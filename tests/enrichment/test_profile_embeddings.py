@@ -15,7 +15,7 @@ from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 from services.common.outbox import new_event
 from services.enrichment.models import DEFAULT_MODEL
 from services.enrichment.profile_texts import profile_texts
-from tests.enrichment.support import cosine, enrichment_events, wait_for_embedded
+from tests.enrichment.support import cosine, enrichment_events, service_metadata, wait_for_embedded
 from tests.events import publish
 from tests.users import new_user
 
@@ -55,7 +55,7 @@ async def test_created_and_edited_profile_gets_offer_and_seek_vectors(mesh: Mesh
     texts = profile_texts(profile)
     assert "Kubernetes" in texts.offer and "A designer" in texts.seek
     expected = await internal.EmbedTexts(
-        enrichment_pb2.EmbedTextsRequest(texts=[texts.offer, texts.seek]), metadata=user.metadata, timeout=30
+        enrichment_pb2.EmbedTextsRequest(texts=[texts.offer, texts.seek]), metadata=service_metadata(mesh), timeout=30
     )
     assert cosine(latest.offer_embedding, expected.embeddings[0].values) > 0.9999
     assert cosine(latest.seek_embedding, expected.embeddings[1].values) > 0.9999
