@@ -18,6 +18,7 @@ from deploy.local.ephemeral import EDGE_TIMEOUT
 from deploy.local.infra import free_port
 from deploy.local.stack import DESCRIPTOR
 from edge.envoy.render import render
+from services.common.service_auth import EDGE_NAME, ensure_service_key
 from tests.waiting import wait_until
 
 ENVOY = Path(sys.executable).with_name("envoy")
@@ -85,18 +86,27 @@ class RunningEnvoy:
 
 @contextlib.contextmanager
 def running_envoy(
-    ports: dict[str, int], work_dir: Path, *, extra_args: Sequence[str] = (), **values: Any
+    ports: dict[str, int],
+    work_dir: Path,
+    *,
+    extra_args: Sequence[str] = (),
+    service_keys: Path | None = None,
+    **values: Any,
 ) -> Iterator[RunningEnvoy]:
     """An Envoy rendered from the edge template for the services at `ports` (name -> loopback
     port; e.g. a mesh's, or ports that refuse connections), with template `values` on top
     (`descriptor_path` defaults to the built contracts, the rate-limit and validation deadlines
     to a test mesh's generous ones), config and logs in `work_dir`. Started, not waited for
-    (see `wait_until`); stopped on exit."""
+    (see `wait_until`); stopped on exit. `service_keys`: the mesh's, where the edge's key
+    (created if missing) signs its rate-limit calls."""
     port, admin_port = free_port(), free_port()
     config = work_dir / "envoy.yaml"
     values.setdefault("descriptor_path", str(DESCRIPTOR))
     values.setdefault("rate_limit_timeout", f"{EDGE_TIMEOUT}s")
     values.setdefault("validation_timeout", f"{EDGE_TIMEOUT}s")
+    if service_keys is not None:
+        ensure_service_key(service_keys, EDGE_NAME)
+        values["service_keys"] = service_keys
     config.write_text(
         render(
             listen_address="127.0.0.1",

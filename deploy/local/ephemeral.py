@@ -20,7 +20,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from deploy.local.infra import EmbeddedPostgres, LocalRedis, free_port, port_in_use
-from deploy.local.stack import SERVICES, StackConfig, migrate, wait_until_ready
+from deploy.local.stack import SERVICES, StackConfig, prepare_database, wait_until_ready
 from services.common.devkeys import mint_token, user_id_for
 from services.common.settings import REPO_ROOT, ServiceSettings
 
@@ -102,7 +102,7 @@ class Mesh:
                     **TEST_JOB_TIMINGS,
                     **SHARED_MODEL_CACHE,
                     **GENEROUS_TIMEOUTS,
-                    **self.config.service_env(),
+                    **self.config.process_env(name),
                     **self.extra_env,
                     **(env or {}),
                 },
@@ -118,7 +118,8 @@ class Mesh:
         definition = next(s for s in SERVICES if s.name == service)
         port = free_port()
         ports = {definition.port_env: str(port), definition.metrics_env: str(free_port())}
-        process = self.start_process(name, [sys.executable, "-m", definition.module], {**ports, **(env or {})})
+        own = self.config.process_env(service)  # the service's database role, not the owner's
+        process = self.start_process(name, [sys.executable, "-m", definition.module], {**own, **ports, **(env or {})})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and process.poll() is None:
             if serving(port):
@@ -173,7 +174,7 @@ def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None) -> Mesh:
     try:
         mesh.postgres.start()
         mesh.redis.start()
-        migrate(config.effective_database_url)
+        prepare_database(config)
         from services.common.devkeys import ensure_keys
 
         ensure_keys(mesh.key_dir)

@@ -14,6 +14,7 @@ from openhr.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.common import surface
 from services.common.cache import connect_redis
 from services.common.db import Database
+from services.common.event_auth import EventSigner
 from services.common.outbox import OutboxRelay
 from services.common.retention import EventRetention
 from services.common.server import ServiceSpec
@@ -27,7 +28,7 @@ from services.identity.mail import Mailer
 from services.identity.oauth import build_oauth
 from services.identity.passwords import Passwords
 from services.identity.privacy import Peers, Privacy
-from services.identity.ratelimit import PUBLIC_METHODS as RATE_LIMIT_METHODS
+from services.identity.ratelimit import METHODS as RATE_LIMIT_METHODS
 from services.identity.ratelimit import SERVICE as RATE_LIMIT_SERVICE
 from services.identity.ratelimit import Counters, EdgeLimits, Limits, LoginGuard
 from services.identity.retention import ExpiredSecretsPurge
@@ -157,10 +158,12 @@ def build(settings: IdentitySettings) -> ServiceSpec:
     peers = Peers(peer_addresses(settings))
     # The outbox relay (UserDeleted) gets a connection of its own: the counters' has a short timeout.
     events_redis = connect_redis(settings.redis_url)
-    relay = OutboxRelay(db, events_redis, store.SCHEMA)
+    relay = OutboxRelay(db, events_redis, store.SCHEMA, EventSigner(Path(settings.service_keys), "identity"))
 
     def register(server: grpc.aio.Server) -> list[str]:
-        identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityApi(accounts, keys, oauth), server)
+        identity_pb2_grpc.add_IdentityServiceServicer_to_server(
+            IdentityApi(accounts, keys, oauth, secrets.lookup_key), server
+        )
         identity_pb2_grpc.add_PrivacyServiceServicer_to_server(PrivacyApi(Privacy(db, box, peers)), server)
         rls_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitApi(EdgeLimits(counters, limits)), server)
         return [SERVICE, PRIVACY_SERVICE, RATE_LIMIT_SERVICE]
@@ -186,7 +189,7 @@ def build(settings: IdentitySettings) -> ServiceSpec:
         ],
         cleanup=[close],
         # Envoy's rate-limit calls carry no token and come with every edge request: not logged.
-        public_methods=PUBLIC_METHODS | RATE_LIMIT_METHODS,
+        public_methods=PUBLIC_METHODS,
         quiet_methods=RATE_LIMIT_METHODS,
         metrics_port=settings.metrics_port,
     )

@@ -132,6 +132,7 @@ def _values(descriptor: Path, clusters: list[str]) -> dict:
         "admin_port": 19901,
         "descriptor_path": str(descriptor),
         "clusters": [{"name": n, "host": "127.0.0.1", "port": 50060 + i} for i, n in enumerate(clusters)],
+        "rate_limit_token": "edge-token",
     }
 
 

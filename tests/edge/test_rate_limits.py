@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +24,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from deploy.local.ephemeral import Mesh, start_mesh
-from deploy.local.stack import edge_ready
+from deploy.local.stack import DESCRIPTOR, edge_ready
+from edge.envoy.render import public_http_routes
 from openhr.enrichment.v1 import enrichment_pb2
 from openhr.identity.v1 import identity_pb2
 from services.common.settings import REPO_ROOT
@@ -241,7 +243,9 @@ async def test_a_burst_per_client_address(limited_mesh: Mesh) -> None:
 def edge_behind_balancer(limited_mesh: Mesh, tmp_path: Path) -> Iterator[RunningEnvoy]:
     """A second Envoy in front of the same services, told one load balancer stands before it
     (trusted_hops=1)."""
-    with running_envoy(limited_mesh.config.ports, tmp_path, trusted_hops=1) as edge:
+    with running_envoy(
+        limited_mesh.config.ports, tmp_path, service_keys=limited_mesh.config.service_keys, trusted_hops=1
+    ) as edge:
         yield edge
 
 
@@ -316,6 +320,66 @@ async def test_sign_up_is_limited_per_client_address(limited_mesh: Mesh) -> None
         ]
     assert [a.status for a in answers] == [200, 200, 429], answers
     assert_limited(answers[2], 2)
+
+
+# The same route spelled differently: Envoy normalizes percent-encoded unreserved characters
+# and the transcoder tolerates a trailing slash, so each variant reaches the same RPC and must
+# count against the same limit (and be public or not alike).
+ROUTE_VARIANTS = {
+    "trailing_slash": lambda path: f"{path}/",
+    "query_string": lambda path: f"{path}?x=1",
+    "percent_encoded": lambda path: path[:-2] + "%" + format(ord(path[-2]), "02X") + path[-1],
+    "trailing_slash_and_query": lambda path: f"{path}/?x=1",
+}
+
+
+@pytest.mark.parametrize("variant", list(ROUTE_VARIANTS))
+@pytest.mark.usefixtures("every_answer_counted")
+@pytest.mark.parametrize(("path", "limit"), [("/v1/auth/login", 3), ("/v1/auth/signup", 2)], ids=["login", "signup"])
+async def test_sign_in_and_sign_up_limits_hold_for_every_spelling_of_the_route(
+    limited_mesh: Mesh, path: str, limit: int, variant: str
+) -> None:
+    """A valid access token lets any path through jwt_authn: the per-address limit of sign-in and
+    sign-up must still count `/v1/auth/login/`, `/v1/auth/login?x=1` and `/v1/auth/logi%6E`."""
+    spelled = ROUTE_VARIANTS[variant](path)
+    token = limited_mesh.token()
+    async with client_from(limited_mesh) as client:
+        await fresh_window()
+        answers = [
+            await rest_call(
+                client,
+                "POST",
+                httpx.URL(limited_mesh.edge_url + spelled),
+                token=token,
+                json={"email": new_email(), "password": "wrong-pass-1"},
+            )
+            for _ in range(limit + 1)
+        ]
+    assert all(a.status != 429 for a in answers[:limit]), answers
+    assert answers[limit].status == 429 and answers[limit].body["details"] == [], answers[limit]
+    assert_limited(answers[limit], limit)
+
+
+@pytest.mark.parametrize("variant", ["trailing_slash", "percent_encoded"])
+async def test_every_public_route_is_public_in_every_spelling(limited_mesh: Mesh, variant: str) -> None:
+    """jwt_authn and the transcoder agree: a spelling of a public route needs no token either;
+    it reaches the same method or none."""
+    routes = public_http_routes(DESCRIPTOR)
+    assert len(routes) >= 10
+    for route in routes:
+        path = re.sub(r"\{[^}]+\}", "github", route["template"])
+        async with client_from(limited_mesh) as client:
+            canonical = await rest_call(client, route["method"], path, content=b"{}")
+            spelled = await rest_call(
+                client, route["method"], httpx.URL(limited_mesh.edge_url + ROUTE_VARIANTS[variant](path)), content=b"{}"
+            )
+        assert canonical.message != "Jwt is missing", (path, canonical)
+        # Either the same method answers the same, or the transcoder knows no such route.
+        assert (spelled.status, spelled.message) in {
+            (canonical.status, canonical.message),
+            (404, f"Could not resolve {ROUTE_VARIANTS[variant](path)} to a method."),
+        }, (path, spelled)
+
 
 
 @pytest.mark.parametrize("known", [True, False], ids=["known_account", "unknown_address"])

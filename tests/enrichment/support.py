@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from deploy.local.ephemeral import Mesh
 from openhr.events.v1 import events_pb2
+from services.common.service_auth import ServiceTokenIssuer
 from tests.waiting import eventually
 
 
@@ -55,3 +56,11 @@ async def wait_for_embedded(
 def cosine(a, b) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def service_metadata(mesh: Mesh, name: str = "profile") -> tuple[tuple[str, str], ...]:
+    """A peer service's token for enrichment's internal RPCs, which answer services only
+    (services/common/surface.py INTERNAL_CALLERS: profile and matching; profile's key stands
+    in for matching, which does not run yet)."""
+    issuer = ServiceTokenIssuer.from_dir(mesh.config.service_keys, name)
+    return (("authorization", f"Bearer {issuer.token()}"),)

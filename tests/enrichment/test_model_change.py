@@ -13,7 +13,7 @@ import grpc
 from deploy.local.ephemeral import Mesh, serving
 from deploy.local.infra import free_port
 from openhr.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
-from tests.enrichment.support import wait_for_embedded
+from tests.enrichment.support import service_metadata, wait_for_embedded
 from tests.users import new_user
 from tests.waiting import eventually
 
@@ -56,7 +56,7 @@ async def test_a_replica_with_another_model_re_embeds_in_the_background(mesh: Me
 
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             answer = await enrichment_pb2_grpc.EnrichmentInternalServiceStub(channel).EmbedTexts(
-                enrichment_pb2.EmbedTextsRequest(texts=["Kubernetes"]), metadata=user.metadata, timeout=60
+                enrichment_pb2.EmbedTextsRequest(texts=["Kubernetes"]), metadata=service_metadata(mesh), timeout=60
             )
         assert (answer.model_id, answer.dimensions, len(answer.embeddings[0].values)) == (NEW_MODEL, 768, 768)
     finally:

@@ -14,6 +14,7 @@ from deploy.local.ephemeral import Mesh
 from openhr.events.v1 import events_pb2
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 from services.common.consumer import EventConsumer
+from services.common.event_auth import EventVerifier
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -40,7 +41,8 @@ async def test_event_committed_while_redis_is_down_is_delivered_once_it_is_back(
         received.append(event)
 
     redis = Redis.from_url(faulty_mesh.redis.url)
-    consumer = EventConsumer(redis, "profile", "test-outbox", "test-1", record, block_ms=200)
+    verifier = EventVerifier.from_dir(faulty_mesh.config.data_dir / "service-keys")
+    consumer = EventConsumer(redis, "profile", "test-outbox", "test-1", record, verifier=verifier, block_ms=200)
     await consumer.ensure_group()
     consuming = asyncio.create_task(consumer.run())
     try:

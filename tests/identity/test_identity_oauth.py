@@ -244,7 +244,7 @@ async def test_google_sign_in(mesh: Mesh, rest, db, oauth_provider) -> None:
     response = await _callback(rest, "google", code, state, headers={"x-openhr-token-transport": "cookie"})
     body = _ok(response)
     assert body["created"] is True and not body["tokens"].get("refreshToken")
-    assert any(c.startswith("openhr_refresh=") for c in response.headers.get_list("set-cookie"))
+    assert any(c.startswith("__Host-openhr_refresh=") for c in response.headers.get_list("set-cookie"))
     user_id = body["tokens"]["userId"]
     assert (await claims(rest, body["tokens"]["accessToken"]))["email_verified"] is True
     account = await db.fetchrow("SELECT * FROM identity.users WHERE user_id = $1", user_id)
@@ -282,7 +282,7 @@ async def test_github_sign_in_over_grpc_web(rest, oauth_provider) -> None:
     assert received[0].flag == DATA
     done = identity_pb2.CompleteOAuthResponse.FromString(received[0].payload)
     assert done.created and done.tokens.access_token and done.tokens.refresh_token == ""
-    assert any(c.startswith("openhr_refresh=") for c in response.headers.get_list("set-cookie"))
+    assert any(c.startswith("__Host-openhr_refresh=") for c in response.headers.get_list("set-cookie"))
 
 
 # --- linking ----------------------------------------------------------------------------------------

@@ -147,26 +147,32 @@ async def test_export_and_delete_leave_a_deleted_user_behind(mesh: Mesh, rest, c
     await send(channel_a, alice, conversation_id, "my words")
     await eventually(lambda: _named(channel_a, bob, alice.user_id, "Alice"), message="alice's name", within=WAIT)
     privacy = user_data_pb2_grpc.UserDataServiceStub(channel_a)
+    # Identity asks, with its service token, when a user exports or deletes their data; no user
+    # token opens it, not even the user's own.
+    identity = (
+        ("authorization", f"Bearer {ServiceTokenIssuer.from_dir(mesh.config.service_keys, 'identity').token()}"),
+    )
     exported = await privacy.ExportUserData(
-        user_data_pb2.ExportUserDataRequest(user_id=alice.user_id), metadata=alice.metadata
+        user_data_pb2.ExportUserDataRequest(user_id=alice.user_id), metadata=identity
     )
     assert exported.service == "messaging"
     assert [m["text"] for m in exported.data["messages_sent"]] == ["my words"]
-    with pytest.raises(grpc.aio.AioRpcError) as foreign:
-        await privacy.DeleteUserData(user_data_pb2.DeleteUserDataRequest(user_id=alice.user_id), metadata=bob.metadata)
-    assert foreign.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    for user in (bob, alice):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await privacy.DeleteUserData(
+                user_data_pb2.DeleteUserDataRequest(user_id=alice.user_id), metadata=user.metadata
+            )
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
     deleted = await privacy.DeleteUserData(
-        user_data_pb2.DeleteUserDataRequest(user_id=alice.user_id), metadata=alice.metadata
+        user_data_pb2.DeleteUserDataRequest(user_id=alice.user_id), metadata=identity
     )
     assert deleted.deleted["messages_redacted"] == 1
     (conversation,) = await conversations(channel_a, bob)
     other = next(p for p in conversation.participants if p.user_id == alice.user_id)
     assert (other.display_name, other.deleted) == ("deleted user", True)
     assert conversation.last_message.text == ""
-    again = await privacy.DeleteUserData(
-        user_data_pb2.DeleteUserDataRequest(user_id=alice.user_id), metadata=alice.metadata
-    )
+    again = await privacy.DeleteUserData(user_data_pb2.DeleteUserDataRequest(user_id=alice.user_id), metadata=identity)
     assert again.deleted["messages_redacted"] == 0
 
 
