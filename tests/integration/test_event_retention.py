@@ -20,10 +20,11 @@ async def test_old_published_events_and_old_inbox_keys_are_purged(mesh: Mesh) ->
     url = mesh.config.effective_database_url
     ids = {name: uuid.uuid4() for name in ("old_published", "new_published", "old_unpublished", "old_key", "new_key")}
     owner = await asyncpg.connect(url)
+    # Rows of a topic of profile's own: the running relay publishes (and signs) only those.
     try:
         await owner.executemany(
             "INSERT INTO profile.outbox (event_id, topic, payload, created_at, published_at) "
-            "VALUES ($1, 'retention-test', '\\x00', now() - make_interval(secs => $2), "
+            "VALUES ($1, 'profile.retention-test', '\\x00', now() - make_interval(secs => $2), "
             "CASE WHEN $3 THEN now() - make_interval(secs => $2) END)",
             [(ids["old_published"], 8 * DAY, True), (ids["new_published"], DAY, True)],
         )
@@ -31,7 +32,7 @@ async def test_old_published_events_and_old_inbox_keys_are_purged(mesh: Mesh) ->
         # may publish it meanwhile, which makes it recent.
         await owner.execute(
             "INSERT INTO profile.outbox (event_id, topic, payload, created_at) "
-            "VALUES ($1, 'retention-test', '\\x00', now() - interval '8 days')",
+            "VALUES ($1, 'profile.retention-test', '\\x00', now() - interval '8 days')",
             ids["old_unpublished"],
         )
         await owner.executemany(
