@@ -7,6 +7,7 @@ import { loadConversations, startLive, stopLive } from "./live";
 import { navigate, onLinkClick, useLocation } from "./router";
 import { session } from "./session";
 import { resetState, setState, useStore } from "./store";
+import { Badge } from "./ui";
 import { OAuthCallback, ResetPassword, SignIn, VerifyEmail } from "./screens/auth";
 import { Onboarding } from "./screens/onboarding";
 import { Importer } from "./screens/importer";
@@ -147,11 +148,7 @@ function Nav() {
     <li>
       <a href={href} aria-current={path.startsWith(href) ? "page" : undefined}>
         {text}
-        {count > 0 && (
-          <span class="badge" aria-label={`, ${count} unread`}>
-            {count}
-          </span>
-        )}
+        <Badge count={count} />
       </a>
     </li>
   );

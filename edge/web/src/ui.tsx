@@ -150,3 +150,14 @@ export function Avatar({ name, url }: { name: string; url?: string }) {
     </span>
   );
 }
+
+/** An unread count: the number shown, "N unread" read out. */
+export function Badge({ count }: { count: number }) {
+  if (count <= 0) return null;
+  return (
+    <span class="badge">
+      <span aria-hidden="true">{count}</span>
+      <span class="visually-hidden">({count} unread)</span>
+    </span>
+  );
+}

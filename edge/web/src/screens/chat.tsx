@@ -9,7 +9,7 @@ import type { Conversation } from "../gen/openhr/messaging/v1/messaging_pb";
 import { loadConversations, loadMessages } from "../live";
 import { session } from "../session";
 import { mergeMessages, setState, useStore } from "../store";
-import { Avatar, Dialog, Heading, Notice, TextArea, useId } from "../ui";
+import { Avatar, Badge, Dialog, Heading, Notice, TextArea, useId } from "../ui";
 
 const MAX_MESSAGE = 1000;
 const TYPING_REFRESH_MS = 2_000;
@@ -45,11 +45,7 @@ export function Conversations({ selected }: { selected?: string }) {
                       <span class="name">{person?.displayName}</span>
                       <span class="last muted">{c.blocked ? "Blocked" : c.lastMessage?.text ?? "No messages yet"}</span>
                     </span>
-                    {c.unreadCount > 0 && (
-                      <span class="badge" aria-label={`${c.unreadCount} unread`}>
-                        {c.unreadCount}
-                      </span>
-                    )}
+                    <Badge count={c.unreadCount} />
                   </a>
                 </li>
               );

@@ -151,6 +151,7 @@ function SkillsStep({ profile, onDone }: { profile: Profile; onDone: () => void 
   const inputId = useId("skill");
   const listId = useId("skill-list");
   const latest = useRef(0);
+  const input = useRef<HTMLInputElement>(null);
 
   useEffect(() => {
     const text = query.trim();
@@ -181,6 +182,7 @@ function SkillsStep({ profile, onDone }: { profile: Profile; onDone: () => void 
       setState({ profile: fresh.profile ?? null });
       setQuery("");
       setSuggestions([]);
+      setActive(-1);
     } catch (e) {
       setError(errorText(e));
     }
@@ -215,7 +217,8 @@ function SkillsStep({ profile, onDone }: { profile: Profile; onDone: () => void 
         class="skill-add"
         onSubmit={(e) => {
           e.preventDefault();
-          const chosen = active >= 0 ? suggestions[active].name : query.trim();
+          // What is in the box now (a quick Enter can come before the next render).
+          const chosen = suggestions[active]?.name ?? (input.current?.value ?? query).trim();
           if (chosen) void add(chosen);
         }}
       >
@@ -223,6 +226,7 @@ function SkillsStep({ profile, onDone }: { profile: Profile; onDone: () => void 
           <label for={inputId}>Skill</label>
           <input
             id={inputId}
+            ref={input}
             role="combobox"
             aria-expanded={open}
             aria-controls={listId}
@@ -231,7 +235,10 @@ function SkillsStep({ profile, onDone }: { profile: Profile; onDone: () => void 
             autoComplete="off"
             maxLength={60}
             value={query}
-            onInput={(e) => setQuery((e.target as HTMLInputElement).value)}
+            onInput={(e) => {
+              setQuery((e.target as HTMLInputElement).value);
+              setActive(-1);
+            }}
             onKeyDown={onKey}
           />
           <ul id={listId} role="listbox" aria-label="Suggested skills" hidden={!open}>
