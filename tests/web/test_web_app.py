@@ -160,6 +160,13 @@ async def test_chat_live_typing_receipts_and_a_network_drop(mesh, rest, people, 
     await expect(alice.page.get_by_text("This conversation is blocked.")).to_be_visible()
     await expect(bob.page.get_by_text("This conversation is blocked.")).to_be_visible()
 
+    # A second tab resumes Bob's session from the cookie; signing out there signs out both.
+    second = await bob.context.new_page()
+    await second.goto(bob.edge_url + "/app/settings")
+    await second.get_by_role("button", name="Sign out in every tab").click()
+    await expect(second.get_by_role("heading", name="Sign in to OpenHR")).to_be_visible()
+    await expect(bob.page.get_by_role("heading", name="Sign in to OpenHR")).to_be_visible()
+
 
 async def test_resume_import_progress_review_and_account_deletion(mesh, rest, people, screenshot_dir):
     cleo = await people()

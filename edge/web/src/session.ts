@@ -4,6 +4,9 @@
 // cookie's Path is /v1/auth: the browser never sends it to the grpc-web paths. They carry the
 // double-submit header x-csrf-token, copied from the readable CSRF cookie. The token is
 // refreshed a minute before it expires; signing out in one tab signs out every tab.
+// Refresh tokens are single-use (a reused one revokes the session), and every tab of the
+// origin shares the cookie: tabs refresh one at a time (Web Locks), each with the cookie the
+// previous refresh left.
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import {
   RefreshResponseSchema,
@@ -63,7 +66,7 @@ class Session {
 
   /** A new access token from the refresh cookie; false when there is no session to resume. */
   refresh(): Promise<boolean> {
-    this.inflight ??= this.post("/v1/auth/refresh")
+    this.inflight ??= oneTabAtATime(() => this.post("/v1/auth/refresh"))
       .then(async (response) => {
         if (!response.ok) {
           this.clear();
@@ -118,6 +121,10 @@ class Session {
   private emit(): void {
     for (const listener of this.listeners) listener();
   }
+}
+
+function oneTabAtATime(call: () => Promise<Response>): Promise<Response> {
+  return navigator.locks ? navigator.locks.request("openhr-refresh", call) : call();
 }
 
 function csrfCookie(): string {

@@ -66,6 +66,8 @@ export function Discover() {
   return (
     <main id="main">
       <Heading>Discover</Heading>
+      <details class="filters-box">
+      <summary>Filters</summary>
       <form
         class="filters"
         aria-label="Filters"
@@ -112,6 +114,7 @@ export function Discover() {
         </label>
         <button type="submit">Apply filters</button>
       </form>
+      </details>
       <Notice error={error} ok={notice} />
       {cards === null ? (
         <p role="status">Loading matches…</p>

@@ -155,11 +155,11 @@ function SkillsStep({ profile, onDone }: { profile: Profile; onDone: () => void 
 
   useEffect(() => {
     const text = query.trim();
+    const ticket = ++latest.current; // an answer to an older query is dropped
     if (!text) {
       setSuggestions([]);
       return;
     }
-    const ticket = ++latest.current;
     const timer = window.setTimeout(() => {
       skillsApi.searchSkills({ query: text, limit: 8 }).then(
         (response) => {
