@@ -87,15 +87,22 @@ class IdentitySettings(ServiceSettings):
     profile_addr: str = Field("127.0.0.1:50061", validation_alias="PROFILE_ADDR")
     # Comma list of the services that store user data (UserDataService): ExportMyData and
     # DeleteMe call each at <NAME>_ADDR.
-    user_data_peers: str = Field("profile,enrichment", validation_alias="OPENHR_USER_DATA_PEERS")
+    user_data_peers: str = Field("profile,enrichment,messaging", validation_alias="OPENHR_USER_DATA_PEERS")
+    enrichment_addr: str = Field("127.0.0.1:50064", validation_alias="ENRICHMENT_ADDR")
+    messaging_addr: str = Field("127.0.0.1:50063", validation_alias="MESSAGING_ADDR")
 
 
 def peer_addresses(settings: IdentitySettings) -> dict[str, str]:
     """Service name -> address of every user data peer (PROFILE_ADDR, MATCHING_ADDR, ...)."""
+    known = {
+        "profile": settings.profile_addr,
+        "enrichment": settings.enrichment_addr,
+        "messaging": settings.messaging_addr,
+    }
     addresses = {}
     for name in filter(None, (part.strip() for part in settings.user_data_peers.split(","))):
         variable = f"{name.upper()}_ADDR"
-        address = settings.profile_addr if name == "profile" else os.environ.get(variable, "")
+        address = known.get(name) or os.environ.get(variable, "")
         if not address:
             raise ValueError(f"OPENHR_USER_DATA_PEERS names {name!r} but {variable} is not set")
         addresses[name] = address

@@ -39,7 +39,9 @@ async def test_export_then_delete_the_vectors(mesh: Mesh, rest, enrichment_chann
     deleted = await stub.DeleteUserData(
         user_data_pb2.DeleteUserDataRequest(user_id=user.user_id), metadata=user.metadata, timeout=10
     )
-    assert dict(deleted.deleted) == {"profile_vectors": 2, "profile_texts": 1}
+    assert dict(deleted.deleted) == {
+        "profile_vectors": 2, "profile_texts": 1, "github_imports": 0, "suggestions": 0, "jobs": 0
+    }
     left = await db.fetchval(
         "SELECT count(*) FROM enrichment.profile_vectors WHERE user_id = $1", uuid.UUID(user.user_id)
     )
@@ -47,7 +49,9 @@ async def test_export_then_delete_the_vectors(mesh: Mesh, rest, enrichment_chann
     again = await stub.DeleteUserData(
         user_data_pb2.DeleteUserDataRequest(user_id=user.user_id), metadata=user.metadata, timeout=10
     )
-    assert dict(again.deleted) == {"profile_vectors": 0, "profile_texts": 0}
+    assert dict(again.deleted) == {
+        "profile_vectors": 0, "profile_texts": 0, "github_imports": 0, "suggestions": 0, "jobs": 0
+    }
 
 
 async def test_only_the_user_themselves(mesh: Mesh, rest, enrichment_channel) -> None:
