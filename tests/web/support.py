@@ -7,6 +7,7 @@ import uuid
 import httpx
 from playwright.async_api import expect
 
+from tests.events import publish_match
 from tests.web.conftest import Person
 
 PASSWORD = "violet-kettle-harbour"
@@ -61,3 +62,17 @@ async def send(person: Person, text: str) -> None:
     await page.get_by_label("Message", exact=True).fill(text)
     await page.get_by_role("button", name="Send").click()
     await expect(messages(person).filter(has_text=text)).to_have_count(1)
+
+
+async def matched_pair(mesh, rest: httpx.AsyncClient, people) -> tuple[Person, Person]:
+    """Alice and Bob, signed up with profiles and matched, each in the open conversation."""
+    alice, bob = await people(), await people()
+    alice_email, bob_email = new_email("alice"), new_email("bob")
+    await sign_up(alice, "Alice", alice_email)
+    await basic_info(alice, "Alice")
+    await sign_up(bob, "Bob", bob_email)
+    await basic_info(bob, "Bob")
+    await publish_match(mesh, await user_id(rest, alice_email), await user_id(rest, bob_email))
+    await open_conversation(alice, "Bob")
+    await open_conversation(bob, "Alice")
+    return alice, bob

@@ -11,18 +11,16 @@ import time
 from playwright.async_api import expect
 
 from tests.enrichment.pdfs import resume_pdf
-from tests.events import publish_match
 from tests.identity.support import next_link
 from tests.web.conftest import check_screen
 from tests.web.support import (
     PASSWORD,
     basic_info,
+    matched_pair,
     messages,
     new_email,
-    open_conversation,
     send,
     sign_up,
-    user_id,
 )
 
 
@@ -96,16 +94,7 @@ async def test_sign_up_verify_and_onboard(mesh, people, screenshot_dir):
 
 
 async def test_chat_live_typing_receipts_and_a_network_drop(mesh, rest, people, screenshot_dir):
-    alice, bob = await people(), await people()
-    alice_email, bob_email = new_email("alice"), new_email("bob")
-    await sign_up(alice, "Alice", alice_email)
-    await basic_info(alice, "Alice")
-    await sign_up(bob, "Bob", bob_email)
-    await basic_info(bob, "Bob")
-    await publish_match(mesh, await user_id(rest, alice_email), await user_id(rest, bob_email))
-
-    await open_conversation(alice, "Bob")
-    await open_conversation(bob, "Alice")
+    alice, bob = await matched_pair(mesh, rest, people)
     await alice.page.get_by_role("button", name="Suggest a first message").click()
     await expect(alice.page.get_by_label("Message", exact=True)).not_to_have_value("")
     await check_screen(alice.page, "conversation-first-message", screenshot_dir)
@@ -222,3 +211,19 @@ async def test_mail_links_and_oauth_callback_pages(people, screenshot_dir):
     await visitor.goto("/auth/callback?code=abc&state=forged")
     await expect(page.get_by_text("This sign-in was not started here")).to_be_visible()
     await check_screen(page, "oauth-callback", screenshot_dir)
+
+
+async def test_stream_reconnects_after_a_messaging_restart(mesh, rest, people):
+    alice, bob = await matched_pair(mesh, rest, people)
+    await send(bob, "before the restart")
+    await expect(messages(alice)).to_have_text(["before the restart"])
+
+    argv = mesh.config.commands()["messaging"]
+    mesh.stop_process("messaging")
+    try:
+        await expect(alice.page.get_by_text("Reconnecting…")).to_be_visible()
+    finally:
+        mesh.start_process("messaging", argv)
+    await expect(alice.page.get_by_text("Live", exact=True)).to_be_visible()
+    await send(bob, "after the restart")
+    await expect(messages(alice)).to_have_text(["before the restart", "after the restart"])

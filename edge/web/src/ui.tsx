@@ -58,6 +58,23 @@ export function Field(props: {
   );
 }
 
+/** A password input with identity's limits (services/identity/passwords.py: 8-128 characters). */
+export function PasswordField(props: { label: string; value: string; onInput: (v: string) => void; isNew: boolean; hint?: string }) {
+  return (
+    <Field
+      label={props.label}
+      type="password"
+      value={props.value}
+      onInput={props.onInput}
+      required
+      minLength={8}
+      maxLength={128}
+      autoComplete={props.isNew ? "new-password" : "current-password"}
+      hint={props.hint}
+    />
+  );
+}
+
 export function TextArea(props: { label: string; value: string; onInput: (v: string) => void; maxLength?: number; rows?: number }) {
   const id = useId("area");
   return (

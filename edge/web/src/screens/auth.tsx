@@ -6,7 +6,7 @@ import { COOKIE_MODE, errorText, identity } from "../api";
 import { webConfig } from "../config";
 import { navigate } from "../router";
 import { session } from "../session";
-import { Field, Heading, Notice } from "../ui";
+import { Field, Heading, Notice, PasswordField } from "../ui";
 
 const PROVIDER_NAMES: Record<string, string> = { github: "GitHub", google: "Google" };
 const OAUTH_KEY = "openhr-oauth";
@@ -61,15 +61,11 @@ export function SignIn({ mode }: { mode: "signin" | "signup" }) {
       <form onSubmit={submit} aria-busy={busy}>
         {signup && <Field label="Your name" value={name} onInput={setName} autoComplete="name" maxLength={80} />}
         <Field label="Email" type="email" value={email} onInput={setEmail} required autoComplete="email" maxLength={254} />
-        <Field
+        <PasswordField
           label="Password"
-          type="password"
           value={password}
           onInput={setPassword}
-          required
-          minLength={8}
-          maxLength={128}
-          autoComplete={signup ? "new-password" : "current-password"}
+          isNew={signup}
           hint={signup ? "8 to 128 characters; not a common password." : undefined}
         />
         <Notice error={error} />
@@ -154,16 +150,7 @@ export function ResetPassword({ token }: { token: string }) {
       <Heading>{token ? "Choose a new password" : "Reset your password"}</Heading>
       <form onSubmit={submit} aria-busy={busy}>
         {token ? (
-          <Field
-            label="New password"
-            type="password"
-            value={password}
-            onInput={setPassword}
-            required
-            minLength={8}
-            maxLength={128}
-            autoComplete="new-password"
-          />
+          <PasswordField label="New password" value={password} onInput={setPassword} isNew />
         ) : (
           <Field label="Email" type="email" value={email} onInput={setEmail} required autoComplete="email" />
         )}
