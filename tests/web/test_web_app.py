@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 
 from playwright.async_api import expect
 
@@ -227,3 +228,19 @@ async def test_stream_reconnects_after_a_messaging_restart(mesh, rest, people):
     await expect(alice.page.get_by_text("Live", exact=True)).to_be_visible()
     await send(bob, "after the restart")
     await expect(messages(alice)).to_have_text(["before the restart", "after the restart"])
+
+
+async def test_sign_in_with_github_through_the_callback_page(oauth_provider, people):
+    """The GitHub button, the provider's consent (the local stand-in, signed in by its cookie),
+    its redirect to /auth/callback, and the page completing the sign-in: a first GitHub sign-in
+    creates the account and the profile, so the app opens on Discover."""
+    login = f"octo-{uuid.uuid4().hex[:8]}"
+    emails = [{"email": new_email("gh"), "primary": True, "verified": True, "visibility": "public"}]
+    octo = oauth_provider.github_user(login, name="Octo Cat", emails=emails)
+    visitor = await people()
+    await visitor.context.add_cookies([{"name": "session", "value": octo.session, "url": oauth_provider.url}])
+    await visitor.goto("/")
+    await visitor.page.get_by_role("button", name="Continue with GitHub").click()
+    await visitor.page.wait_for_url("**/app/discover")
+    await visitor.goto("/app/onboarding/1")
+    await expect(visitor.page.get_by_label("Name", exact=True)).to_have_value("Octo Cat")
