@@ -244,3 +244,27 @@ async def test_sign_in_with_github_through_the_callback_page(oauth_provider, peo
     await visitor.page.wait_for_url("**/app/discover")
     await visitor.goto("/app/onboarding/1")
     await expect(visitor.page.get_by_label("Name", exact=True)).to_have_value("Octo Cat")
+
+
+async def test_keyboard_only_sign_in_follows_the_visual_order(rest, people):
+    email = new_email("keys")
+    response = await rest.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    visitor = await people()
+    page = visitor.page
+    await visitor.goto("/")
+    # Focus starts on the screen's heading; Tab goes on to the form, Shift+Tab back to the header.
+    await expect(page.get_by_role("heading", name="Sign in to OpenHR")).to_be_focused()
+    await page.keyboard.press("Shift+Tab")
+    await expect(page.get_by_role("link", name="OpenHR")).to_be_focused()
+    await page.keyboard.press("Shift+Tab")
+    await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_label("Email")).to_be_focused()
+    await page.keyboard.type(email)
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_label("Password")).to_be_focused()
+    await page.keyboard.type(PASSWORD)
+    await page.keyboard.press("Enter")
+    await page.wait_for_url("**/app/onboarding/1")
