@@ -10,7 +10,12 @@ import { MessagingService } from "./gen/openhr/messaging/v1/messaging_pb";
 import { MatchingService } from "./gen/openhr/matching/v1/matching_pb";
 import { session } from "./session";
 
+// identity's methods that get a token in the first place (services/common/surface.py
+// IDENTITY_PUBLIC_METHODS): called without one, and never retried through a refresh.
+const PUBLIC = new Set(["SignUp", "Login", "Refresh", "Logout", "VerifyEmail", "RequestPasswordReset", "ResetPassword", "StartOAuth", "CompleteOAuth"]);
+
 const auth: Interceptor = (next) => async (request) => {
+  if (request.service.typeName === IdentityService.typeName && PUBLIC.has(request.method.name)) return next(request);
   const token = session.accessToken();
   if (token) request.header.set("authorization", `Bearer ${token}`);
   try {
@@ -32,6 +37,7 @@ const transport = createGrpcWebTransport({
   interceptors: [auth],
 });
 
+session.connect(transport);
 export const identity = createClient(IdentityService, transport);
 export const privacy = createClient(PrivacyService, transport);
 export const profiles = createClient(ProfileService, transport);

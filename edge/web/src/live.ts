@@ -3,7 +3,8 @@
 // silent stream it reconnects with the cursor of the last event it got, so the server replays
 // what was missed; messages are merged by seq, so each shows once and in order.
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { messaging } from "./api";
+import { Code, ConnectError, messaging } from "./api";
+import { session } from "./session";
 import type { StreamEventsResponse } from "./gen/openhr/messaging/v1/messaging_pb";
 import { getState, mergeMessages, setState } from "./store";
 
@@ -59,8 +60,14 @@ async function loop(): Promise<void> {
         if (event.cursor) cursor = event.cursor;
         handle(event);
       }
-    } catch {
-      // The stream ended: network, server restart or our own abort. Reconnect below.
+    } catch (error) {
+      // The stream ended: network, server restart or our own abort: reconnect below. Refused
+      // for the token (it expired while the tab slept): refresh it first, or stop when the
+      // session is gone.
+      if (ConnectError.from(error).code === Code.Unauthenticated) {
+        await session.refresh();
+        if (!session.accessToken()) running = false;
+      }
     } finally {
       window.clearTimeout(silence);
     }

@@ -1,21 +1,16 @@
 // The signed-in session. The access token lives in memory only (never in storage); the
 // refresh token stays in identity's HttpOnly cookie (`x-openhr-token-transport: cookie`),
-// which scripts cannot read. Refresh and sign-out go to identity's REST routes because the
-// cookie's Path is /v1/auth: the browser never sends it to the grpc-web paths. They carry the
-// double-submit header x-csrf-token, copied from the readable CSRF cookie. The token is
-// refreshed a minute before it expires; signing out in one tab signs out every tab.
+// which scripts cannot read. Refresh and sign-out send the cookie's CSRF token in
+// x-csrf-token, copied from the readable CSRF cookie (services/identity/cookies.py). The token
+// is refreshed a minute before it expires; signing out in one tab signs out every tab.
 // Refresh tokens are single-use (a reused one revokes the session), and every tab of the
 // origin shares the cookie: tabs refresh one at a time (Web Locks), each with the cookie the
 // previous refresh left.
-import { fromJson, type JsonValue } from "@bufbuild/protobuf";
-import {
-  RefreshResponseSchema,
-  type Tokens,
-} from "./gen/openhr/identity/v1/identity_pb";
+import { IdentityService, type Tokens } from "./gen/openhr/identity/v1/identity_pb";
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 
-// identity's cookie names (services/identity/cookies.py), with the __Host- form browsers
-// bind to this origin and path /.
-const CSRF_COOKIES = ["__Host-openhr_csrf", "openhr_csrf"];
+// identity's CSRF cookie (services/identity/cookies.py: __Host- binds it to this origin).
+const CSRF_COOKIE = "__Host-openhr_csrf";
 const REFRESH_MARGIN_MS = 60_000;
 const channel = "BroadcastChannel" in window ? new BroadcastChannel("openhr-session") : null;
 
@@ -28,11 +23,17 @@ class Session {
   private timer: number | undefined;
   private inflight: Promise<boolean> | null = null;
   private listeners = new Set<Listener>();
+  private identity: ReturnType<typeof createClient<typeof IdentityService>> | null = null;
 
   constructor() {
     channel?.addEventListener("message", (event) => {
       if (event.data === "signed-out") this.clear();
     });
+  }
+
+  /** The transport identity is called through (api.ts wires it: no token on these calls). */
+  connect(transport: Transport): void {
+    this.identity = createClient(IdentityService, transport);
   }
 
   accessToken(): string {
@@ -66,19 +67,18 @@ class Session {
 
   /** A new access token from the refresh cookie; false when there is no session to resume. */
   refresh(): Promise<boolean> {
-    this.inflight ??= oneTabAtATime(() => this.post("/v1/auth/refresh"))
-      .then(async (response) => {
-        if (!response.ok) {
-          this.clear();
-          return false;
-        }
-        const body = fromJson(RefreshResponseSchema, (await response.json()) as JsonValue, {
-          ignoreUnknownFields: true,
-        });
-        this.take(body.tokens);
+    this.inflight ??= oneTabAtATime(() => this.identity!.refresh({}, { headers: this.cookieHeaders() }))
+      .then((response) => {
+        this.take(response.tokens);
         return true;
       })
-      .catch(() => false)
+      .catch((error) => {
+        // No session to resume (no cookie, expired, revoked, signed out elsewhere): forget
+        // the tokens. A network failure keeps them: the next attempt may succeed.
+        const code = ConnectError.from(error).code;
+        if (code === Code.Unauthenticated || code === Code.PermissionDenied) this.clear();
+        return false;
+      })
       .finally(() => {
         this.inflight = null;
       });
@@ -88,7 +88,7 @@ class Session {
   /** Ends the session at identity (its refresh token is revoked) and in every tab. */
   async signOut(): Promise<void> {
     try {
-      await this.post("/v1/auth/logout");
+      await this.identity!.logout({}, { headers: this.cookieHeaders() });
     } finally {
       this.clear();
       channel?.postMessage("signed-out");
@@ -105,17 +105,8 @@ class Session {
     if (had) this.emit();
   }
 
-  private post(path: string): Promise<Response> {
-    return fetch(path, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: {
-        "content-type": "application/json",
-        "x-openhr-token-transport": "cookie",
-        "x-csrf-token": csrfCookie(),
-      },
-      body: "{}",
-    });
+  private cookieHeaders(): Record<string, string> {
+    return { "x-openhr-token-transport": "cookie", "x-csrf-token": csrfCookie() };
   }
 
   private emit(): void {
@@ -123,7 +114,7 @@ class Session {
   }
 }
 
-function oneTabAtATime(call: () => Promise<Response>): Promise<Response> {
+function oneTabAtATime<T>(call: () => Promise<T>): Promise<T> {
   return navigator.locks ? navigator.locks.request("openhr-refresh", call) : call();
 }
 
@@ -134,11 +125,7 @@ function csrfCookie(): string {
       return [name, value.join("=")] as const;
     }),
   );
-  for (const name of CSRF_COOKIES) {
-    const value = cookies.get(name);
-    if (value) return decodeURIComponent(value);
-  }
-  return "";
+  return decodeURIComponent(cookies.get(CSRF_COOKIE) ?? "");
 }
 
 export const session = new Session();
