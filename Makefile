@@ -12,6 +12,11 @@ DEPLOY_VENV := .venv-deploy
 PIP_COMPILE := $(DEPLOY_VENV)/bin/pip-compile -q --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
 BUF := node_modules/.bin/buf
 GEN := gen
+# The browser client: its own package.json and node_modules (the root's serve buf alone).
+WEB := edge/web
+WEB_SOURCES := $(shell find $(WEB)/src $(WEB)/public -path $(WEB)/src/gen -prune -o -type f -print) \
+  $(WEB)/index.html $(WEB)/vite.config.ts $(WEB)/tsconfig.json
+CHROMIUM := /usr/bin/chromium
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYTHONPATH := $(CURDIR):$(CURDIR)/$(GEN)/python
 export HF_HUB_OFFLINE := 1
@@ -21,7 +26,7 @@ PROTOS := $(shell find protos -name '*.proto')
 MODELS_DIR := $(VENV)/share/openhr-models
 MPNET := $(MODELS_DIR)/all-mpnet-base-v2
 
-.PHONY: help install models protos lint run test bench token migrate lock manifests sdk clean
+.PHONY: help install models protos web browser lint run test bench token migrate lock manifests sdk clean
 
 help:
 	@echo "make run    - install what is missing, start the whole mesh, print the edge URL"
@@ -29,6 +34,7 @@ help:
 	@echo "make bench  - run the benchmarks (results in bench/results/)"
 	@echo "make token USER=you@example.com - print a local access token (local mode only)"
 	@echo "make protos - regenerate code from protos/ ; make lint - buf lint + ruff"
+	@echo "make web    - build the browser app (edge/web/dist) the edge serves"
 	@echo "make sdk    - build the Python SDK wheel (sdk/ + openhr_client) into dist/"
 	@echo "make lock   - re-pin requirements*.lock after editing requirements*.txt (keeps existing pins)"
 	@echo "make manifests - re-render the Envoy config of deploy/k8s from edge/envoy/envoy.yaml.j2"
@@ -66,7 +72,7 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed $(DEPLOY_VENV)/.installed models
+install: $(VENV)/.installed node_modules/.installed $(DEPLOY_VENV)/.installed models $(WEB)/node_modules/.installed
 
 # Generated code is not committed: it is rebuilt whenever a proto changes.
 $(GEN)/.stamp: $(PROTOS) $(shell find third_party -name "*.proto") buf.yaml edge/openapi.py $(VENV)/.installed node_modules/.installed
@@ -81,6 +87,29 @@ $(GEN)/.stamp: $(PROTOS) $(shell find third_party -name "*.proto") buf.yaml edge
 
 protos: $(GEN)/.stamp
 
+$(WEB)/node_modules/.installed: $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# TypeScript clients from the contracts (protoc-gen-es as a local buf plugin); not committed.
+$(WEB)/src/gen/.stamp: $(PROTOS) $(WEB)/buf.gen.yaml $(WEB)/node_modules/.installed node_modules/.installed
+	rm -rf $(WEB)/src/gen
+	$(BUF) generate --template $(WEB)/buf.gen.yaml
+	touch $@
+
+# Rebuilt only when a source, a proto or a package changed; `make run` and the tests serve it.
+$(WEB)/dist/index.html: $(WEB)/src/gen/.stamp $(WEB_SOURCES)
+	cd $(WEB) && npm run -s build
+
+web: $(WEB)/dist/index.html
+
+# The browser tests drive Debian's chromium (Playwright launches it; it downloads no browser).
+$(CHROMIUM):
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq
+	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq --no-install-recommends chromium
+
+browser: $(CHROMIUM)
+
 # buf breaking: the contracts of this commit against its parent (nothing to compare on the first).
 lint: protos
 	$(BUF) lint
@@ -90,7 +119,7 @@ lint: protos
 migrate: protos
 	$(PY) -m deploy.local.stack migrate
 
-run: protos models
+run: protos models web
 	$(PY) -m deploy.local.stack run
 
 # USER is also the login name in the environment: only a USER given on the command line counts.
@@ -98,7 +127,7 @@ token: protos
 	@if [ "$(origin USER)" != "command line" ]; then echo "usage: make token USER=you@example.com" >&2; exit 2; fi
 	@$(PY) -m services.identity.devtoken "$(USER)"
 
-test: protos models $(DEPLOY_VENV)/.installed
+test: protos models web browser $(DEPLOY_VENV)/.installed
 	$(BUF) lint
 	$(PY) -m pytest
 
@@ -120,4 +149,4 @@ bench: protos models
 	$(PY) -m bench
 
 clean:
-	rm -rf $(GEN) .pytest_cache $(DEPLOY_VENV) build dist *.egg-info
+	rm -rf $(GEN) .pytest_cache $(DEPLOY_VENV) build dist *.egg-info $(WEB)/dist $(WEB)/src/gen

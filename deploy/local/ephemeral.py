@@ -20,7 +20,14 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from deploy.local.infra import EmbeddedPostgres, LocalRedis, free_port, port_in_use
-from deploy.local.stack import SERVICES, StackConfig, prepare_database, wait_until_ready
+from deploy.local.stack import (
+    SERVICES,
+    StackConfig,
+    default_web_root,
+    oauth_providers,
+    prepare_database,
+    wait_until_ready,
+)
 from services.common.devkeys import mint_token, user_id_for
 from services.common.settings import REPO_ROOT, ServiceSettings
 
@@ -170,6 +177,10 @@ def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None) -> Mesh:
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
     config = config_on_free_ports(data_dir)
+    # The edge serves the built browser app (tests/web drives it) with the sign-in buttons of
+    # the providers this mesh's identity is configured for.
+    config.web_root = default_web_root()
+    config.oauth_providers = oauth_providers({**os.environ, **(extra_env or {})})
     mesh = Mesh(config=config, postgres=config.postgres, redis=config.redis, extra_env=dict(extra_env or {}))
     try:
         mesh.postgres.start()

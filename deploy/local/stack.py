@@ -31,6 +31,22 @@ from services.common.settings import DATA_DIR, REPO_ROOT, ServiceSettings
 
 GEN_DIR = REPO_ROOT / "gen"
 DESCRIPTOR = GEN_DIR / "openhr.binpb"
+# The browser app as `make web` builds it; the edge serves it when it is there.
+WEB_DIST = REPO_ROOT / "edge" / "web" / "dist"
+OAUTH_PROVIDERS = ("github", "google")
+
+
+def oauth_providers(env: Mapping[str, str]) -> list[str]:
+    """The sign-in providers identity is configured for (a client id is set): the page shows their buttons."""
+    return [name for name in OAUTH_PROVIDERS if env.get(f"OPENHR_{name.upper()}_CLIENT_ID")]
+
+
+def default_web_root(env: Mapping[str, str] = os.environ) -> Path | None:
+    """OPENHR_WEB_ROOT, else edge/web/dist once built; "" or no build: no web app."""
+    given = env.get("OPENHR_WEB_ROOT")
+    if given is not None:
+        return Path(given) if given else None
+    return WEB_DIST if (WEB_DIST / "index.html").exists() else None
 
 
 @dataclass(frozen=True)
@@ -109,6 +125,8 @@ class StackConfig:
     smtp_host: str | None = None  # None: the local SMTP sink (aiosmtpd, Maildir in data_dir/mail)
     smtp_port: int = 2525
     public_url: str | None = None  # None: the edge URL
+    web_root: Path | None = None  # the built browser app the edge serves (None: none)
+    oauth_providers: list[str] = field(default_factory=list)  # sign-in buttons the page shows
     # What Envoy's jwt_authn requires (the services read the same variables).
     jwt_issuer: str = ServiceSettings.model_fields["jwt_issuer"].default
     jwt_audience: str = ServiceSettings.model_fields["jwt_audience"].default
@@ -134,6 +152,8 @@ class StackConfig:
             smtp_host=env.get("OPENHR_SMTP_HOST") or None,
             smtp_port=_int(env, "OPENHR_SMTP_PORT", 2525),
             public_url=env.get("OPENHR_PUBLIC_URL") or None,
+            web_root=default_web_root(env),
+            oauth_providers=oauth_providers(env),
             jwt_issuer=env.get("OPENHR_JWT_ISSUER") or cls.jwt_issuer,
             jwt_audience=env.get("OPENHR_JWT_AUDIENCE") or cls.jwt_audience,
         )
@@ -236,6 +256,8 @@ class StackConfig:
                 rate_limit_timeout=f"{self.rate_limit_timeout}s",
                 validation_timeout=f"{self.validation_timeout}s",
                 service_keys=self.service_keys,
+                web_root=self.web_root,
+                oauth_providers=self.oauth_providers,
             )
         )
         return path
@@ -344,7 +366,8 @@ def _announce_when_ready(config: StackConfig, manager) -> None:
     if wait_until_ready(config):
         print(
             f"\n  OpenHR is up.  Edge (REST + grpc-web + gRPC): {config.edge_url}\n"
-            f"  Try:  TOKEN=$(make -s token USER=you@example.com)\n"
+            + (f"  Web app: {config.edge_url}/\n" if config.web_root else "  Web app: not built (make web)\n")
+            + f"  Try:  TOKEN=$(make -s token USER=you@example.com)\n"
             f"        curl -H \"Authorization: Bearer $TOKEN\" '{config.edge_url}/v1/skills:search?query=pyth'\n"
             f"  Sign up:  curl -X POST {config.edge_url}/v1/auth/signup"
             f' -d \'{{"email": "you@example.com", "password": "<8 or more characters>"}}\'\n'

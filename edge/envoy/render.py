@@ -17,11 +17,13 @@ CLI::
         --cors-origin http://localhost:5173 --cors-origin 'regex:^http://127\\.0\\.0\\.1:[0-9]+$'
 
 A ``--cors-origin`` is an exact origin unless it starts with ``regex:`` (RE2, whole header).
+``--web-root edge/web/dist`` serves the built browser app from the same origin (see ``web_routes``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -147,6 +149,90 @@ def public_http_routes(descriptor_path: str | os.PathLike) -> list[dict[str, str
     return routes
 
 
+# --- the browser app (web_root) -------------------------------------------------------------------
+# Envoy serves the built files of edge/web (Vite's dist/) itself: one route per file, each a
+# direct_response whose body Envoy reads from the file when it loads the config. The app's own
+# paths (links in mails, the OAuth callback, deep links) answer index.html; the router in the
+# page picks the screen.
+WEB_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".json": "application/json",
+    ".webmanifest": "application/manifest+json",
+    ".txt": "text/plain; charset=utf-8",
+    ".woff2": "font/woff2",
+}
+# Vite names everything under assets/ by its content hash: cached for good. Anything else
+# (index.html above all) is revalidated on every load, so a deploy takes effect at once.
+WEB_IMMUTABLE_DIR = "assets"
+WEB_CACHE_IMMUTABLE = "public, max-age=31536000, immutable"
+WEB_CACHE_REVALIDATE = "no-cache"
+# Paths the app routes itself (identity mails /verify-email and /reset-password links and sends
+# OAuth sign-ins back to /auth/callback): exact paths, and prefixes ending in "/".
+WEB_APP_PATHS = ("/", "/verify-email", "/reset-password", "/auth/callback", "/app", "/app/")
+# Scripts, styles and calls from this origin only; images also from https (GitHub and Google
+# avatars) and data: URLs; no plugins, no framing, no <base>, forms post only here.
+WEB_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def web_routes(web_root: str | os.PathLike, oauth_providers: Sequence[str] = ()) -> list[dict[str, str]]:
+    """The routes serving a built web app: one per file of `web_root` (path, file or inline
+    body, content type, cache policy), the app's own paths answering its index.html, and
+    /config.json: what the page offers that depends on this deployment (the sign-in providers
+    configured). A file type the edge does not know is an error (it would be served wrong)."""
+    root = Path(web_root).resolve()
+    index = root / "index.html"
+    if not index.is_file():
+        raise ValueError(f"web_root {root} has no index.html: build the app first (make web)")
+    routes = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root)
+        if relative.parts[0].startswith("."):
+            continue  # build metadata (.vite/manifest.json), not for browsers
+        content_type = WEB_CONTENT_TYPES.get(path.suffix)
+        if content_type is None:
+            raise ValueError(f"web_root: no content type for {relative} (add it to WEB_CONTENT_TYPES)")
+        immutable = relative.parts[0] == WEB_IMMUTABLE_DIR
+        routes.append(
+            {
+                "match": "path",
+                "path": "/" + relative.as_posix(),
+                "file": str(path),
+                "content_type": content_type,
+                "cache_control": WEB_CACHE_IMMUTABLE if immutable else WEB_CACHE_REVALIDATE,
+            }
+        )
+    for app_path in WEB_APP_PATHS:
+        prefix = app_path.endswith("/") and app_path != "/"
+        routes.append(
+            {
+                "match": "prefix" if prefix else "path",
+                "path": app_path,
+                "file": str(index),
+                "content_type": WEB_CONTENT_TYPES[".html"],
+                "cache_control": WEB_CACHE_REVALIDATE,
+            }
+        )
+    routes.append(
+        {
+            "match": "path",
+            "path": "/config.json",
+            "inline": json.dumps({"oauthProviders": list(oauth_providers)}, separators=(",", ":")),
+            "content_type": WEB_CONTENT_TYPES[".json"],
+            "cache_control": WEB_CACHE_REVALIDATE,
+        }
+    )
+    return routes
+
+
 # The edge's token to identity's RateLimitService lives until Envoy's config is rendered again.
 EDGE_TOKEN_LIFETIME = 365 * 86400
 
@@ -190,6 +276,12 @@ def render(**values: Any) -> str:
         IDENTITY_PUBLIC_METHODS=surface.IDENTITY_PUBLIC_METHODS,
         UPLOAD_BUFFERS={path: surface.upload_buffer_limit(size) for path, size in surface.UPLOADS.items()},
     )
+    web_root, providers = values.pop("web_root", None), values.pop("oauth_providers", None)
+    values["web_routes"] = web_routes(web_root, providers or ()) if web_root else []
+    values["web_csp"] = WEB_CSP
+    # Envoy refuses a direct_response body above the route config's limit (default 4 KiB).
+    files = [Path(route["file"]) for route in values["web_routes"] if "file" in route]
+    values["web_max_body"] = max((file.stat().st_size for file in files), default=0)
     values.setdefault("access_log_path", "/dev/stdout")
     values.setdefault("cors_allowed_origins", [])
     return _env.get_template(TEMPLATE_NAME).render(**values)
@@ -231,6 +323,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         metavar="ORIGIN",
         help="allowed browser origin: exact, or 'regex:<RE2>' (repeatable)",
+    )
+    p.add_argument("--web-root", help="built browser app (edge/web/dist) to serve from this origin")
+    p.add_argument(
+        "--oauth-provider", action="append", default=[], help="with --web-root: a configured sign-in provider"
     )
     p.add_argument("--access-log-path", default="/dev/stdout")
     p.add_argument(
@@ -280,6 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("dns_type", "rate_limit_timeout", "validation_timeout"):
         if getattr(args, name):
             values[name] = getattr(args, name)
+    if args.web_root:
+        values["web_root"] = args.web_root
+        values["oauth_providers"] = args.oauth_provider
     if args.descriptor_source:
         values["descriptor_path"] = args.descriptor
         values["descriptor_source"] = args.descriptor_source

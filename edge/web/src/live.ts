@@ -1,0 +1,194 @@
+// The caller's live event stream (MessagingService.StreamEvents over grpc-web): messages,
+// receipts, typing, new matches, notifications. After a network drop, a server restart or a
+// silent stream it reconnects with the cursor of the last event it got, so the server replays
+// what was missed; messages are merged by seq, so each shows once and in order.
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, messaging } from "./api";
+import { session } from "./session";
+import type { StreamEventsResponse } from "./gen/openhr/messaging/v1/messaging_pb";
+import { getState, mergeMessages, setState } from "./store";
+
+// The server heartbeats every 15 s: a stream silent for longer than this is dead.
+const SILENCE_MS = 40_000;
+const MAX_BACKOFF_MS = 10_000;
+
+let cursor = "";
+let running = false;
+let abort: AbortController | null = null;
+let wake: (() => void) | null = null;
+
+export function startLive(): void {
+  if (running) return;
+  running = true;
+  cursor = "";
+  void loop();
+}
+
+export function stopLive(): void {
+  running = false;
+  abort?.abort();
+  wake?.();
+  setState({ stream: "offline" });
+}
+
+/** Drops the current connection and reconnects at once (the browser came back online). */
+function reconnectNow(): void {
+  abort?.abort();
+  wake?.();
+}
+
+window.addEventListener("offline", () => abort?.abort());
+window.addEventListener("online", reconnectNow);
+
+async function loop(): Promise<void> {
+  let backoff = 500;
+  let first = true;
+  while (running) {
+    setState({ stream: first ? "connecting" : "reconnecting" });
+    abort = new AbortController();
+    let silence = window.setTimeout(() => abort?.abort(), SILENCE_MS);
+    try {
+      for await (const event of messaging.streamEvents({ cursor }, { signal: abort.signal })) {
+        window.clearTimeout(silence);
+        silence = window.setTimeout(() => abort?.abort(), SILENCE_MS);
+        if (getState().stream !== "live") {
+          setState({ stream: "live" });
+          if (!first) void refreshAfterReconnect();
+          first = false;
+          backoff = 500;
+        }
+        if (event.cursor) cursor = event.cursor;
+        handle(event);
+      }
+    } catch (error) {
+      // The stream ended: network, server restart or our own abort: reconnect below. Refused
+      // for the token (it expired while the tab slept): refresh it first, or stop when the
+      // session is gone.
+      if (ConnectError.from(error).code === Code.Unauthenticated) {
+        await session.refresh();
+        if (!session.accessToken()) running = false;
+      }
+    } finally {
+      window.clearTimeout(silence);
+    }
+    if (!running) break;
+    first = false;
+    setState({ stream: "reconnecting" });
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+      window.setTimeout(resolve, navigator.onLine ? backoff : MAX_BACKOFF_MS);
+    });
+    wake = null;
+    backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+  }
+}
+
+/** Unread counts may have moved while we were away (replayed events carry the new ones). */
+async function refreshAfterReconnect(): Promise<void> {
+  await loadConversations();
+}
+
+export async function loadConversations(): Promise<void> {
+  try {
+    const response = await messaging.listConversations({ pageSize: 100 });
+    setState({ conversations: response.conversations });
+  } catch {
+    // Shown as stale; the next event or visit reloads.
+  }
+}
+
+/** Loads a conversation's messages after the last one held (all of them the first time). */
+export async function loadMessages(conversationId: string): Promise<void> {
+  const held = getState().messages[conversationId] ?? [];
+  let afterSeq = held.length ? held[held.length - 1].seq : 0n;
+  let pageToken = "";
+  do {
+    const response = await messaging.listMessages({ conversationId, afterSeq, pageSize: 200, pageToken });
+    mergeMessages(conversationId, response.messages);
+    pageToken = response.nextPageToken;
+    if (response.messages.length) afterSeq = response.messages[response.messages.length - 1].seq;
+  } while (pageToken);
+}
+
+function updateConversation(conversationId: string, patch: (c: import("./gen/openhr/messaging/v1/messaging_pb").Conversation) => void): void {
+  setState((s) => ({
+    conversations: s.conversations.map((c) => {
+      if (c.conversationId !== conversationId) return c;
+      const copy = { ...c, participants: c.participants.map((p) => ({ ...p })) };
+      patch(copy);
+      return copy;
+    }),
+  }));
+}
+
+function handle(event: StreamEventsResponse): void {
+  const e = event.event;
+  switch (e.case) {
+    case "message": {
+      const message = e.value.message;
+      if (!message) return;
+      const held = getState().messages[message.conversationId];
+      const last = held?.length ? held[held.length - 1].seq : undefined;
+      mergeMessages(message.conversationId, [message]);
+      if (last !== undefined && message.seq > last + 1n) void loadMessages(message.conversationId);
+      const known = getState().conversations.some((c) => c.conversationId === message.conversationId);
+      if (!known) {
+        void loadConversations();
+        return;
+      }
+      updateConversation(message.conversationId, (c) => {
+        if (!c.lastMessage || c.lastMessage.seq < message.seq) c.lastMessage = message;
+        c.unreadCount = e.value.unreadCount;
+      });
+      setTyping(message.conversationId, message.senderUserId, 0);
+      return;
+    }
+    case "receipt": {
+      const receipt = e.value;
+      updateConversation(receipt.conversationId, (c) => {
+        for (const p of c.participants) {
+          if (p.userId === receipt.readerUserId && p.lastReadSeq < receipt.seq) p.lastReadSeq = receipt.seq;
+        }
+      });
+      return;
+    }
+    case "typing": {
+      const typing = e.value;
+      const until = typing.typing && typing.expireTime ? timestampMs(typing.expireTime) : 0;
+      setTyping(typing.conversationId, typing.userId, until);
+      return;
+    }
+    case "newMatch":
+    case "block":
+    case "resync":
+      void loadConversations();
+      if (e.case === "resync") {
+        setState({ messages: {} });
+      }
+      return;
+    case "notification":
+      setState((s) => ({
+        notifications: [e.value, ...s.notifications.filter((n) => n.notificationId !== e.value.notificationId)],
+        unreadNotifications: s.unreadNotifications + (e.value.read ? 0 : 1),
+      }));
+      return;
+    default:
+      return;
+  }
+}
+
+/** Shows `userId` typing in a conversation until `until` (ms; 0 clears it). */
+function setTyping(conversationId: string, userId: string, until: number): void {
+  setState((s) => {
+    const current = { ...(s.typing[conversationId] ?? {}) };
+    if (until > Date.now()) current[userId] = until;
+    else delete current[userId];
+    return { typing: { ...s.typing, [conversationId]: current } };
+  });
+  if (until > Date.now()) {
+    window.setTimeout(() => {
+      const shown = getState().typing[conversationId]?.[userId];
+      if (shown !== undefined && shown <= Date.now()) setTyping(conversationId, userId, 0);
+    }, until - Date.now() + 50);
+  }
+}
