@@ -41,6 +41,8 @@ class ServiceDef:
     migrations: bool
     # What `python -m` runs; default "services.<name>" (edge helpers live under edge/).
     module: str = ""
+    # Stores user data (UserDataService): identity's export and erasure call it.
+    user_data: bool = False
 
     def __post_init__(self) -> None:
         if not self.module:
@@ -70,7 +72,8 @@ SERVICES = (
     ServiceDef("identity", 50060, 9460, migrations=True),
     ServiceDef("validation", 50069, 9469, migrations=False, module="edge.validation"),
     ServiceDef("enrichment", 50064, 9464, migrations=True),
-    ServiceDef("profile", 50061, 9461, migrations=True),
+    ServiceDef("profile", 50061, 9461, migrations=True, user_data=True),
+    ServiceDef("matching", 50062, 9462, migrations=True, user_data=True),
 )
 
 
@@ -170,6 +173,7 @@ class StackConfig:
             "OPENHR_PUBLIC_URL": self.public_url or self.edge_url,
             "PYTHONPATH": f"{REPO_ROOT}:{GEN_DIR / 'python'}",
             "PYTHONUNBUFFERED": "1",
+            "OPENHR_USER_DATA_PEERS": ",".join(s.name for s in SERVICES if s.user_data),
         }
         for service in SERVICES:
             env[service.port_env] = str(self.ports[service.name])
