@@ -36,13 +36,14 @@ node_modules/.installed: package.json package-lock.json
 install: $(VENV)/.installed node_modules/.installed
 
 # Generated code is not committed: it is rebuilt whenever a proto changes.
-$(GEN)/.stamp: $(PROTOS) $(shell find third_party -name "*.proto") buf.yaml $(VENV)/.installed node_modules/.installed
+$(GEN)/.stamp: $(PROTOS) $(shell find third_party -name "*.proto") buf.yaml edge/openapi.py $(VENV)/.installed node_modules/.installed
 	rm -rf $(GEN) && mkdir -p $(GEN)/python $(GEN)/python/openhr_client
 	$(BUF) build -o $(GEN)/openhr.binpb
 	$(PY) -m grpc_tools.protoc -Iprotos -Ithird_party/googleapis \
 	  --python_out=$(GEN)/python --pyi_out=$(GEN)/python --grpc_python_out=$(GEN)/python $(PROTOS)
 	$(PY) -m grpc_tools.protoc -Iprotos -Ithird_party/googleapis \
 	  --python_betterproto2_out=$(GEN)/python/openhr_client $(PROTOS) 2>&1 | { grep -v "^Writing" || true; }
+	PYTHONPATH=$(CURDIR):$(CURDIR)/$(GEN)/python $(PY) -m edge.openapi --descriptor $(GEN)/openhr.binpb --out $(GEN)/openapi.json
 	touch $@
 
 protos: $(GEN)/.stamp

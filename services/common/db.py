@@ -19,6 +19,8 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from services.common.settings import ServiceSettings
+
 _ROLE = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
@@ -62,6 +64,11 @@ def _open_statement(role: str, user_id: str | None) -> str:
     return f"BEGIN; SELECT set_config('role', '{role}', true), set_config('app.user_id', '{caller}', true)"
 
 
+def app_role(schema: str) -> str:
+    """The role a service's transactions switch to (created by its first migration)."""
+    return f"{schema}_app"
+
+
 class Database:
     def __init__(self, url: str, *, app_role: str, pool_size: int = 10, application_name: str = "openhr") -> None:
         if not _ROLE.match(app_role):
@@ -71,6 +78,13 @@ class Database:
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._after_outbox_commit: list[Callable[[], None]] = []
+
+    @classmethod
+    def for_service(cls, settings: ServiceSettings, schema: str) -> Database:
+        """The database of the service that owns `schema`: its app role, DATABASE_URL, OPENHR_DB_POOL_SIZE."""
+        return cls(
+            settings.database_url, app_role=app_role(schema), pool_size=settings.db_pool_size, application_name=schema
+        )
 
     async def pool(self) -> asyncpg.Pool:
         """Created on first use, so a service starts (NOT_SERVING) even while Postgres is down."""

@@ -11,14 +11,11 @@ from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import create_engine, pool
 
+from services.common.db import app_role
 from services.common.settings import ServiceSettings
 
 # The caller of the current transaction, as RLS policies read it (services/common/db.py sets it).
 CALLER = "NULLIF(current_setting('app.user_id', true), '')::uuid"
-
-
-def app_role(schema: str) -> str:
-    return f"{schema}_app"
 
 
 def sync_url(database_url: str) -> str:

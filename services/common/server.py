@@ -28,6 +28,12 @@ log = structlog.get_logger("server")
 Check = Callable[[], Awaitable[object]]
 
 
+def service_name(module, service: str) -> str:
+    """The full name of a service of a generated `_pb2` module: (profile_pb2, "ProfileService") ->
+    "openhr.profile.v1.ProfileService", what `register` returns for health and reflection."""
+    return module.DESCRIPTOR.services_by_name[service].full_name
+
+
 @dataclass
 class ServiceSpec:
     """What a service plugs into the runtime."""

@@ -8,9 +8,8 @@ from pydantic import Field
 from openhr.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
 from services.common.cache import connect_redis, ping
 from services.common.db import Database
-from services.common.migrations import app_role
 from services.common.outbox import OutboxRelay
-from services.common.server import ServiceSpec
+from services.common.server import ServiceSpec, service_name
 from services.common.settings import ServiceSettings
 from services.enrichment import store
 from services.enrichment.api import EnrichmentInternalApi, SkillsApi
@@ -22,17 +21,8 @@ class EnrichmentSettings(ServiceSettings):
     metrics_port: int = Field(9464, validation_alias="ENRICHMENT_METRICS_PORT")
 
 
-def _full_name(module, service: str) -> str:
-    return module.DESCRIPTOR.services_by_name[service].full_name
-
-
 def build(settings: EnrichmentSettings) -> ServiceSpec:
-    db = Database(
-        settings.database_url,
-        app_role=app_role(store.SCHEMA),
-        pool_size=settings.db_pool_size,
-        application_name="enrichment",
-    )
+    db = Database.for_service(settings, store.SCHEMA)
     redis = connect_redis(settings.redis_url)
     relay = OutboxRelay(db, redis, store.SCHEMA)
     taxonomy = default_taxonomy()
@@ -40,7 +30,10 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
     def register(server: grpc.aio.Server) -> list[str]:
         enrichment_pb2_grpc.add_SkillsServiceServicer_to_server(SkillsApi(taxonomy), server)
         enrichment_pb2_grpc.add_EnrichmentInternalServiceServicer_to_server(EnrichmentInternalApi(taxonomy), server)
-        return [_full_name(enrichment_pb2, "SkillsService"), _full_name(enrichment_pb2, "EnrichmentInternalService")]
+        return [
+            service_name(enrichment_pb2, "SkillsService"),
+            service_name(enrichment_pb2, "EnrichmentInternalService"),
+        ]
 
     async def close() -> None:
         await redis.aclose()

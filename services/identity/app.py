@@ -14,7 +14,6 @@ from openhr.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.common import surface
 from services.common.cache import connect_redis
 from services.common.db import Database
-from services.common.migrations import app_role
 from services.common.outbox import OutboxRelay
 from services.common.server import ServiceSpec
 from services.common.settings import DATA_DIR, ServiceSettings
@@ -108,12 +107,7 @@ def build(settings: IdentitySettings) -> ServiceSpec:
         settings.data_key.get_secret_value(), settings.lookup_key.get_secret_value(), local=local, key_dir=KEY_DIR
     )
     box = Box(secrets.data_key)
-    db = Database(
-        settings.database_url,
-        app_role=app_role(store.SCHEMA),
-        pool_size=settings.db_pool_size,
-        application_name="identity",
-    )
+    db = Database.for_service(settings, store.SCHEMA)
     keys = KeyRing(
         db,
         box,

@@ -16,9 +16,8 @@ from services.common.clients import channel
 from services.common.consumer import EventConsumer, first_delivery
 from services.common.db import Database
 from services.common.fanout import StreamFanout
-from services.common.migrations import app_role
 from services.common.outbox import OutboxRelay
-from services.common.server import ServiceSpec
+from services.common.server import ServiceSpec, service_name
 from services.common.settings import ServiceSettings
 from services.profile import store
 from services.profile.api import ProfileApi, ProfileInternalApi, UserDataApi
@@ -31,17 +30,8 @@ class ProfileSettings(ServiceSettings):
     enrichment_addr: str = Field("127.0.0.1:50064", validation_alias="ENRICHMENT_ADDR")
 
 
-def _full_name(module, service: str) -> str:
-    return module.DESCRIPTOR.services_by_name[service].full_name
-
-
 def build(settings: ProfileSettings) -> ServiceSpec:
-    db = Database(
-        settings.database_url,
-        app_role=app_role(store.SCHEMA),
-        pool_size=settings.db_pool_size,
-        application_name="profile",
-    )
+    db = Database.for_service(settings, store.SCHEMA)
     redis = connect_redis(settings.redis_url)
     enrichment = channel(settings.enrichment_addr, idempotent_services=["openhr.enrichment.v1.SkillsService"])
     normalizer = SkillNormalizer(enrichment)
@@ -69,9 +59,9 @@ def build(settings: ProfileSettings) -> ServiceSpec:
         profile_pb2_grpc.add_ProfileInternalServiceServicer_to_server(ProfileInternalApi(db, normalizer), server)
         user_data_pb2_grpc.add_UserDataServiceServicer_to_server(UserDataApi(db), server)
         return [
-            _full_name(profile_pb2, "ProfileService"),
-            _full_name(profile_pb2, "ProfileInternalService"),
-            _full_name(user_data_pb2, "UserDataService"),
+            service_name(profile_pb2, "ProfileService"),
+            service_name(profile_pb2, "ProfileInternalService"),
+            service_name(user_data_pb2, "UserDataService"),
         ]
 
     async def close() -> None:
