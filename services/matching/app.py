@@ -19,9 +19,8 @@ from services.common.clients import channel
 from services.common.consumer import EventConsumer
 from services.common.db import Database
 from services.common.fanout import StreamFanout
-from services.common.migrations import app_role
 from services.common.outbox import OutboxRelay
-from services.common.server import ServiceSpec
+from services.common.server import ServiceSpec, service_name
 from services.common.settings import ServiceSettings
 from services.matching import store
 from services.matching.api import MatchingApi, MatchingInternalApi, UserDataApi
@@ -68,19 +67,10 @@ class MatchingSettings(ServiceSettings):
 DIMENSIONS = {"all-MiniLM-L6-v2": 384}
 
 
-def _full_name(module, service: str) -> str:
-    return module.DESCRIPTOR.services_by_name[service].full_name
-
-
 def build(settings: MatchingSettings) -> ServiceSpec:
     if settings.embedding_model not in DIMENSIONS:
         raise ValueError(f"MATCHING_EMBEDDING_MODEL: no schema for {settings.embedding_model!r}")
-    db = Database(
-        settings.database_url,
-        app_role=app_role(store.SCHEMA),
-        pool_size=settings.db_pool_size,
-        application_name="matching",
-    )
+    db = Database.for_service(settings, store.SCHEMA)
     redis = connect_redis(settings.redis_url)
     profile_channel = channel(settings.profile_addr)
     enrichment_channel = channel(settings.enrichment_addr)
@@ -135,9 +125,9 @@ def build(settings: MatchingSettings) -> ServiceSpec:
         )
         user_data_pb2_grpc.add_UserDataServiceServicer_to_server(UserDataApi(db, snapshots), server)
         return [
-            _full_name(matching_pb2, "MatchingService"),
-            _full_name(matching_pb2, "MatchingInternalService"),
-            _full_name(user_data_pb2, "UserDataService"),
+            service_name(matching_pb2, "MatchingService"),
+            service_name(matching_pb2, "MatchingInternalService"),
+            service_name(user_data_pb2, "UserDataService"),
         ]
 
     async def close() -> None:

