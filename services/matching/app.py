@@ -140,7 +140,7 @@ def build(settings: MatchingSettings) -> ServiceSpec:
         name="matching",
         port=settings.port,
         register=register,
-        checks={"postgres": db.ping, "redis": lambda: ping(redis)},
+        checks={"postgres": db.ping, "redis": lambda: ping(redis), "index": index.check},
         background=[relay.run, changes.run, index.run, *(c.run for c in consumers)],
         cleanup=[close],
         metrics_port=settings.metrics_port,

@@ -43,6 +43,9 @@ class VectorIndex(Protocol):
     async def reload(self) -> None:
         """The read model was rebuilt: start over from it."""
 
+    async def check(self) -> None:
+        """A health check: raises while the index cannot answer."""
+
     async def run(self) -> None:
         """Background upkeep until cancelled."""
 
@@ -62,6 +65,9 @@ class PgVectorIndex:
 
     async def reload(self) -> None:
         """Nothing to do: Postgres is the index."""
+
+    async def check(self) -> None:
+        """Postgres' own health check covers it."""
 
     async def run(self) -> None:
         """Nothing to keep up."""
@@ -142,6 +148,10 @@ class FaissIndex:
 
     async def reload(self) -> None:
         await self.load()
+
+    async def check(self) -> None:
+        if not self._loaded:
+            raise IndexUnavailable("the FAISS index is loading")
 
     async def _refresh(self, user_id: str) -> None:
         async with self._db.transaction(None) as tx:

@@ -4,12 +4,14 @@ the real profile API and embedded by the real model, in the shared mesh."""
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import asyncpg
 import grpc
 import pytest
 
-from deploy.local.ephemeral import Mesh
+from deploy.local.ephemeral import Mesh, serving
+from deploy.local.infra import free_port
 from openhr.matching.v1 import matching_pb2_grpc
 from openhr.profile.v1 import profile_pb2_grpc
 from tests.matching.population import generate
@@ -65,3 +67,21 @@ async def make_members(mesh: Mesh, profiles, profiles_internal, db, generated) -
 async def population(mesh: Mesh, profiles, profiles_internal, db) -> list[Member]:
     """POPULATION varied profiles that tests only read (never like, pass, edit or delete)."""
     return await make_members(mesh, profiles, profiles_internal, db, generate(POPULATION))
+
+
+@pytest.fixture(scope="session")
+async def faiss_replica(mesh: Mesh):
+    """A second matching replica on the same database and Redis, serving from FAISS, with
+    heartbeats every second (the shared mesh's replica serves from pgvector)."""
+    port = free_port()
+    env = {
+        "MATCHING_PORT": str(port),
+        "MATCHING_METRICS_PORT": str(free_port()),
+        "MATCHING_INDEX": "faiss",
+        "OPENHR_STREAM_HEARTBEAT": "1",
+    }
+    mesh.start_process("matching-faiss", [sys.executable, "-m", "services.matching"], env=env)
+    await wait_until(lambda: asyncio.to_thread(serving, port), "the FAISS replica serving", within=60)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield matching_pb2_grpc.MatchingServiceStub(channel)
+    mesh.stop_process("matching-faiss")
