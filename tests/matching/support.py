@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
@@ -85,11 +86,15 @@ async def create_member(mesh: Mesh, profiles: profile_pb2_grpc.ProfileServiceStu
     return Member(user, created.profile.profile_id, generated, version=created.profile.version + 1)
 
 
-async def publish_embeddings(mesh: Mesh, members: list[Member], vectors: dict[str, tuple[np.ndarray, np.ndarray]]):
+async def publish_embeddings(
+    mesh: Mesh, members: list[Member], vectors: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> list[str]:
     """ProfileEmbedded events for the members, through the enrichment schema's outbox and the
-    kit's relay: what the enrichment service publishes once it embeds profiles itself."""
+    kit's relay: what the enrichment service publishes once it embeds profiles itself. Returns
+    the events' ids."""
     db = Database(mesh.config.database_url, app_role=app_role("enrichment"), pool_size=2)
     redis = Redis.from_url(mesh.redis.url)
+    event_ids = []
     try:
         for member in members:
             offer, seek = vectors[member.user_id]
@@ -101,12 +106,14 @@ async def publish_embeddings(mesh: Mesh, members: list[Member], vectors: dict[st
                 embedded.offer_embedding.extend(offer.tolist())
                 embedded.seek_embedding.extend(seek.tolist())
                 await add_event(tx, "enrichment", "enrichment", event)
+            event_ids.append(event.event_id)
         relay = OutboxRelay(db, redis, "enrichment")
         while await relay.publish_batch():
             pass
     finally:
         await redis.aclose()
         await db.close()
+    return event_ids
 
 
 async def embed_members(mesh: Mesh, members: list[Member]) -> None:
@@ -114,6 +121,11 @@ async def embed_members(mesh: Mesh, members: list[Member]) -> None:
     matrix = await asyncio.to_thread(embed, texts)
     vectors = {m.user_id: (matrix[2 * i], matrix[2 * i + 1]) for i, m in enumerate(members)}
     await publish_embeddings(mesh, members, vectors)
+
+
+async def handled(db: asyncpg.Pool, event_id: str) -> bool:
+    """Matching consumed the event (its inbox has it)."""
+    return await db.fetchval("SELECT EXISTS (SELECT 1 FROM matching.inbox WHERE event_id = $1)", uuid.UUID(event_id))
 
 
 async def in_read_model(db: asyncpg.Pool, members: list[Member]) -> bool:
