@@ -30,9 +30,10 @@ def _now() -> timestamp_pb2.Timestamp:
     return stamp
 
 
-def parse_cursor(cursor: str) -> int:
+def parse_cursor(cursor: str) -> int | None:
+    """The match sequence number a resuming client saw last; None when not resuming."""
     if not cursor:
-        return 0
+        return None
     try:
         value = int(cursor)
     except ValueError:
@@ -47,7 +48,7 @@ class MatchFeed:
         self._db, self._ranker, self._changes, self._heartbeat = db, ranker, changes, heartbeat
 
     async def stream(
-        self, me: str, size: int, resume_after: int
+        self, me: str, size: int, resume_after: int | None
     ) -> AsyncIterator[matching_pb2.StreamMatchFeedResponse]:
         Response = matching_pb2.StreamMatchFeedResponse
         # Subscribe before the snapshot, so that no change between the two is missed.
@@ -60,7 +61,7 @@ class MatchFeed:
             floor = top[-1].fit.score if len(top) == size else 0.0
             for ranked in top:
                 yield Response(candidate=cards.card(ranked))
-            if resume_after:
+            if resume_after is not None:
                 async with self._db.transaction(me) as tx:
                     missed = await store.matches_after(tx, me, resume_after)
                 for row in missed:

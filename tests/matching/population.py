@@ -6,6 +6,7 @@ Also used by bench/matching.py, which combines the embeddings of these phrase po
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass, field
 
@@ -218,3 +219,50 @@ def generate(count: int, seed: int = 7) -> list[Generated]:
         skills = [(name, category, rng.randint(2, 5)) for name, category in rng.sample(skill_pool, k=4)]
         people.append(Generated(archetype, profile, skills))
     return people
+
+
+# A founder made to test ranking: technical, seeking a business co-founder; and one who fits.
+ENGINEER = Generated(
+    "technical",
+    P.Profile(
+        role=P.ROLE_TECHNICAL_COFOUNDER,
+        display_name="Tess",
+        headline="Backend engineer who scaled payments infrastructure to millions of users",
+        summary="Ten years of distributed systems in fintech.",
+        timezone="Europe/Berlin",
+        looking_for="Looking for a business co-founder to lead sales, fundraising and partnerships in fintech.",
+        preferences=P.Preferences(
+            roles_sought=P.RolePreference(roles=[P.ROLE_BUSINESS_COFOUNDER]),
+            stage=P.StagePreference(stages=[P.STARTUP_STAGE_PRE_SEED]),
+            compensation=P.CompensationPreference(mix=P.COMPENSATION_MIX_EQUITY_HEAVY),
+        ),
+    ),
+    [("Python", "engineering", 5), ("Go", "engineering", 4), ("Kubernetes", "engineering", 4), ("PostgreSQL", "", 3)],
+)
+SELLER = Generated(
+    "business",
+    P.Profile(
+        role=P.ROLE_BUSINESS_COFOUNDER,
+        display_name="Sam",
+        headline="Sales leader who grew fintech revenue from zero to eight figures",
+        summary="Raised two seed rounds; knows bank buyers.",
+        timezone="Europe/Berlin",
+        looking_for="Looking for a technical co-founder who can build the product and lead engineering.",
+        preferences=P.Preferences(
+            roles_sought=P.RolePreference(roles=[P.ROLE_TECHNICAL_COFOUNDER]),
+            stage=P.StagePreference(stages=[P.STARTUP_STAGE_PRE_SEED]),
+            compensation=P.CompensationPreference(mix=P.COMPENSATION_MIX_EQUITY_HEAVY),
+        ),
+    ),
+    [("Enterprise Sales", "", 5), ("Fundraising", "", 5), ("Business Development", "", 4), ("Python", "", 2)],
+)
+
+
+def variant(base: Generated, **changes) -> Generated:
+    made = copy.deepcopy(base)
+    for name, value in changes.items():
+        if name == "stages":
+            made.profile.preferences.stage.stages[:] = value
+        else:
+            setattr(made.profile, name, value)
+    return made

@@ -4,8 +4,6 @@ explanation names shared and complementary skills."""
 
 from __future__ import annotations
 
-import copy
-
 import grpc
 import pytest
 
@@ -13,53 +11,8 @@ from deploy.local.ephemeral import Mesh
 from openhr.matching.v1 import matching_pb2
 from openhr.profile.v1 import profile_pb2 as P
 from tests.matching.conftest import make_members
-from tests.matching.population import Generated
+from tests.matching.population import ENGINEER, SELLER, variant
 from tests.matching.support import Member
-
-ENGINEER = Generated(
-    "technical",
-    P.Profile(
-        role=P.ROLE_TECHNICAL_COFOUNDER,
-        display_name="Tess",
-        headline="Backend engineer who scaled payments infrastructure to millions of users",
-        summary="Ten years of distributed systems in fintech.",
-        timezone="Europe/Berlin",
-        looking_for="Looking for a business co-founder to lead sales, fundraising and partnerships in fintech.",
-        preferences=P.Preferences(
-            roles_sought=P.RolePreference(roles=[P.ROLE_BUSINESS_COFOUNDER]),
-            stage=P.StagePreference(stages=[P.STARTUP_STAGE_PRE_SEED]),
-            compensation=P.CompensationPreference(mix=P.COMPENSATION_MIX_EQUITY_HEAVY),
-        ),
-    ),
-    [("Python", "engineering", 5), ("Go", "engineering", 4), ("Kubernetes", "engineering", 4), ("PostgreSQL", "", 3)],
-)
-SELLER = Generated(
-    "business",
-    P.Profile(
-        role=P.ROLE_BUSINESS_COFOUNDER,
-        display_name="Sam",
-        headline="Sales leader who grew fintech revenue from zero to eight figures",
-        summary="Raised two seed rounds; knows bank buyers.",
-        timezone="Europe/Berlin",
-        looking_for="Looking for a technical co-founder who can build the product and lead engineering.",
-        preferences=P.Preferences(
-            roles_sought=P.RolePreference(roles=[P.ROLE_TECHNICAL_COFOUNDER]),
-            stage=P.StagePreference(stages=[P.STARTUP_STAGE_PRE_SEED]),
-            compensation=P.CompensationPreference(mix=P.COMPENSATION_MIX_EQUITY_HEAVY),
-        ),
-    ),
-    [("Enterprise Sales", "", 5), ("Fundraising", "", 5), ("Business Development", "", 4), ("Python", "", 2)],
-)
-
-
-def variant(base: Generated, **changes) -> Generated:
-    made = copy.deepcopy(base)
-    for name, value in changes.items():
-        if name == "stages":
-            made.profile.preferences.stage.stages[:] = value
-        else:
-            setattr(made.profile, name, value)
-    return made
 
 
 @pytest.fixture(scope="module")
