@@ -63,7 +63,7 @@ run: protos
 # USER is also the login name in the environment: only a USER given on the command line counts.
 token: protos
 	@if [ "$(origin USER)" != "command line" ]; then echo "usage: make token USER=you@example.com" >&2; exit 2; fi
-	@$(PY) -m services.common.devkeys token "$(USER)"
+	@$(PY) -m services.identity.devtoken "$(USER)"
 
 test: protos
 	$(BUF) lint

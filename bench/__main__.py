@@ -1,10 +1,12 @@
 """python -m bench (what `make bench` runs): the taxonomy search benchmark, then GET profile by id through
 Envoy REST (with and without the edge's jwt_authn + rate-limit call), direct gRPC and the FastAPI peer, then
-sign-in throughput, on a throwaway mesh. Results in bench/results/.
+sign-in throughput, on a throwaway mesh; then GitHub import wall time on a mesh of its own. Results in
+bench/results/.
 
     python -m bench                      # everything (about 3.5 minutes)
     python -m bench --only taxonomy      # just the in-process taxonomy search
     python -m bench --only signin        # just sign-in throughput (mesh, no profiles)
+    python -m bench --only github_import # just the GitHub import (20 repositories, local GitHub stand-in)
     python -m bench --quick              # 2 rounds, shorter cells, 300 profiles: a smoke run
 """
 
@@ -17,7 +19,10 @@ import time
 
 from bench import report
 from bench.get_profile import Config, run_get_profile
+from bench.github_import import markdown as github_markdown
+from bench.github_import import run_github_import
 from bench.machine import describe
+from bench.machine import markdown as machine_markdown
 from bench.signin import SigninConfig, run_signin
 from bench.signin import markdown as signin_markdown
 from bench.taxonomy import run_taxonomy
@@ -30,7 +35,7 @@ def log(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", choices=["taxonomy", "get_profile", "signin"])
+    parser.add_argument("--only", choices=["taxonomy", "get_profile", "signin", "github_import"])
     parser.add_argument("--profiles", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer profiles, rounds and seconds")
@@ -84,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
             markdown = signin_markdown(signin, machine)
             print("\n" + markdown.split("## Results", 1)[1].split("## Raw data", 1)[0].strip())
             report.write("signin", markdown, signin)
+
+    if args.only in (None, "github_import"):
+        imports = run_github_import(log, rounds=3 if args.quick else 7)
+        imports["machine"] = machine
+        report.write("enrichment_jobs", github_markdown(imports, machine_markdown(machine)), imports)
+        log(f"github import: median cold {imports['median_s']['cold']} s, warm {imports['median_s']['warm']} s, "
+            f"peer {imports['median_s']['peer']} s")  # fmt: skip
 
     log(f"\ndone in {time.perf_counter() - started:.0f}s; results in {report.RESULTS_DIR}")
     return 0

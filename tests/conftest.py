@@ -10,6 +10,7 @@ import pytest
 
 from deploy.local.ephemeral import Mesh, start_mesh
 from services.common.settings import REPO_ROOT
+from tests.support.llm_server import LlmServer
 from tests.support.oauth_provider import OAuthProvider
 
 
@@ -22,9 +23,18 @@ def oauth_provider() -> OAuthProvider:
 
 
 @pytest.fixture(scope="session")
-def mesh(oauth_provider: OAuthProvider) -> Mesh:
+def llm_server() -> LlmServer:
+    """The OpenAI-compatible LLM stand-in (tests/support/llm_server.py) the mesh's enrichment uses."""
+    server = LlmServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mesh(oauth_provider: OAuthProvider, llm_server: LlmServer) -> Mesh:
     # Per process, so that two test runs on one machine never share (or delete) a mesh.
-    started = start_mesh(REPO_ROOT / ".data" / f"test-{os.getpid()}", extra_env=oauth_provider.env())
+    env = {**oauth_provider.env(), **llm_server.env(OPENHR_LLM_TIMEOUT="5")}
+    started = start_mesh(REPO_ROOT / ".data" / f"test-{os.getpid()}", extra_env=env)
     yield started
     started.stop(remove_data=True)
 

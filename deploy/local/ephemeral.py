@@ -36,6 +36,10 @@ UNLIMITED_RATES = {
     "OPENHR_RATE_LOGIN_FAILURES": "1000000000",
 }
 
+# Enrichment jobs: a short lease, so a test that kills a worker mid-job sees another take the job
+# over within seconds, and short retry backoffs (production: 30 s and 5 s).
+TEST_JOB_TIMINGS = {"OPENHR_JOB_LEASE_SECONDS": "4", "OPENHR_JOB_RETRY_BASE_SECONDS": "0.2"}
+
 
 @dataclass
 class Mesh:
@@ -82,7 +86,14 @@ class Mesh:
             process = subprocess.Popen(
                 argv,
                 cwd=REPO_ROOT,
-                env={**os.environ, **UNLIMITED_RATES, **self.config.service_env(), **self.extra_env, **(env or {})},
+                env={
+                    **os.environ,
+                    **UNLIMITED_RATES,
+                    **TEST_JOB_TIMINGS,
+                    **self.config.service_env(),
+                    **self.extra_env,
+                    **(env or {}),
+                },
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

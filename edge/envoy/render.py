@@ -158,6 +158,7 @@ def render(**values: Any) -> str:
         EDGE_CLUSTERS=surface.EDGE_CLUSTERS,
         IDENTITY_SERVICE=surface.IDENTITY_SERVICE,
         IDENTITY_PUBLIC_METHODS=surface.IDENTITY_PUBLIC_METHODS,
+        UPLOAD_BUFFERS={path: surface.upload_buffer_limit(size) for path, size in surface.UPLOADS.items()},
     )
     values.setdefault("access_log_path", "/dev/stdout")
     values.setdefault("cors_allowed_origins", [])

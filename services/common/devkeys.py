@@ -1,13 +1,10 @@
-"""The development signing key: local mode only, until the identity service issues tokens.
-
-`python -m services.common.devkeys token you@example.com` prints an access token for a
-stable user id derived from the email (`make token USER=...`)."""
+"""The development signing key (local mode only): identity's JWKS carries it locally, so tests,
+benchmarks and `make token` (services/identity/devtoken.py) can mint access tokens without
+signing in. A stand-alone development user's id is derived from an email address."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 
-from services.common.settings import DATA_DIR, ServiceSettings
+from services.common.settings import DATA_DIR
 
 KEY_DIR = DATA_DIR / "dev-keys"
 # Fixed namespace so that the same email always maps to the same local user id.
@@ -61,30 +58,3 @@ def mint_token(
     issued = int(now if now is not None else time.time())
     claims = {"sub": user_id, "iss": issuer, "aud": audience, "iat": issued, "exp": issued + ttl_seconds}
     return jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": (key_dir / "kid").read_text()})
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    token = sub.add_parser("token", help="print an access token for an email (local mode only)")
-    token.add_argument("email")
-    token.add_argument("--ttl", type=int, default=3600)
-    sub.add_parser("init", help="create the development key pair")
-    args = parser.parse_args()
-    settings = ServiceSettings()
-    if settings.env != "local":
-        print("the development signing key exists only when OPENHR_ENV=local", file=sys.stderr)
-        return 2
-    if args.command == "init":
-        print(ensure_keys())
-        return 0
-    print(
-        mint_token(
-            user_id_for(args.email), issuer=settings.jwt_issuer, audience=settings.jwt_audience, ttl_seconds=args.ttl
-        )
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

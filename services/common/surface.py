@@ -21,6 +21,18 @@ PUBLIC_SERVICES: dict[str, tuple[str, ...]] = {
 # Clusters of the edge itself: they serve no public service, so no route leads to them.
 EDGE_CLUSTERS: tuple[str, ...] = ("validation",)
 
+# Public methods that take uploads: full gRPC path -> the largest file in bytes. Their requests
+# exceed the edge's 1 MiB buffer (REST sends the file as base64 in JSON, a third larger), so the
+# edge gives their route a buffer to match (edge/envoy: upload_buffer_limit).
+UPLOADS: dict[str, int] = {"/openhr.enrichment.v1.EnrichmentService/CreateEnrichmentJob": 5 * 1024 * 1024}
+
+
+def upload_buffer_limit(max_bytes: int) -> int:
+    """Bytes the edge buffers for an upload of `max_bytes`: its base64 (4/3) plus room for the
+    rest of the JSON or gRPC message."""
+    return -(-max_bytes // 3) * 4 + 64 * 1024
+
+
 IDENTITY_SERVICE = "openhr.identity.v1.IdentityService"
 # How a caller gets a token in the first place; ChangePassword and ResendVerificationEmail need one.
 IDENTITY_PUBLIC_METHODS: tuple[str, ...] = (

@@ -209,32 +209,44 @@ class ProfileInternalApi(profile_pb2_grpc.ProfileInternalServiceServicer):
         return profile_pb2.BatchGetProfilesResponse(profiles=found)
 
     async def MergeEnrichedSkills(self, request, context):
+        """For enrichment's background jobs, under its service token acting for `user_id` (or the
+        user's own token). A manually entered skill keeps its source and proficiency; new skills
+        are added while the profile holds fewer than rules.MAX_SKILLS, the rest come back in not_added."""
         user_id = parse_uuid(request.user_id, "user_id")
-        if user_id != _caller():
+        principal = current_principal()
+        if not principal.service and user_id != principal.user_id:
             raise errors.permission_denied("skills can be merged only on behalf of their owner")
         names = [validate_skill(s.name, s.proficiency, f"skills[{i}].") for i, s in enumerate(request.skills)]
         normalized = await self._normalizer.normalize_many(names) if names else []
+        merged, not_added, changed = [], [], False
         async with self._db.transaction(user_id) as tx:
             profile = await store.get_by_user(tx, user_id)
             if profile is None:
                 raise errors.not_found("profile")
             await rules.lock_own_profile(tx, profile.profile_id)
-            merged = [
-                await store.upsert_skill(
-                    tx,
-                    profile_id=profile.profile_id,
-                    user_id=user_id,
-                    name=n.name,
-                    taxonomy_id=n.taxonomy_id,
-                    category=n.category,
-                    proficiency=s.proficiency,
-                    source=s.source or profile_pb2.SKILL_SOURCE_MANUAL,
-                )
-                for s, n in zip(request.skills, normalized, strict=True)
-            ]
-            if merged:
+            count = await store.count_skills(tx, profile.profile_id)
+            for s, n in zip(request.skills, normalized, strict=True):
+                fields = {
+                    "profile_id": profile.profile_id,
+                    "user_id": user_id,
+                    "name": n.name,
+                    "taxonomy_id": n.taxonomy_id,
+                    "category": n.category,
+                    "proficiency": s.proficiency,
+                    "source": s.source or profile_pb2.SKILL_SOURCE_MANUAL,
+                }
+                found = await store.merge_enriched_skill(tx, **fields)
+                if found is not None:
+                    merged.append(found[0])
+                    changed = changed or found[1]
+                elif count < rules.MAX_SKILLS:
+                    merged.append(await store.upsert_skill(tx, **fields))
+                    count, changed = count + 1, True
+                else:
+                    not_added.append(s)
+            if changed:
                 await _refresh_after_skill_change(tx, profile.profile_id, "skills")
-        return profile_pb2.MergeEnrichedSkillsResponse(skills=merged)
+        return profile_pb2.MergeEnrichedSkillsResponse(skills=merged, not_added=not_added)
 
 
 class UserDataApi(user_data_pb2_grpc.UserDataServiceServicer):

@@ -276,6 +276,37 @@ async def upsert_skill(
     return _skill(row, row["endorsements"])
 
 
+async def merge_enriched_skill(
+    tx: Tx, *, profile_id: str, user_id: str, name: str, taxonomy_id: str, category: str, proficiency: int, source: int
+) -> tuple[profile_pb2.Skill, bool] | None:
+    """(skill, changed) for a skill found by enrichment: a skill the user entered by hand keeps
+    its source and proficiency (changed False). None when the skill is new: the caller adds it
+    with `upsert_skill` if the profile has room."""
+    row = await tx.fetchrow(
+        """
+        SELECT *, (SELECT count(*) FROM profile.endorsements e WHERE e.skill_id = skills.skill_id) AS endorsements
+        FROM profile.skills WHERE profile_id = $1 AND skill_key = $2
+        """,
+        profile_id,
+        taxonomy_id or f"custom:{name.casefold()}",
+    )
+    if row is None:
+        return None
+    if row["source"] == profile_pb2.SkillSource.Name(profile_pb2.SKILL_SOURCE_MANUAL):
+        return _skill(row, row["endorsements"]), False
+    skill = await upsert_skill(
+        tx,
+        profile_id=profile_id,
+        user_id=user_id,
+        name=name,
+        taxonomy_id=taxonomy_id,
+        category=category,
+        proficiency=proficiency,
+        source=source,
+    )
+    return skill, True
+
+
 async def delete_skill(tx: Tx, profile_id: str, skill_id: str) -> bool:
     status = await tx.execute(
         "DELETE FROM profile.skills WHERE profile_id = $1 AND skill_id = $2", profile_id, skill_id

@@ -213,7 +213,14 @@ def test_all_clusters_stream_routes_have_no_timeout(descriptor):
     hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     assert hcm["stream_idle_timeout"] == "300s"
     routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
-    streams = {r["match"]["path"]: r["route"] for r in routes if "path" in r["match"]}
+    uploads = {r["match"]["path"]: r for r in routes if "request_body_buffer_limit" in r}
+    # The upload route alone buffers a 5 MiB file as base64 JSON (the listener: 1 MiB).
+    assert {path: r["request_body_buffer_limit"] for path, r in uploads.items()} == {
+        "/openhr.enrichment.v1.EnrichmentService/CreateEnrichmentJob": 4 * (5 * 1024 * 1024 // 3 + 1) + 64 * 1024
+    }
+    streams = {
+        r["match"]["path"]: r["route"] for r in routes if "path" in r["match"] and r["match"]["path"] not in uploads
+    }
     assert set(streams) == {
         "/openhr.matching.v1.MatchingService/StreamMatchFeed",
         "/openhr.messaging.v1.MessagingService/StreamEvents",

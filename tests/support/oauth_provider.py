@@ -9,6 +9,8 @@ GitHub (github.com / api.github.com)
                                          GitHub reports them: HTTP 200 with an `error` member
   GET  /github-api/user                  the user (needs a User-Agent, like GitHub)
   GET  /github-api/user/emails           their addresses: email, primary, verified, visibility
+  GET  /github-api/users/…, /repos/…     the public REST API an import reads, with pagination,
+                                         ETags and rate limits (tests/support/github_api.py)
 Google (accounts.google.com / oauth2.googleapis.com / openidconnect.googleapis.com)
   GET  /google/o/oauth2/v2/auth          the consent step, as above
   POST /google/token                     code (+ PKCE verifier) -> access token; errors with
@@ -40,6 +42,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
+
+from tests.support.github_api import GitHubApi
 
 CODE_TTL = 600.0
 _ids = itertools.count(7_000_001)
@@ -120,6 +124,8 @@ class OAuthProvider:
             "google": Client(f"{secrets.randbelow(10**12)}-test.apps.googleusercontent.com", secrets.token_urlsafe(24)),
         }
         self.token_requests: list[TokenRequest] = []
+        # The public REST API (accounts and repositories a test sets up).
+        self.github_api = GitHubApi()
         self._sessions: dict[str, GitHubUser | GoogleUser] = {}
         self._grants: dict[str, _Grant] = {}
         self._tokens: dict[str, tuple[GitHubUser | GoogleUser, str]] = {}
@@ -338,6 +344,13 @@ def _handler(provider: OAuthProvider) -> type[BaseHTTPRequestHandler]:
             return {k.lower(): v for k, v in self.headers.items()}
 
         def _send(self, status: int, body: object, headers: dict | None = None, form: bool = False) -> None:
+            if body is None:  # 304
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("content-length", "0")
+                self.end_headers()
+                return
             if isinstance(body, str):
                 data, kind = body.encode(), "text/plain; charset=utf-8"
             elif form:
@@ -355,6 +368,10 @@ def _handler(provider: OAuthProvider) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            if GitHubApi.serves(url.path):
+                status, headers, body = provider.github_api.handle(url.path, query, self._headers())
+                self._send(status, body, headers)
+                return
             authorize = {"/github/login/oauth/authorize": "github", "/google/o/oauth2/v2/auth": "google"}
             if url.path in authorize:
                 cookies = {}
