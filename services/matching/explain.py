@@ -67,13 +67,15 @@ class Narrator:
             shared_skills=fit.shared_skills,
             complementary_skills=fit.complementary_skills,
             factor_scores={FACTOR_KEYS[f.factor]: f.score for f in fit.factors},
+            factor_details={FACTOR_KEYS[f.factor]: f.detail for f in fit.factors},
+            candidate_name=them.display_name,
         )
         try:
             response = await self._enrichment.GenerateMatchNarrative(request, timeout=self._timeout)
         except grpc.RpcError as exc:
             log.info("narrative from the template", reason=exc.code().name)
             return template(them, fit), matching_pb2.NARRATIVE_SOURCE_TEMPLATE
-        llm = response.source == "llm"
+        llm = response.text_source == enrichment_pb2.TEXT_SOURCE_LLM
         source = matching_pb2.NARRATIVE_SOURCE_LLM if llm else matching_pb2.NARRATIVE_SOURCE_TEMPLATE
         await self._redis.set(key, f"{source}|{response.narrative}", ex=CACHE_TTL)
         return response.narrative, source

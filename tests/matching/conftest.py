@@ -72,13 +72,15 @@ async def population(mesh: Mesh, profiles, profiles_internal, db) -> list[Member
 @pytest.fixture(scope="session")
 async def faiss_replica(mesh: Mesh):
     """A second matching replica on the same database and Redis, serving from FAISS, with
-    heartbeats every second (the shared mesh's replica serves from pgvector)."""
+    heartbeats every second and its own narrative template (the shared mesh's replica serves
+    from pgvector and asks enrichment for narratives)."""
     port = free_port()
     env = {
         "MATCHING_PORT": str(port),
         "MATCHING_METRICS_PORT": str(free_port()),
         "MATCHING_INDEX": "faiss",
         "OPENHR_STREAM_HEARTBEAT": "1",
+        "MATCHING_NARRATIVES": "template",
     }
     mesh.start_process("matching-faiss", [sys.executable, "-m", "services.matching"], env=env)
     await wait_until(lambda: asyncio.to_thread(serving, port), "the FAISS replica serving", within=60)

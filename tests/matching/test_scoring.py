@@ -13,6 +13,7 @@ from openhr.profile.v1 import profile_pb2 as P
 from tests.matching.conftest import make_members
 from tests.matching.population import ENGINEER, SELLER, variant
 from tests.matching.support import Member
+from tests.support.llm_server import DEFAULT_ANSWER
 
 
 @pytest.fixture(scope="module")
@@ -64,19 +65,40 @@ async def test_working_hours_overlap_and_stage_move_the_score(matching, cast) ->
     assert near.score > growth.score
 
 
-async def test_explanation_has_words_and_a_named_narrative_source(matching, rest, cast) -> None:
+async def test_explanation_in_words_with_the_llm_narrative_and_its_source(matching, rest, cast, llm_server) -> None:
     explanation = await explain(matching, cast["me"], cast["seller"])
-    assert explanation.narrative_source in (matching_pb2.NARRATIVE_SOURCE_LLM, matching_pb2.NARRATIVE_SOURCE_TEMPLATE)
-    assert "Sam" in explanation.narrative and "Enterprise Sales" in explanation.narrative
+    assert explanation.narrative_source == matching_pb2.NARRATIVE_SOURCE_LLM
+    assert explanation.narrative == DEFAULT_ANSWER
+    prompts = [str(r["messages"]) for r in llm_server.requests]
+    assert any("Enterprise Sales" in p and "9 hours of overlapping working time" in p for p in prompts)
     details = {f.factor: f.detail for f in explanation.factors}
     assert details[matching_pb2.FACTOR_TIMEZONE_OVERLAP] == "9 hours of overlapping working time"
     assert details[matching_pb2.FACTOR_STAGE_ALIGNMENT] == "You both want the pre seed stage"
     assert details[matching_pb2.FACTOR_EQUITY_ALIGNMENT] == "You both want mostly equity"
-    over_rest = await rest.get(
-        f"/v1/matches/{cast['seller'].profile_id}/explanation", headers=cast["me"].user.headers
-    )
+    # Cached: asked again, the LLM is not called again.
+    calls = len(llm_server.requests)
+    over_rest = await rest.get(f"/v1/matches/{cast['seller'].profile_id}/explanation", headers=cast["me"].user.headers)
     assert over_rest.status_code == 200
     assert over_rest.json()["explanation"]["sharedSkills"] == ["Python"]
+    assert over_rest.json()["explanation"]["narrativeSource"] == "NARRATIVE_SOURCE_LLM"
+    assert len(llm_server.requests) == calls
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await explain(matching, cast["me"], cast["me"])
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_template_narratives_when_the_llm_or_enrichment_is_out(matching, faiss_replica, cast, llm_server) -> None:
+    llm_server.fail(500)
+    try:
+        explanation = await explain(matching, cast["seller"], cast["me"])  # not explained (cached) before
+    finally:
+        llm_server.reset()
+    assert explanation.narrative_source == matching_pb2.NARRATIVE_SOURCE_TEMPLATE
+    assert explanation.narrative
+    # The FAISS replica runs with MATCHING_NARRATIVES=template: its own words, no enrichment call.
+    calls = len(llm_server.requests)
+    own = await explain(faiss_replica, cast["me"], cast["seller_tokyo"])
+    assert own.narrative_source == matching_pb2.NARRATIVE_SOURCE_TEMPLATE
+    assert own.narrative.startswith("Sam brings Enterprise Sales, Fundraising, Business Development.")
+    assert "1 hour of overlapping working time." in own.narrative
+    assert len(llm_server.requests) == calls
