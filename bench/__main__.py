@@ -7,6 +7,7 @@ bench/results/.
     python -m bench --only taxonomy      # just the in-process taxonomy search
     python -m bench --only signin        # just sign-in throughput (mesh, no profiles)
     python -m bench --only github_import # just the GitHub import (20 repositories, local GitHub stand-in)
+    python -m bench --only matching      # ListMatches, recall, index builds at 100,000 profiles (mesh of its own)
     python -m bench --quick              # 2 rounds, shorter cells, 300 profiles: a smoke run
 """
 
@@ -33,9 +34,26 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+def run_matching_bench(quick: bool, machine: dict) -> None:
+    from bench.matching import MatchingConfig, run_matching
+    from bench.matching import markdown as matching_markdown
+    from deploy.local.ephemeral import start_mesh
+
+    config = MatchingConfig()
+    if quick:
+        config = MatchingConfig(profiles=5_000, seconds=3.0, warmup_seconds=1.0, recall_users=20, recompute_users=200)
+    mesh = start_mesh(REPO_ROOT / ".data" / "bench-matching")
+    try:
+        result = asyncio.run(run_matching(mesh, config, log))
+    finally:
+        mesh.stop(remove_data=True)
+    result["machine"] = machine
+    report.write("matching", matching_markdown(result, machine_markdown(machine)), result)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", choices=["taxonomy", "get_profile", "signin", "github_import"])
+    parser.add_argument("--only", choices=["taxonomy", "get_profile", "signin", "github_import", "matching"])
     parser.add_argument("--profiles", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer profiles, rounds and seconds")
@@ -96,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         report.write("enrichment_jobs", github_markdown(imports, machine_markdown(machine)), imports)
         log(f"github import: median cold {imports['median_s']['cold']} s, warm {imports['median_s']['warm']} s, "
             f"peer {imports['median_s']['peer']} s")  # fmt: skip
+
+    if args.only in (None, "matching"):
+        run_matching_bench(args.quick, machine)
 
     log(f"\ndone in {time.perf_counter() - started:.0f}s; results in {report.RESULTS_DIR}")
     return 0

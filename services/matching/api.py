@@ -199,13 +199,10 @@ class MatchingInternalApi(matching_pb2_grpc.MatchingInternalServiceServicer):
             raise errors.invalid_field("candidate_user_ids", f"at most {MAX_SCORE_BATCH}")
         others = [_uuid(u, f"candidate_user_ids[{i}]") for i, u in enumerate(request.candidate_user_ids)]
         async with self._db.transaction(user_id) as tx:
-            people = await store.get_candidates(tx, self._ranker.model_id, [user_id, *others])
-        if user_id not in people:
-            raise errors.not_found("profile of user_id")
-        me = people[user_id]
+            me, people = await self._ranker.people(tx, user_id, others)
         return matching_pb2.ScoreCandidatesResponse(
             cards=[
-                cards.card(Ranked(self._ranker.score(me, people[o]), people[o]))
+                cards.card(Ranked(self._ranker.score(me.candidate, people[o]), people[o]))
                 for o in others
                 if o in people and o != user_id and people[o].discoverable
             ]

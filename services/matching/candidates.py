@@ -16,7 +16,7 @@ from services.common.db import Database, Tx
 from services.matching import ranking, store
 from services.matching.index import IndexUnavailable, VectorIndex
 from services.matching.ranking import Fit, Weights
-from services.matching.store import Candidate, Filters
+from services.matching.store import Candidate, Filters, Viewer
 
 MUST = profile_pb2.IMPORTANCE_MUST_HAVE
 
@@ -79,20 +79,25 @@ class Ranker:
         self._db, self._index, self.model_id = db, index, model_id
         self.weights, self._pool_size, self._timeout_ms = weights, pool_size, search_timeout_ms
 
-    async def me(self, tx: Tx, user_id: str) -> Candidate:
-        mine = await store.get_candidate(tx, self.model_id, user_id)
+    async def viewer(self, tx: Tx, user_id: str) -> Viewer:
+        mine = await store.get_viewer(tx, self.model_id, user_id)
         if mine is None:
             raise errors.failed_precondition("your profile is not in discovery yet: create it, then retry")
         return mine
 
-    async def _pool(self, tx: Tx, me: Candidate, filters: Filters) -> list[str]:
-        person = me.person
-        if person.offer is None and person.seek is None:
-            return await store.recent(tx, person.user_id, self._pool_size, filters)
+    async def people(self, tx: Tx, user_id: str, others: list[str]) -> tuple[Viewer, dict[str, Candidate]]:
+        """The caller and the candidates among `others` the caller can see, with their cosines."""
+        me = await self.viewer(tx, user_id)
+        return me, await store.get_candidates(tx, self.model_id, others, me)
+
+    async def _pool(self, tx: Tx, me: Viewer, filters: Filters) -> list[str]:
+        user_id = me.candidate.person.user_id
+        if me.offer is None and me.seek is None:
+            return await store.recent(tx, user_id, self._pool_size, filters)
         ids: dict[str, None] = {}
-        for column, query in (("offer", person.seek), ("seek", person.offer)):
+        for column, query in (("offer", me.seek), ("seek", me.offer)):
             if query is not None:
-                hits = await self._index.nearest(tx, person.user_id, column, query, self._pool_size, filters)
+                hits = await self._index.nearest(tx, user_id, column, query, self._pool_size, filters)
                 ids.update(dict.fromkeys(hits))
         return list(ids)
 
@@ -101,45 +106,45 @@ class Ranker:
         try:
             async with self._db.transaction(user_id) as tx:
                 await tx.execute("SELECT set_config('statement_timeout', $1, true)", str(self._timeout_ms))
-                me = await self.me(tx, user_id)
-                filters = filters_for(me.person, request)
-                pool = await store.get_candidates(tx, self.model_id, await self._pool(tx, me, filters))
+                me = await self.viewer(tx, user_id)
+                filters = filters_for(me.candidate.person, request)
+                pool = await store.get_candidates(tx, self.model_id, await self._pool(tx, me, filters), me)
         except (IndexUnavailable, asyncpg.QueryCanceledError) as exc:
             raise SearchUnavailable from exc
-        now = datetime.now(UTC)
-        fits = ranking.rank(me.person, [c.person for c in pool.values()], self.weights, now, request.min_score)
+        now, person = datetime.now(UTC), me.candidate.person
+        scored = [(c.person, c.cosines) for c in pool.values()]
+        fits = ranking.rank(person, scored, self.weights, now, request.min_score)
         if request.min_timezone_overlap_hours:
             wanted = request.min_timezone_overlap_hours
-            hours = {f.user_id: ranking.timezone_overlap(me.person, pool[f.user_id].person, now)[2] for f in fits}
+            hours = {f.user_id: ranking.timezone_overlap(person, pool[f.user_id].person, now)[2] for f in fits}
             fits = [f for f in fits if (hours[f.user_id] or 0) >= wanted]
         return [Ranked(f, pool[f.user_id]) for f in fits]
 
     async def pair(self, user_id: str, other_user_id: str) -> tuple[Candidate, Ranked]:
-        """How `other_user_id` fits `user_id` (both visible to the caller); NOT_FOUND when hidden."""
+        """How `other_user_id` fits `user_id`; NOT_FOUND when hidden from the caller."""
         async with self._db.transaction(user_id) as tx:
-            people = await store.get_candidates(tx, self.model_id, [user_id, other_user_id])
-        if other_user_id not in people or not people[other_user_id].discoverable:
+            me, people = await self.people(tx, user_id, [other_user_id])
+        them = people.get(other_user_id)
+        if them is None or not them.discoverable:
             raise errors.not_found("profile")
-        if user_id not in people:
-            raise errors.failed_precondition("your profile is not in discovery yet: create it, then retry")
-        me, them = people[user_id], people[other_user_id]
-        return me, Ranked(ranking.fit(me.person, them.person, self.weights, datetime.now(UTC)), them)
+        return me.candidate, Ranked(self.score(me.candidate, them), them)
 
     async def fresh(self, user_id: str, other_user_id: str) -> Ranked | None:
         """How a changed candidate ranks for `user_id` now; None when they are not eligible
         (hidden, excluded, filtered by my must-haves)."""
         async with self._db.transaction(user_id) as tx:
-            me = await store.get_candidate(tx, self.model_id, user_id)
+            me = await store.get_viewer(tx, self.model_id, user_id)
             if me is None:
                 return None
-            filters = filters_for(me.person, matching_pb2.ListMatchesRequest())
+            filters = filters_for(me.candidate.person, matching_pb2.ListMatchesRequest())
             if not await store.keep_eligible(tx, user_id, [other_user_id], filters):
                 return None
-            them = await store.get_candidate(tx, self.model_id, other_user_id)
+            them = (await store.get_candidates(tx, self.model_id, [other_user_id], me)).get(other_user_id)
         now = datetime.now(UTC)
-        if them is None or not ranking.meets_must_haves(me.person, them.person, now):
+        if them is None or not ranking.meets_must_haves(me.candidate.person, them.person, now):
             return None
-        return Ranked(ranking.fit(me.person, them.person, self.weights, now), them)
+        return Ranked(self.score(me.candidate, them), them)
 
     def score(self, me: Candidate, them: Candidate) -> Fit:
-        return ranking.fit(me.person, them.person, self.weights, datetime.now(UTC))
+        """`them` read for the viewer `me` (their cosines are with my vectors)."""
+        return ranking.fit(me.person, them.person, self.weights, datetime.now(UTC), them.cosines)

@@ -54,10 +54,8 @@ class Decisions:
             match = await store.get_match(tx, me, target)
             if match is not None or await store.decision(tx, target, me) != LIKE:
                 return Outcome(match)
-            people = await store.get_candidates(tx, self._ranker.model_id, [me, target])
-            score = (
-                self._ranker.score(people[me], people[target]).score if me in people and target in people else 0.0
-            )
+            viewer, people = await self._ranker.people(tx, me, [target])
+            score = self._ranker.score(viewer.candidate, people[target]).score if target in people else 0.0
             match = await store.insert_match(tx, me, target, score)
             if match is None:  # lost a race the lock should prevent: the other transaction announced it
                 return Outcome(await store.get_match(tx, me, target))

@@ -23,8 +23,6 @@ from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import numpy as np
-
 from openhr.matching.v1 import matching_pb2
 from openhr.profile.v1 import profile_pb2
 
@@ -91,8 +89,12 @@ class Person:
     timezone: str = ""
     skills: tuple[Skill, ...] = ()
     preferences: profile_pb2.Preferences = field(default_factory=profile_pb2.Preferences)
-    offer: np.ndarray | None = None
-    seek: np.ndarray | None = None
+
+
+# Cosines of a pair's embeddings (unit vectors): my seek with their offer, their seek with my
+# offer; None where a vector is missing. Postgres computes them (services/matching/store.py).
+Cosines = tuple[float | None, float | None]
+NO_COSINES: Cosines = (None, None)
 
 
 @dataclass(frozen=True)
@@ -135,14 +137,13 @@ def _important(importance: int) -> bool:
 # --- skill fit ---------------------------------------------------------------------------
 
 
-def semantic_fit(me: Person, them: Person) -> float | None:
-    """0-1 from the cosines of my seek with their offer and their seek with my offer (unit
-    vectors); None when no direction can be computed."""
-    pairs = ((me.seek, them.offer), (them.seek, me.offer))
-    cosines = [float(np.dot(a, b)) for a, b in pairs if a is not None and b is not None]
-    if not cosines:
+def semantic_fit(cosines: Cosines) -> float | None:
+    """0-1 from the cosines of my seek with their offer and their seek with my offer; None when
+    neither direction can be computed."""
+    known = [c for c in cosines if c is not None]
+    if not known:
         return None
-    return _clamp((sum(cosines) / len(cosines) - COSINE_FLOOR) / COSINE_SPAN)
+    return _clamp((sum(known) / len(known) - COSINE_FLOOR) / COSINE_SPAN)
 
 
 def _mass(skills: Iterable[Skill]) -> dict[str, float]:
@@ -188,13 +189,15 @@ def skill_words(me: Person, them: Person) -> tuple[tuple[str, ...], tuple[str, .
     return shared[:TOP_SKILLS], complementary[:TOP_SKILLS]
 
 
-def skill_fit(me: Person, them: Person, semantic: float | None) -> tuple[float, str]:
+def skill_fit(
+    me: Person, them: Person, semantic: float | None, words: tuple[tuple[str, ...], tuple[str, ...]]
+) -> tuple[float, str]:
     comp = complementarity(me, them)
     score = 0.5 * (NEUTRAL if semantic is None else semantic) + 0.5 * comp
     roles = me.preferences.roles_sought
     if roles.roles and them.role not in roles.roles and not _important(roles.importance):
         score *= UNMET_NICE_TO_HAVE
-    shared, complementary = skill_words(me, them)
+    shared, complementary = words
     if complementary and comp >= 0.5:
         detail = f"Brings what you look for: {', '.join(complementary[:3])}"
     elif shared:
@@ -217,12 +220,18 @@ def _zone(name: str) -> ZoneInfo | None:
         return None
 
 
-def utc_offset_hours(timezone: str, at: datetime) -> float | None:
+@lru_cache(maxsize=4096)
+def _offset(timezone: str, hour: int) -> float | None:
     zone = _zone(timezone)
     if zone is None:
         return None
-    offset = at.astimezone(zone).utcoffset()
+    offset = datetime.fromtimestamp(hour * 3600, zone).utcoffset()
     return offset.total_seconds() / 3600 if offset is not None else None
+
+
+def utc_offset_hours(timezone: str, at: datetime) -> float | None:
+    """The zone's offset at `at` (to the hour: offsets change on the hour)."""
+    return _offset(timezone, int(at.timestamp()) // 3600)
 
 
 def overlap_hours(offset_a: float, offset_b: float) -> float:
@@ -311,10 +320,10 @@ def meets_must_haves(me: Person, them: Person, at: datetime) -> bool:
     return True
 
 
-def fit(me: Person, them: Person, weights: Weights, at: datetime) -> Fit:
+def fit(me: Person, them: Person, weights: Weights, at: datetime, cosines: Cosines = NO_COSINES) -> Fit:
     """How well `them` fits `me`, from my point of view (my preferences weigh)."""
-    semantic = semantic_fit(me, them)
-    skill_score, skill_detail = skill_fit(me, them, semantic)
+    words = skill_words(me, them)
+    skill_score, skill_detail = skill_fit(me, them, semantic_fit(cosines), words)
     tz_score, tz_detail, _hours = timezone_overlap(me, them, at)
     equity_score, equity_detail = equity_alignment(me, them)
     stage_score, stage_detail = stage_alignment(me, them)
@@ -324,14 +333,16 @@ def fit(me: Person, them: Person, weights: Weights, at: datetime) -> Fit:
         FactorResult(matching_pb2.FACTOR_EQUITY_ALIGNMENT, equity_score, weights.equity_alignment, equity_detail),
         FactorResult(matching_pb2.FACTOR_STAGE_ALIGNMENT, stage_score, weights.stage_alignment, stage_detail),
     )
-    shared, complementary = skill_words(me, them)
+    shared, complementary = words
     score = round(_clamp(sum(f.score * f.weight for f in factors)), 6)
     return Fit(them.user_id, score, factors, shared, complementary)
 
 
-def rank(me: Person, pool: Iterable[Person], weights: Weights, at: datetime, min_score: float = 0.0) -> list[Fit]:
+def rank(
+    me: Person, pool: Iterable[tuple[Person, Cosines]], weights: Weights, at: datetime, min_score: float = 0.0
+) -> list[Fit]:
     """Best first; ties by user id, so the order is stable."""
-    eligible = (them for them in pool if them.user_id != me.user_id and meets_must_haves(me, them, at))
-    fits = [f for f in (fit(me, them, weights, at) for them in eligible) if f.score >= min_score]
+    eligible = ((them, c) for them, c in pool if them.user_id != me.user_id and meets_must_haves(me, them, at))
+    fits = [f for f in (fit(me, them, weights, at, c) for them, c in eligible) if f.score >= min_score]
     fits.sort(key=lambda f: (-f.score, f.user_id))
     return fits

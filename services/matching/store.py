@@ -11,11 +11,10 @@ from datetime import datetime
 
 import numpy as np
 from asyncpg import Record
-from google.protobuf import json_format
 
 from openhr.profile.v1 import profile_pb2
 from services.common.db import Tx
-from services.matching.ranking import Person, Skill
+from services.matching.ranking import NO_COSINES, Cosines, Person, Skill
 
 SCHEMA = "matching"
 VECTOR_COLUMNS = ("offer", "seek")
@@ -55,6 +54,17 @@ class Candidate:
     country_code: str
     discoverable: bool
     profile_version: int
+    # With the viewer's vectors, when read for one (get_candidates).
+    cosines: Cosines = NO_COSINES
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The caller as a candidate, with their own vectors (None until embedded)."""
+
+    candidate: Candidate
+    offer: np.ndarray | None
+    seek: np.ndarray | None
 
 
 @dataclass
@@ -95,7 +105,7 @@ def candidate_values(profile: profile_pb2.Profile) -> tuple:
         profile.timezone,
         [{"name": s.name, "category": s.category, "proficiency": s.proficiency} for s in skills],
         sorted({skill_key(s.name) for s in skills}),
-        json_format.MessageToDict(prefs, preserving_proto_field_name=True),
+        prefs.SerializeToString(),
         [profile_pb2.StartupStage.Name(s) for s in prefs.stage.stages],
         profile_pb2.Commitment.Name(prefs.commitment.commitment),
         [profile_pb2.WorkMode.Name(m) for m in prefs.work_mode.modes],
@@ -106,17 +116,13 @@ def _vector(value) -> np.ndarray | None:
     return None if value is None else np.asarray(value, dtype=np.float32)
 
 
-def _candidate(row: Record) -> Candidate:
-    preferences = profile_pb2.Preferences()
-    json_format.ParseDict(row["preferences"], preferences, ignore_unknown_fields=True)
+def _candidate(row: Record, cosines: Cosines = NO_COSINES) -> Candidate:
     person = Person(
         user_id=str(row["user_id"]),
         role=profile_pb2.Role.Value(row["role"]),
         timezone=row["timezone"],
         skills=tuple(Skill(s["name"], s["category"], s["proficiency"]) for s in row["skills"]),
-        preferences=preferences,
-        offer=_vector(row["offer"]),
-        seek=_vector(row["seek"]),
+        preferences=profile_pb2.Preferences.FromString(row["preferences"]),
     )
     return Candidate(
         person=person,
@@ -128,14 +134,8 @@ def _candidate(row: Record) -> Candidate:
         country_code=row["country_code"],
         discoverable=row["discoverable"],
         profile_version=row["profile_version"],
+        cosines=cosines,
     )
-
-
-_SELECT_CANDIDATES = """
-SELECT c.*, v.offer::real[] AS offer, v.seek::real[] AS seek
-FROM matching.candidates c
-LEFT JOIN matching.vectors v ON v.user_id = c.user_id AND v.model_id = $1
-"""
 
 
 # --- the read model ----------------------------------------------------------------------
@@ -186,13 +186,38 @@ async def upsert_vectors(
     return bool(written)
 
 
-async def get_candidates(tx: Tx, model_id: str, user_ids: list[str]) -> dict[str, Candidate]:
-    rows = await tx.fetch(_SELECT_CANDIDATES + "WHERE c.user_id = ANY($2::uuid[])", model_id, user_ids)
-    return {str(row["user_id"]): _candidate(row) for row in rows}
+async def get_viewer(tx: Tx, model_id: str, user_id: str) -> Viewer | None:
+    row = await tx.fetchrow(
+        "SELECT c.*, v.offer::real[] AS offer, v.seek::real[] AS seek FROM matching.candidates c "
+        "LEFT JOIN matching.vectors v ON v.user_id = c.user_id AND v.model_id = $1 WHERE c.user_id = $2",
+        model_id,
+        user_id,
+    )
+    if row is None:
+        return None
+    return Viewer(_candidate(row), _vector(row["offer"]), _vector(row["seek"]))
 
 
-async def get_candidate(tx: Tx, model_id: str, user_id: str) -> Candidate | None:
-    return (await get_candidates(tx, model_id, [user_id])).get(user_id)
+async def get_candidates(tx: Tx, model_id: str, user_ids: list[str], viewer: Viewer | None) -> dict[str, Candidate]:
+    """The candidates' rows with their cosines to the viewer's vectors, computed in Postgres
+    (no vector travels)."""
+    seek = viewer.seek.tolist() if viewer is not None and viewer.seek is not None else None
+    offer = viewer.offer.tolist() if viewer is not None and viewer.offer is not None else None
+    rows = await tx.fetch(
+        """
+        SELECT c.*,
+          1 - (v.offer <=> $3::real[]::vector) AS offer_cosine,
+          1 - (v.seek <=> $4::real[]::vector) AS seek_cosine
+        FROM matching.candidates c
+        LEFT JOIN matching.vectors v ON v.user_id = c.user_id AND v.model_id = $1
+        WHERE c.user_id = ANY($2::uuid[])
+        """,
+        model_id,
+        user_ids,
+        seek,
+        offer,
+    )
+    return {str(row["user_id"]): _candidate(row, (row["offer_cosine"], row["seek_cosine"])) for row in rows}
 
 
 async def user_of_profile(tx: Tx, profile_id: str) -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import numpy as np
 import pytest
 
 from openhr.matching.v1 import matching_pb2
@@ -103,7 +102,7 @@ def test_a_technical_founder_seeking_business_ranks_sales_above_a_clone() -> Non
     me = person("me", role=P.ROLE_TECHNICAL_COFOUNDER, skills=ENGINEERING, preferences=seeking_business)
     seller = person("seller", role=P.ROLE_BUSINESS_COFOUNDER, skills=BUSINESS)
     clone = person("clone", role=P.ROLE_TECHNICAL_COFOUNDER, skills=ENGINEERING)
-    ranked = ranking.rank(me, [clone, seller], Weights(), WINTER)
+    ranked = ranking.rank(me, [(clone, ranking.NO_COSINES), (seller, ranking.NO_COSINES)], Weights(), WINTER)
     assert [f.user_id for f in ranked] == ["seller", "clone"]
     seller_fit = ranked[0]
     assert seller_fit.complementary_skills[:2] == ("Enterprise Sales", "Fundraising")
@@ -117,21 +116,23 @@ def test_without_stated_roles_what_i_lack_counts_as_complementary() -> None:
     assert ranking.complementarity(me, seller) > ranking.complementarity(me, clone)
 
 
-def test_semantic_fit_uses_both_directions_of_unit_vectors() -> None:
-    a, b = np.eye(4, dtype=np.float32)[:2]
-    me = person("me", offer=a, seek=b)
-    mirror = person(offer=b, seek=a)
-    assert ranking.semantic_fit(me, mirror) == 1.0
-    assert ranking.semantic_fit(me, person(offer=a, seek=b)) == 0.0
-    assert ranking.semantic_fit(me, person()) is None
+def test_semantic_fit_averages_both_directions() -> None:
+    assert ranking.semantic_fit((0.6, 0.6)) == 1.0
+    assert ranking.semantic_fit((0.1, None)) == 0.0
+    assert ranking.semantic_fit((0.6, 0.1)) == pytest.approx(0.5)
+    assert ranking.semantic_fit((None, None)) is None
+    me, them = person("me"), person()
+    close = ranking.fit(me, them, Weights(), WINTER, (0.6, 0.6))
+    far = ranking.fit(me, them, Weights(), WINTER, (0.0, 0.0))
+    assert close.score > far.score
 
 
 def test_score_is_the_weighted_sum_and_ties_order_by_user_id() -> None:
     me = person("me", timezone="UTC")
     twins = [person(uid, timezone="UTC") for uid in ("b", "a")]
-    ranked = ranking.rank(me, [*twins, me], Weights(), WINTER)
+    ranked = ranking.rank(me, [(p, ranking.NO_COSINES) for p in (*twins, me)], Weights(), WINTER)
     assert [f.user_id for f in ranked] == ["a", "b"]
     first = ranked[0]
     assert first.score == pytest.approx(sum(f.score * f.weight for f in first.factors))
     assert [f.weight for f in first.factors] == [0.4, 0.2, 0.2, 0.2]
-    assert ranking.rank(me, twins, Weights(), WINTER, min_score=0.99) == []
+    assert ranking.rank(me, [(p, ranking.NO_COSINES) for p in twins], Weights(), WINTER, min_score=0.99) == []

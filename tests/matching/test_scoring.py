@@ -50,7 +50,9 @@ async def test_a_business_co_founder_outranks_a_clone_for_a_founder_seeking_one(
     assert clone.shared_skills == ["Python", "Go", "Kubernetes", "PostgreSQL"]
     page = await matching.ListMatches(matching_pb2.ListMatchesRequest(page_size=50), metadata=cast["me"].user.metadata)
     order = [c.user_id for c in page.matches]
-    assert order.index(cast["seller"].user_id) < order.index(cast["clone"].user_id)
+    assert cast["seller"].user_id in order
+    if cast["clone"].user_id in order:  # among the population, the clone may not make the top 50 at all
+        assert order.index(cast["seller"].user_id) < order.index(cast["clone"].user_id)
 
 
 async def test_working_hours_overlap_and_stage_move_the_score(matching, cast) -> None:

@@ -45,7 +45,8 @@ def upgrade() -> None:
           skills jsonb NOT NULL,
           -- Lower-cased skill names, for the skill keyword filter.
           skill_keys text[] NOT NULL,
-          preferences jsonb NOT NULL,
+          -- openhr.profile.v1.Preferences, serialized (ranking reads it for every candidate).
+          preferences bytea NOT NULL,
           -- From preferences, for SQL filters.
           stages text[] NOT NULL,
           commitment text NOT NULL,
