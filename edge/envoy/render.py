@@ -142,7 +142,9 @@ def public_http_routes(descriptor_path: str | os.PathLike) -> list[dict[str, str
 
 
 def render(**values: Any) -> str:
-    """Render the template. See the variable list at the top of envoy.yaml.j2."""
+    """Render the template. See the variable list at the top of envoy.yaml.j2; besides those,
+    ``descriptor_source``: the descriptor set to read when Envoy's ``descriptor_path`` is not a
+    path on this machine."""
     values["clusters"] = _normalise_clusters(values.get("clusters") or [])
     has_identity = any(c["name"] == "identity" for c in values["clusters"])
     for switch in ("auth", "rate_limits"):
@@ -151,8 +153,11 @@ def render(**values: Any) -> str:
         elif values[switch] and not has_identity:
             raise ValueError(f"{switch} needs the identity cluster (it serves the JWKS and the RateLimitService)")
     values["descriptor_path"] = os.fspath(values["descriptor_path"])
-    values["streaming_paths"] = streaming_paths(values["descriptor_path"])
-    values["public_http_routes"] = public_http_routes(values["descriptor_path"])
+    # The descriptor set read now; descriptor_path is where Envoy finds it (in Kubernetes a path
+    # inside its container, while the renderer reads the same set from gen/).
+    source = values.pop("descriptor_source", None) or values["descriptor_path"]
+    values["streaming_paths"] = streaming_paths(source)
+    values["public_http_routes"] = public_http_routes(source)
     values.update(
         PUBLIC_SERVICES=surface.PUBLIC_SERVICES,
         EDGE_CLUSTERS=surface.EDGE_CLUSTERS,
@@ -218,6 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--trusted-hops", type=int, default=0, help="load balancers in front that append X-Forwarded-For (default 0)"
     )
+    p.add_argument("--descriptor-source", help="descriptor set to read when --descriptor is Envoy's path, not ours")
+    p.add_argument("--tls-cert", help="PEM certificate chain: the edge listener speaks TLS")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    p.add_argument("--ops-port", type=int, help="plaintext listener for /ready, /stats/prometheus and the JWKS")
     args = p.parse_args(argv)
 
     values: dict[str, Any] = {
@@ -238,6 +247,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if args.dns_type:
         values["dns_type"] = args.dns_type
+    if args.descriptor_source:
+        values["descriptor_path"] = args.descriptor
+        values["descriptor_source"] = args.descriptor_source
+    if args.tls_cert or args.tls_key:
+        values.update(tls_cert_file=args.tls_cert, tls_key_file=args.tls_key)
+    if args.ops_port:
+        values["ops_port"] = args.ops_port
     try:
         text = render(**values)
     except ValueError as exc:

@@ -34,6 +34,19 @@ async def first_delivery(tx: Tx, schema: str, event_id: str) -> bool:
     return bool(inserted)
 
 
+async def purge_processed(tx: Tx, schema: str, older_than: float, batch: int = 5000) -> int:
+    """Deletes up to `batch` inbox keys of events handled more than `older_than` seconds ago;
+    returns how many (services/common/retention.py runs it). A redelivery comes within minutes
+    (claim_idle); the retention is days."""
+    deleted = await tx.fetch(
+        f"DELETE FROM {schema}.inbox WHERE event_id IN (SELECT event_id FROM {schema}.inbox "
+        "WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2) RETURNING event_id",
+        older_than,
+        batch,
+    )
+    return len(deleted)
+
+
 class EventConsumer:
     def __init__(
         self,

@@ -75,12 +75,18 @@ def create_outbox_and_inbox(schema: str) -> None:
           published_at timestamptz
         );
         CREATE INDEX outbox_unpublished ON "{schema}".outbox (id) WHERE published_at IS NULL;
-        GRANT SELECT, INSERT, UPDATE ON "{schema}".outbox TO "{role}";
+        GRANT SELECT, INSERT, UPDATE, DELETE ON "{schema}".outbox TO "{role}";
         GRANT USAGE ON SEQUENCE "{schema}".outbox_id_seq TO "{role}";
         CREATE TABLE "{schema}".inbox (
           event_id uuid PRIMARY KEY,
           processed_at timestamptz NOT NULL DEFAULT now()
         );
-        GRANT SELECT, INSERT ON "{schema}".inbox TO "{role}";
+        GRANT SELECT, INSERT, DELETE ON "{schema}".inbox TO "{role}";
         """
     )
+
+
+def grant_event_retention(schema: str) -> None:
+    """For schemas made before retention: the app role may delete old outbox and inbox rows."""
+    role = app_role(schema)
+    op.execute(f'GRANT DELETE ON "{schema}".outbox, "{schema}".inbox TO "{role}"')

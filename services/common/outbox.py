@@ -107,3 +107,15 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
             except TimeoutError:
                 continue
+
+
+async def purge_published(tx: Tx, schema: str, older_than: float, batch: int = 5000) -> int:
+    """Deletes up to `batch` outbox rows published more than `older_than` seconds ago (never an
+    unpublished one); returns how many (services/common/retention.py runs it)."""
+    deleted = await tx.fetch(
+        f"DELETE FROM {schema}.outbox WHERE id IN (SELECT id FROM {schema}.outbox "
+        "WHERE published_at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2) RETURNING id",
+        older_than,
+        batch,
+    )
+    return len(deleted)

@@ -26,6 +26,8 @@ from services.common.settings import ServiceSettings
 
 log = structlog.get_logger("server")
 Check = Callable[[], Awaitable[object]]
+# The health service name Kubernetes liveness probes ask for (deploy/k8s); readiness asks for "".
+LIVENESS_SERVICE = "openhr.liveness"
 
 
 def service_name(module, service: str) -> str:
@@ -136,6 +138,9 @@ class Service:
         self._service_names = list(self.spec.register(self.server))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        # Liveness: SERVING whenever the server answers at all, whatever its dependencies (a
+        # Postgres outage must make replicas unready, not restart them); NOT_SERVING on shutdown.
+        await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         reflection.enable_server_reflection(
             [*self._service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             self.server,

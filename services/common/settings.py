@@ -40,4 +40,6 @@ class ServiceSettings(BaseSettings):
     # Seconds between heartbeats on idle server streams (well inside Envoy's stream idle timeout).
     stream_heartbeat: float = Field(15.0, validation_alias="OPENHR_STREAM_HEARTBEAT")
     db_pool_size: int = Field(10, validation_alias="OPENHR_DB_POOL_SIZE")
+    # Seconds published outbox rows and processed inbox keys are kept (services/common/retention.py).
+    event_retention: float = Field(7 * 86400.0, gt=0, validation_alias="OPENHR_EVENT_RETENTION")
     otlp_endpoint: str = Field("", validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")

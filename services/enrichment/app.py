@@ -12,6 +12,7 @@ from services.common.circuit import CircuitBreaker
 from services.common.clients import channel
 from services.common.db import Database
 from services.common.outbox import OutboxRelay
+from services.common.retention import EventRetention
 from services.common.server import ServiceSpec, service_name
 from services.common.settings import ServiceSettings
 from services.enrichment import handlers, store
@@ -108,7 +109,12 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
         port=settings.port,
         register=register,
         checks={"postgres": db.ping, "redis": lambda: ping(redis)},
-        background=[relay.run, runner.run, notifications.run],
+        background=[
+            relay.run,
+            runner.run,
+            notifications.run,
+            EventRetention(db, store.SCHEMA, settings.event_retention).run,
+        ],
         cleanup=[close],
         metrics_port=settings.metrics_port,
     )

@@ -15,6 +15,7 @@ from services.common import surface
 from services.common.cache import connect_redis
 from services.common.db import Database
 from services.common.outbox import OutboxRelay
+from services.common.retention import EventRetention
 from services.common.server import ServiceSpec
 from services.common.settings import DATA_DIR, ServiceSettings
 from services.identity import store
@@ -167,7 +168,12 @@ def build(settings: IdentitySettings) -> ServiceSpec:
         port=settings.port,
         register=register,
         checks={"postgres": db.ping},
-        background=[keys.run, relay.run, ExpiredSecretsPurge(db).run],
+        background=[
+            keys.run,
+            relay.run,
+            ExpiredSecretsPurge(db).run,
+            EventRetention(db, store.SCHEMA, settings.event_retention).run,
+        ],
         cleanup=[close],
         # Envoy's rate-limit calls carry no token and come with every edge request: not logged.
         public_methods=PUBLIC_METHODS | RATE_LIMIT_METHODS,

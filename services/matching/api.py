@@ -5,9 +5,6 @@ from __future__ import annotations
 import re
 import uuid
 
-from google.protobuf import json_format, struct_pb2
-
-from openhr.common.v1 import user_data_pb2, user_data_pb2_grpc
 from openhr.matching.v1 import matching_pb2, matching_pb2_grpc
 from openhr.profile.v1 import profile_pb2
 from services.common import errors
@@ -20,7 +17,7 @@ from services.matching.candidates import Ranked, Ranker, SearchUnavailable
 from services.matching.decisions import LIKE, PASS, Decisions
 from services.matching.explain import Narrator
 from services.matching.feed import MatchFeed
-from services.matching.readmodel import ReadModel, announce
+from services.matching.readmodel import ReadModel
 from services.matching.snapshots import Snapshots
 
 SERVICE = "matching"
@@ -213,34 +210,3 @@ class MatchingInternalApi(matching_pb2_grpc.MatchingInternalServiceServicer):
         profiles, embeddings = await self._read_model.rebuild()
         await self._on_rebuilt()
         return matching_pb2.RebuildReadModelResponse(profiles=profiles, embeddings=embeddings)
-
-
-class UserDataApi(user_data_pb2_grpc.UserDataServiceServicer):
-    """Export and erasure of what matching holds about the caller: decisions, matches, the read
-    model's row and vectors, blocks, cached rankings."""
-
-    def __init__(self, db: Database, snapshots_: Snapshots) -> None:
-        self._db, self._snapshots = db, snapshots_
-
-    @staticmethod
-    def _own(user_id: str) -> str:
-        user_id = _uuid(user_id, "user_id")
-        if user_id != _caller():
-            raise errors.permission_denied("only the user themselves can export or delete their data")
-        return user_id
-
-    async def ExportUserData(self, request, context):
-        user_id = self._own(request.user_id)
-        async with self._db.transaction(user_id) as tx:
-            data = await store.export_user(tx, user_id)
-        struct = struct_pb2.Struct()
-        json_format.ParseDict(data, struct)
-        return user_data_pb2.ExportUserDataResponse(service=SERVICE, data=struct)
-
-    async def DeleteUserData(self, request, context):
-        user_id = self._own(request.user_id)
-        async with self._db.transaction(user_id) as tx:
-            deleted = await store.delete_user(tx, user_id)
-            await announce(tx, user_id, removed=True)
-        await self._snapshots.forget(user_id)
-        return user_data_pb2.DeleteUserDataResponse(service=SERVICE, deleted=deleted)

@@ -20,17 +20,19 @@ from services.common.consumer import EventConsumer
 from services.common.db import Database
 from services.common.fanout import StreamFanout
 from services.common.outbox import OutboxRelay
+from services.common.retention import EventRetention
 from services.common.server import ServiceSpec, service_name
 from services.common.settings import ServiceSettings
+from services.common.user_data import UserDataApi
 from services.matching import store
-from services.matching.api import MatchingApi, MatchingInternalApi, UserDataApi
+from services.matching.api import MatchingApi, MatchingInternalApi
 from services.matching.candidates import Ranker
 from services.matching.decisions import Decisions
 from services.matching.explain import Narrator
 from services.matching.feed import EVERYONE, MatchFeed
 from services.matching.index import FaissIndex, PgVectorIndex, VectorIndex
 from services.matching.ranking import Weights
-from services.matching.readmodel import FEED_TOPIC, ReadModel
+from services.matching.readmodel import FEED_TOPIC, ReadModel, announce
 from services.matching.snapshots import Snapshots
 
 # Topics whose events feed the read model (services/matching/readmodel.py).
@@ -115,6 +117,13 @@ def build(settings: MatchingSettings) -> ServiceSpec:
         EventConsumer(redis, topic, "matching", consumer_name, read_model.on_event) for topic in CONSUMED_TOPICS
     ]
 
+    async def erase(tx, user_id: str) -> dict[str, int]:
+        """Everything about the user: read model, decisions, matches, blocks, cached rankings."""
+        deleted = await store.delete_user(tx, user_id)
+        await announce(tx, user_id, removed=True)
+        await snapshots.forget(user_id)
+        return deleted
+
     def register(server: grpc.aio.Server) -> list[str]:
         matching_pb2_grpc.add_MatchingServiceServicer_to_server(
             MatchingApi(db, ranker, Decisions(db, ranker), snapshots, narrator, match_feed, settings.snapshot_size),
@@ -123,7 +132,9 @@ def build(settings: MatchingSettings) -> ServiceSpec:
         matching_pb2_grpc.add_MatchingInternalServiceServicer_to_server(
             MatchingInternalApi(db, ranker, read_model, index.reload), server
         )
-        user_data_pb2_grpc.add_UserDataServiceServicer_to_server(UserDataApi(db, snapshots), server)
+        user_data_pb2_grpc.add_UserDataServiceServicer_to_server(
+            UserDataApi("matching", db, store.export_user, erase), server
+        )
         return [
             service_name(matching_pb2, "MatchingService"),
             service_name(matching_pb2, "MatchingInternalService"),
@@ -141,7 +152,13 @@ def build(settings: MatchingSettings) -> ServiceSpec:
         port=settings.port,
         register=register,
         checks={"postgres": db.ping, "redis": lambda: ping(redis), "index": index.check},
-        background=[relay.run, changes.run, index.run, *(c.run for c in consumers)],
+        background=[
+            relay.run,
+            changes.run,
+            index.run,
+            EventRetention(db, store.SCHEMA, settings.event_retention).run,
+            *(c.run for c in consumers),
+        ],
         cleanup=[close],
         metrics_port=settings.metrics_port,
     )

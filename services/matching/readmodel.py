@@ -2,7 +2,7 @@
 
 Events (at least once, no order across users or topics: a consumer group hands them to any
 replica): ProfileChanged (topic "profile"), ProfileEmbedded ("enrichment"), UserDeleted
-("identity"), ConversationOpened ("messaging"). Each is applied once (inbox) in a transaction
+("identity"), ConversationOpened and ConversationBlocked ("messaging"). Each is applied once (inbox) in a transaction
 as the user it is about; stale ones lose to the stored version (profile `version`, embeddings'
 `profile_version`). Every change of a candidate is announced on "matching.feed", which keeps
 the in-process index and the open match feeds of every replica current.
@@ -28,6 +28,7 @@ log = structlog.get_logger("readmodel")
 SERVICE = "matching"
 FEED_TOPIC = "matching.feed"
 REBUILD_PAGE = 500
+HANDLED = ("profile_changed", "profile_embedded", "user_deleted", "conversation_opened", "conversation_blocked")
 
 
 async def announce(tx: Tx, user_id: str, *, removed: bool = False) -> None:
@@ -87,7 +88,7 @@ class ReadModel:
     async def on_event(self, event: events_pb2.Event) -> None:
         """The handler of every topic matching consumes."""
         kind = event.WhichOneof("payload")
-        if kind not in ("profile_changed", "profile_embedded", "user_deleted", "conversation_opened"):
+        if kind not in HANDLED:
             return
         async with self._db.transaction(event.user_id) as tx:
             if not await first_delivery(tx, store.SCHEMA, event.event_id):
@@ -99,9 +100,12 @@ class ReadModel:
             elif kind == "user_deleted":
                 await store.delete_user(tx, event.user_id)
                 await announce(tx, event.user_id, removed=True)
-            else:
+            elif kind == "conversation_opened":
                 conversation = event.conversation_opened.conversation
                 await store.set_conversation(tx, conversation.match_id, conversation.conversation_id)
+            else:
+                blocked = event.conversation_blocked
+                await store.add_block(tx, blocked.blocker_user_id, blocked.blocked_user_id)
 
     # --- rebuild ---
 

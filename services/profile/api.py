@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
-from openhr.common.v1 import user_data_pb2, user_data_pb2_grpc
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 from services.common import errors
 from services.common.auth import current_principal
@@ -269,31 +268,3 @@ class ProfileInternalApi(profile_pb2_grpc.ProfileInternalServiceServicer):
             if changed:
                 await _refresh_after_skill_change(tx, profile.profile_id, "skills")
         return profile_pb2.MergeEnrichedSkillsResponse(skills=merged, not_added=not_added)
-
-
-class UserDataApi(user_data_pb2_grpc.UserDataServiceServicer):
-    """Export and erasure of everything the profile service holds about the caller."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    @staticmethod
-    def _own(user_id: str) -> str:
-        user_id = parse_uuid(user_id, "user_id")
-        if user_id != _caller():
-            raise errors.permission_denied("only the user themselves can export or delete their data")
-        return user_id
-
-    async def ExportUserData(self, request, context):
-        user_id = self._own(request.user_id)
-        async with self._db.transaction(user_id) as tx:
-            data = await store.export_user(tx, user_id)
-        struct = struct_pb2.Struct()
-        json_format.ParseDict(data, struct)
-        return user_data_pb2.ExportUserDataResponse(service=SERVICE, data=struct)
-
-    async def DeleteUserData(self, request, context):
-        user_id = self._own(request.user_id)
-        async with self._db.transaction(user_id) as tx:
-            deleted = await store.delete_user(tx, user_id)
-        return user_data_pb2.DeleteUserDataResponse(service=SERVICE, deleted=deleted)

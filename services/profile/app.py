@@ -17,10 +17,12 @@ from services.common.consumer import EventConsumer, first_delivery
 from services.common.db import Database
 from services.common.fanout import StreamFanout
 from services.common.outbox import OutboxRelay
+from services.common.retention import EventRetention
 from services.common.server import ServiceSpec, service_name
 from services.common.settings import ServiceSettings
+from services.common.user_data import UserDataApi
 from services.profile import store
-from services.profile.api import ProfileApi, ProfileInternalApi, UserDataApi
+from services.profile.api import ProfileApi, ProfileInternalApi
 from services.profile.skills import SkillNormalizer
 
 
@@ -57,7 +59,9 @@ def build(settings: ProfileSettings) -> ServiceSpec:
             ProfileApi(db, normalizer, changes, settings.stream_heartbeat), server
         )
         profile_pb2_grpc.add_ProfileInternalServiceServicer_to_server(ProfileInternalApi(db, normalizer), server)
-        user_data_pb2_grpc.add_UserDataServiceServicer_to_server(UserDataApi(db), server)
+        user_data_pb2_grpc.add_UserDataServiceServicer_to_server(
+            UserDataApi("profile", db, store.export_user, store.delete_user), server
+        )
         return [
             service_name(profile_pb2, "ProfileService"),
             service_name(profile_pb2, "ProfileInternalService"),
@@ -74,7 +78,12 @@ def build(settings: ProfileSettings) -> ServiceSpec:
         port=settings.port,
         register=register,
         checks={"postgres": db.ping, "redis": lambda: ping(redis)},
-        background=[relay.run, consumer.run, changes.run],
+        background=[
+            relay.run,
+            consumer.run,
+            changes.run,
+            EventRetention(db, store.SCHEMA, settings.event_retention).run,
+        ],
         cleanup=[close],
         metrics_port=settings.metrics_port,
     )

@@ -116,6 +116,31 @@ def test_postgres_pgvector_survives_restart(pg_dir: Path) -> None:
     assert not pg.is_running()
 
 
+async def _socket_query(socket_dir: Path, port: int) -> int:
+    conn = await asyncpg.connect(host=str(socket_dir), port=port, user="openhr", database="openhr")
+    try:
+        return await conn.fetchval("SELECT 1")
+    finally:
+        await conn.close()
+
+
+def test_postgres_starts_from_a_deep_directory(pg_dir: Path) -> None:
+    """A clone deep in the file system: the data dir's path is far longer than a Unix socket
+    path may be (~107 characters), yet the cluster starts and answers on its socket and TCP."""
+    deep = pg_dir.parent / ("a-rather-long-directory-name-" * 3) / ("and-another-one-below-it-" * 3) / "data"
+    assert len(str(deep)) > 150
+    pg = EmbeddedPostgres(deep, free_port())
+    try:
+        pg.start()
+        assert len(str(pg.socket_dir)) < 40
+        assert (pg.socket_dir / f".s.PGSQL.{pg.port}").is_socket()
+        assert asyncio.run(_socket_query(pg.socket_dir, pg.port)) == 1
+        assert asyncio.run(_pg_create_and_query(pg.url))[0].startswith("0.8.")
+    finally:
+        pg.stop()
+    assert not pg.socket_dir.exists()
+
+
 def test_postgres_port_in_use(pg_dir: Path, listening_socket: int) -> None:
     pg = EmbeddedPostgres(pg_dir, listening_socket)
     with pytest.raises(PortInUseError, match=rf"PostgreSQL port {listening_socket}\b.*OPENHR_PG_PORT"):

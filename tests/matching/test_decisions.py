@@ -13,9 +13,6 @@ from deploy.local.ephemeral import Mesh
 from openhr.events.v1 import events_pb2
 from openhr.matching.v1 import matching_pb2
 from openhr.profile.v1 import profile_pb2
-from services.common.db import Database
-from services.common.migrations import app_role
-from services.common.outbox import OutboxRelay, add_event, new_event
 from tests.matching.conftest import make_members
 from tests.matching.population import generate
 from tests.matching.support import Member, wait_until
@@ -143,29 +140,33 @@ async def test_liking_oneself_a_hidden_or_unknown_profile_is_refused(matching, p
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_conversation_opened_is_recorded_on_the_match(mesh: Mesh, matching, people) -> None:
+async def test_messaging_opens_the_conversation_and_its_block_reaches_matching(rest, matching, people, db) -> None:
     a, b = people[25], people[26]
     await like(matching, a, b)
     match = (await like(matching, b, a)).match
-    # What messaging publishes when it opens the match's conversation (on topic "messaging").
-    db = Database(mesh.config.database_url, app_role=app_role("enrichment"), pool_size=1)
-    redis = Redis.from_url(mesh.redis.url)
-    try:
-        async with db.transaction(a.user_id) as tx:
-            event = new_event("messaging", a.user_id)
-            event.conversation_opened.conversation.conversation_id = "conv-" + match.match_id[:8]
-            event.conversation_opened.conversation.match_id = match.match_id
-            await add_event(tx, "enrichment", "messaging", event)
-        await OutboxRelay(db, redis, "enrichment").publish_batch()
-    finally:
-        await redis.aclose()
-        await db.close()
 
-    async def recorded():
+    async def conversation_recorded():
         mine = await matching.ListMyMatches(matching_pb2.ListMyMatchesRequest(), metadata=a.user.metadata)
-        return mine.matches[0].conversation_id == "conv-" + match.match_id[:8]
+        return mine.matches[0].conversation_id
 
-    await wait_until(recorded, "the conversation id on the match")
+    # Messaging opens the conversation from MatchCreated; matching records its ConversationOpened.
+    conversation_id = await wait_until(conversation_recorded, "the conversation id on the match")
+    listed = await rest.get("/v1/conversations", headers=a.user.headers)
+    assert [c["matchId"] for c in listed.json()["conversations"]] == [match.match_id]
+    assert listed.json()["conversations"][0]["conversationId"] == conversation_id
+
+    blocked = await rest.post(f"/v1/conversations/{conversation_id}:block", json={}, headers=b.user.headers)
+    assert blocked.status_code == 200, blocked.text
+
+    async def block_recorded():
+        return await db.fetchval(
+            "SELECT count(*) FROM matching.blocks WHERE blocker_user_id = $1 AND blocked_user_id = $2",
+            b.user_id,
+            a.user_id,
+        )
+
+    await wait_until(block_recorded, "the block in matching's read model")
+    assert a.user_id not in await shown_to(matching, b) and b.user_id not in await shown_to(matching, a)
 
 
 async def test_rest_like_and_like_back(rest, people) -> None:

@@ -3,8 +3,8 @@ MATCHES_ONLY profile (the service shows strangers the limited view, services/pro
 only matched users may endorse each other; a service rebuilding a read model may page every
 discoverable profile, inside a transaction that declared it.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from services.common.migrations import CALLER, app_role
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,47 @@
+"""The UserDataService servicer every service with user data registers: export and erasure
+of what that service holds about the caller, each in one transaction as the caller (RLS).
+A service gives its name and two store functions; identity's privacy endpoints fan out to it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+from google.protobuf import json_format, struct_pb2
+
+from openhr.common.v1 import user_data_pb2, user_data_pb2_grpc
+from services.common import errors
+from services.common.auth import current_principal
+from services.common.db import Database, Tx
+
+Export = Callable[[Tx, str], Awaitable[dict]]
+Delete = Callable[[Tx, str], Awaitable[dict[str, int]]]
+
+
+class UserDataApi(user_data_pb2_grpc.UserDataServiceServicer):
+    def __init__(self, service: str, db: Database, export: Export, delete: Delete) -> None:
+        self._service, self._db, self._export, self._delete = service, db, export, delete
+
+    @staticmethod
+    def _own(user_id: str) -> str:
+        try:
+            user_id = str(uuid.UUID(user_id))
+        except ValueError:
+            raise errors.invalid_field("user_id", "must be a UUID") from None
+        if user_id != current_principal().user_id:
+            raise errors.permission_denied("only the user themselves can export or delete their data")
+        return user_id
+
+    async def ExportUserData(self, request, context):
+        user_id = self._own(request.user_id)
+        async with self._db.transaction(user_id) as tx:
+            data = await self._export(tx, user_id)
+        struct = struct_pb2.Struct()
+        json_format.ParseDict(data, struct)
+        return user_data_pb2.ExportUserDataResponse(service=self._service, data=struct)
+
+    async def DeleteUserData(self, request, context):
+        user_id = self._own(request.user_id)
+        async with self._db.transaction(user_id) as tx:
+            deleted = await self._delete(tx, user_id)
+        return user_data_pb2.DeleteUserDataResponse(service=self._service, deleted=deleted)

@@ -1,0 +1,58 @@
+"""Redis restarts mid-conversation: nothing acknowledged is lost, and the stream recovers
+(Postgres holds every message; the outbox publishes what was committed meanwhile)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from deploy.local.ephemeral import Mesh
+from openhr.messaging.v1 import messaging_pb2
+from tests.messaging.support import matched_pair, send, stub, until
+
+pytestmark = pytest.mark.timeout(240)
+
+
+async def test_redis_restart_loses_no_acknowledged_message(faulty_mesh: Mesh) -> None:
+    async with grpc.aio.insecure_channel(faulty_mesh.target("messaging")) as channel:
+        alice, bob, conversation_id = await matched_pair(faulty_mesh, channel)
+        received: list[str] = []
+        position = {"cursor": "", "live": False}
+
+        async def follow() -> None:
+            """Bob's client: keeps its cursor and reconnects whenever the stream drops."""
+            while True:
+                call = stub(channel).StreamEvents(
+                    messaging_pb2.StreamEventsRequest(cursor=position["cursor"]), metadata=bob.metadata
+                )
+                try:
+                    async for response in call:
+                        position["cursor"] = response.cursor or position["cursor"]
+                        position["live"] = True
+                        if response.WhichOneof("event") == "message":
+                            received.append(response.message.message.text)
+                except grpc.aio.AioRpcError:
+                    await asyncio.sleep(0.2)  # reconnect pacing of the client, not a test wait
+
+        follower = asyncio.create_task(follow())
+        try:
+            await until(lambda: position["live"], "bob's stream")
+            await send(channel, alice, conversation_id, "before")
+            await until(lambda: received == ["before"], "the first message")
+            faulty_mesh.redis.stop()
+            acknowledged = ["before"]
+            for text in ("during 1", "during 2"):
+                await send(channel, alice, conversation_id, text)
+                acknowledged.append(text)
+            faulty_mesh.redis.start()
+            await send(channel, alice, conversation_id, "after")
+            acknowledged.append("after")
+            await until(lambda: len(received) >= len(acknowledged), "every acknowledged message")
+            assert received == acknowledged
+        finally:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
+            if not faulty_mesh.redis.is_running():
+                faulty_mesh.redis.start()

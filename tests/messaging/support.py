@@ -1,0 +1,120 @@
+"""Helpers of the messaging tests: replicas, matched pairs, and stream readers that collect
+events and wait on conditions (never on time)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+
+import grpc
+
+from deploy.local.ephemeral import Mesh
+from openhr.messaging.v1 import messaging_pb2, messaging_pb2_grpc
+from tests.events import publish_match
+from tests.users import User, new_user
+
+WAIT = 60.0  # generous: CI shares 2 cores with the whole mesh
+
+
+async def until(check: Callable, what: str = "condition", within: float = WAIT):
+    """Polls `check` (sync or async) until it returns something truthy; returns that."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def stub(channel: grpc.aio.Channel) -> messaging_pb2_grpc.MessagingServiceStub:
+    return messaging_pb2_grpc.MessagingServiceStub(channel)
+
+
+async def create_profile(rest, user: User, name: str) -> None:
+    response = await rest.post("/v1/profiles", json={"displayName": name}, headers=user.headers)
+    assert response.status_code == 200, response.text
+
+
+async def conversations(channel: grpc.aio.Channel, user: User) -> list[messaging_pb2.Conversation]:
+    response = await stub(channel).ListConversations(messaging_pb2.ListConversationsRequest(), metadata=user.metadata)
+    return list(response.conversations)
+
+
+async def matched_pair(mesh: Mesh, channel: grpc.aio.Channel, rest=None) -> tuple[User, User, str]:
+    """Two fresh users (with profiles when `rest` is given), matched by a MatchCreated event;
+    returns them and their conversation id once it is open."""
+    alice, bob = new_user(mesh, "alice"), new_user(mesh, "bob")
+    if rest is not None:
+        await create_profile(rest, alice, "Alice")
+        await create_profile(rest, bob, "Bob")
+    await publish_match(mesh, alice.user_id, bob.user_id)
+    found = await until(lambda: conversations(channel, bob), what="the conversation to open")
+    return alice, bob, found[0].conversation_id
+
+
+async def send(channel, user: User, conversation_id: str, text: str, client_id: str | None = None):
+    request = messaging_pb2.SendMessageRequest(
+        conversation_id=conversation_id, client_message_id=client_id or str(uuid.uuid4()), text=text
+    )
+    return (await stub(channel).SendMessage(request, metadata=user.metadata)).message
+
+
+class Reader:
+    """Reads a user's StreamEvents in the background, keeping every event but heartbeats."""
+
+    def __init__(self, channel: grpc.aio.Channel, user: User, cursor: str = "") -> None:
+        self.events: list[messaging_pb2.StreamEventsResponse] = []
+        self.error: grpc.aio.AioRpcError | None = None
+        self._call = stub(channel).StreamEvents(
+            messaging_pb2.StreamEventsRequest(cursor=cursor), metadata=user.metadata
+        )
+        self.heartbeats = 0
+        self.position = cursor  # the cursor of the last response that carried one
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for response in self._call:
+                if response.cursor:
+                    self.position = response.cursor
+                if response.WhichOneof("event") == "heartbeat":
+                    self.heartbeats += 1
+                else:
+                    self.events.append(response)
+        except grpc.aio.AioRpcError as exc:
+            self.error = exc
+
+    def of(self, kind: str) -> list:
+        return [getattr(e, kind) for e in self.events if e.WhichOneof("event") == kind]
+
+    @property
+    def texts(self) -> list[str]:
+        return [m.message.text for m in self.of("message")]
+
+    async def wait(self, check: Callable[[Reader], object], what: str = "events") -> None:
+        await until(lambda: check(self) or (self.error and _raise(self.error)), what=what)
+
+    async def close(self) -> None:
+        self._call.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+def _raise(error: Exception):
+    raise error
+
+
+@asynccontextmanager
+async def reading(channel: grpc.aio.Channel, user: User, cursor: str = ""):
+    """A Reader once its stream is live (the first heartbeat, sent after the replay)."""
+    reader = Reader(channel, user, cursor)
+    try:
+        await reader.wait(lambda r: r.heartbeats, "the stream to open")
+        yield reader
+    finally:
+        await reader.close()
