@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from openhr.matching.v1 import matching_pb2
@@ -89,6 +89,15 @@ class Person:
     timezone: str = ""
     skills: tuple[Skill, ...] = ()
     preferences: profile_pb2.Preferences = field(default_factory=profile_pb2.Preferences)
+
+    # Computed once per person: ranking compares the viewer with hundreds of candidates.
+    @cached_property
+    def wanted(self) -> frozenset[str]:
+        return wanted_categories(self)
+
+    @cached_property
+    def skill_keys(self) -> frozenset[str]:
+        return frozenset(s.name.casefold() for s in self.skills)
 
 
 # Cosines of a pair's embeddings (unit vectors): my seek with their offer, their seek with my
@@ -169,7 +178,7 @@ def wanted_categories(me: Person) -> frozenset[str]:
 def complementarity(me: Person, them: Person) -> float:
     """0-1: the share of their skill strength in the categories I want, and whether their role is
     one I seek (neutral when I seek no role)."""
-    wanted = wanted_categories(me)
+    wanted = me.wanted
     theirs = _mass(them.skills)
     total = sum(theirs.values())
     cover = sum(m for c, m in theirs.items() if c in wanted) / total if total else NEUTRAL
@@ -180,10 +189,10 @@ def complementarity(me: Person, them: Person) -> float:
 
 def skill_words(me: Person, them: Person) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(skills both have, their skills I lack: those in categories I want first), strongest first."""
-    mine = {s.name.casefold() for s in me.skills}
+    mine = me.skill_keys
     ordered = sorted(them.skills, key=lambda s: -s.proficiency)
     shared = tuple(s.name for s in ordered if s.name.casefold() in mine)
-    wanted = wanted_categories(me)
+    wanted = me.wanted
     others = [s for s in ordered if s.name.casefold() not in mine]
     complementary = tuple(s.name for s in sorted(others, key=lambda s: (s.category not in wanted, -s.proficiency)))
     return shared[:TOP_SKILLS], complementary[:TOP_SKILLS]
