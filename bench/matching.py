@@ -172,23 +172,28 @@ async def closed_loop(host: str, port: int, tokens: list[str], concurrency: int,
     }
 
 
-def exact_top(matrix: np.ndarray, query: np.ndarray, exclude: int, k: int) -> list[int]:
+def exact_threshold(matrix: np.ndarray, query: np.ndarray, exclude: int, k: int) -> float:
+    """The k-th best exact score (excluding the user themself)."""
     scores = matrix @ query
     scores[exclude] = -np.inf
-    top = np.argpartition(-scores, k)[:k]
-    return list(top[np.argsort(-scores[top])])
+    return float(np.partition(scores, -k)[-k])
 
 
 async def recall(db: Database, index, profiles, offer, seek, users: list[int], k: int = 20) -> float:
-    """Mean recall@k of `index` against exact search, both directions (seek->offer, offer->seek)."""
+    """Mean recall@k of `index` against exact search, both directions (seek->offer, offer->seek).
+    Tie-aware: profiles built from the same phrases share vectors, so a hit counts when its exact
+    score reaches the k-th best exact score (which of several equal vectors is "the" 20th is
+    arbitrary)."""
+    position = {p.user_id: i for i, p in enumerate(profiles)}
     found = []
     for i in users:
         me = profiles[i].user_id
         for column, query, matrix in (("offer", seek[i], offer), ("seek", offer[i], seek)):
-            truth = {profiles[j].user_id for j in exact_top(matrix, query, i, k)}
+            threshold = exact_threshold(matrix, query, i, k)
             async with db.transaction(me) as tx:
                 got = await index.nearest(tx, me, column, query, k, store.Filters())
-            found.append(len(truth & set(got)) / k)
+            good = sum(1 for user in got if float(matrix[position[user]] @ query) >= threshold - 1e-5)
+            found.append(good / k)
     return round(statistics.mean(found), 4)
 
 

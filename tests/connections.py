@@ -4,26 +4,15 @@ see each other's full profile and may endorse each other."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import httpx
+
+from tests.waiting import wait_until
 
 
 async def _profile_id(rest: httpx.AsyncClient, headers: dict[str, str]) -> str:
     response = await rest.get("/v1/profiles/me", headers=headers)
     assert response.status_code == 200, response.text
     return response.json()["profile"]["profileId"]
-
-
-async def _eventually(check, what: str, within: float = 30):
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def connect(rest: httpx.AsyncClient, a: dict[str, str], b: dict[str, str]) -> None:
@@ -36,11 +25,11 @@ async def connect(rest: httpx.AsyncClient, a: dict[str, str], b: dict[str, str])
         response = await rest.post(f"/v1/matches/{profile_id}:like", json={}, headers=headers)
         return response.status_code == 200
 
-    await _eventually(lambda: like(a, b_pid), "the first like")
-    await _eventually(lambda: like(b, a_pid), "the like back")
+    await wait_until(lambda: like(a, b_pid), "the first like")
+    await wait_until(lambda: like(b, a_pid), "the like back")
 
     async def matched() -> bool:
         response = await rest.get(f"/v1/profiles/{b_pid}", headers=a)
         return response.json().get("view") == "PROFILE_VIEW_MATCHED"
 
-    await _eventually(matched, "the profile service to see the match")
+    await wait_until(matched, "the profile service to see the match")

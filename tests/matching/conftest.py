@@ -15,7 +15,8 @@ from deploy.local.infra import free_port
 from openhr.matching.v1 import matching_pb2_grpc
 from openhr.profile.v1 import profile_pb2_grpc
 from tests.matching.population import generate
-from tests.matching.support import Member, create_member, embed_members, in_read_model, wait_until
+from tests.matching.support import Member, create_member, embed_members, in_read_model
+from tests.waiting import wait_until
 
 POPULATION = 240
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import TypeVar
 
 import asyncpg
 import numpy as np
@@ -24,7 +21,6 @@ from services.common.outbox import OutboxRelay, add_event, new_event
 from tests.matching.population import Generated
 from tests.users import User, new_user
 
-T = TypeVar("T")
 MODEL_ID = "all-MiniLM-L6-v2"
 
 
@@ -41,17 +37,6 @@ def encoder():
 
 def embed(texts: list[str]) -> np.ndarray:
     return encoder().encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
-
-
-async def wait_until(check: Callable[[], Awaitable[T]], what: str, within: float = 60) -> T:
-    """Polls `check` until it returns something truthy (waits on a condition, never a fixed time)."""
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 @dataclass

@@ -15,7 +15,8 @@ from openhr.matching.v1 import matching_pb2
 from openhr.profile.v1 import profile_pb2
 from tests.matching.conftest import make_members
 from tests.matching.population import generate
-from tests.matching.support import Member, wait_until
+from tests.matching.support import Member
+from tests.waiting import wait_until
 
 SEED = 101
 

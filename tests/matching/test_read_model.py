@@ -12,7 +12,8 @@ from openhr.matching.v1 import matching_pb2
 from openhr.profile.v1 import profile_pb2
 from tests.matching.conftest import make_members
 from tests.matching.population import generate
-from tests.matching.support import Member, embed, handled, publish_embeddings, wait_until
+from tests.matching.support import Member, embed, handled, publish_embeddings
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
