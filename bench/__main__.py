@@ -1,14 +1,15 @@
 """python -m bench (what `make bench` runs): the taxonomy search benchmark, then GET profile by id through
 Envoy REST (with and without the edge's jwt_authn + rate-limit call), direct gRPC and the FastAPI peer, then
-sign-in throughput, on a throwaway mesh; then GitHub import wall time on a mesh of its own. Results in
-bench/results/.
+sign-in throughput, on a throwaway mesh, then embedding throughput and latency (EmbedTexts vs plain
+sentence-transformers on torch); then GitHub import wall time and chat delivery latency on meshes of their own.
+Results in bench/results/.
 
     python -m bench                      # everything (about 3.5 minutes)
     python -m bench --only taxonomy      # just the in-process taxonomy search
     python -m bench --only signin        # just sign-in throughput (mesh, no profiles)
     python -m bench --only github_import # just the GitHub import (20 repositories, local GitHub stand-in)
     python -m bench --only messaging     # just chat delivery latency (mesh + a second messaging replica)
-
+    python -m bench --only embeddings    # just EmbedTexts vs sentence-transformers (mesh + peer)
     python -m bench --only matching      # ListMatches, recall, index builds at 100,000 profiles (mesh of its own)
     python -m bench --quick              # 2 rounds, shorter cells, 300 profiles: a smoke run
 """
@@ -21,6 +22,9 @@ import sys
 import time
 
 from bench import report
+from bench.embeddings import MESH_ENV as EMBEDDINGS_MESH_ENV
+from bench.embeddings import EmbeddingsConfig, run_embeddings
+from bench.embeddings import markdown as embeddings_markdown
 from bench.get_profile import Config, run_get_profile
 from bench.github_import import markdown as github_markdown
 from bench.github_import import run_github_import
@@ -58,7 +62,7 @@ def run_matching_bench(quick: bool, machine: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "--only", choices=["taxonomy", "get_profile", "signin", "github_import", "messaging", "matching"]
+        "--only", choices=["taxonomy", "get_profile", "signin", "embeddings", "github_import", "messaging", "matching"]
     )
     parser.add_argument("--profiles", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         report.write("taxonomy", report.taxonomy_markdown(taxonomy, machine), {"machine": machine, **taxonomy})
         log(f"taxonomy: median {taxonomy['median_us']} us/query, p99 {taxonomy['p99_us']} us")
 
-    if args.only in (None, "get_profile", "signin"):
+    if args.only in (None, "get_profile", "signin", "embeddings"):
         config = Config(profiles=args.profiles, rounds=args.rounds, diagnostics=not args.no_diagnostics)
         if args.quick:
             config = Config(
@@ -90,15 +94,19 @@ def main(argv: list[str] | None = None) -> int:
 
         log("starting the mesh (embedded Postgres, Redis, services, Envoy)")
         t0 = time.perf_counter()
-        mesh = start_mesh(REPO_ROOT / ".data" / "bench")
+        mesh = start_mesh(REPO_ROOT / ".data" / "bench", extra_env=EMBEDDINGS_MESH_ENV)
         try:
             log(f"mesh up in {time.perf_counter() - t0:.1f}s; edge {mesh.edge_url}")
-            result = signin = None
-            if args.only != "signin":
+            result = signin = embeddings = None
+            if args.only in (None, "get_profile"):
                 result = asyncio.run(run_get_profile(mesh, config, log))
-            if args.only != "get_profile":
+            if args.only in (None, "signin"):
                 log("sign-in: POST /v1/auth/login through the edge")
                 signin = asyncio.run(run_signin(mesh, signin_config, log))
+            if args.only in (None, "embeddings"):
+                log("embeddings: EmbedTexts vs sentence-transformers on torch")
+                embeddings_config = EmbeddingsConfig().quick() if args.quick else EmbeddingsConfig()
+                embeddings = asyncio.run(run_embeddings(mesh, embeddings_config, log))
         finally:
             log("stopping the mesh")
             mesh.stop()
@@ -113,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
             markdown = signin_markdown(signin, machine)
             print("\n" + markdown.split("## Results", 1)[1].split("## Raw data", 1)[0].strip())
             report.write("signin", markdown, signin)
+        if embeddings is not None:
+            embeddings["machine"] = machine
+            markdown = embeddings_markdown(embeddings, machine)
+            print("\n" + markdown)
+            report.write("embeddings", markdown, embeddings)
 
     if args.only in (None, "github_import"):
         imports = run_github_import(log, rounds=3 if args.quick else 7)

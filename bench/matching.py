@@ -35,12 +35,13 @@ from openhr.profile.v1 import profile_pb2
 from services.common.db import Database
 from services.common.devkeys import user_id_for
 from services.common.migrations import app_role
+from services.enrichment.models import DEFAULT_MODEL as MODEL_ID
+from services.enrichment.models import reference_model
 from services.matching import store
 from services.matching.candidates import Ranker
 from services.matching.index import FaissIndex, PgVectorIndex
 from services.matching.ranking import Weights
 from tests.matching.population import generate
-from tests.matching.support import MODEL_ID, embed
 
 DIMENSIONS = 384
 
@@ -73,7 +74,8 @@ def synthesize(count: int, log) -> tuple[list[profile_pb2.Profile], np.ndarray, 
     phrases = sorted({p for row in parts for p in row})
     log(f"  embedding {len(phrases):,} distinct phrases with {MODEL_ID}")
     started = time.perf_counter()
-    vectors = embed(phrases)
+    model = reference_model(MODEL_ID)
+    vectors = model.encode(phrases, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
     log(f"  embedded in {time.perf_counter() - started:.1f}s")
     index = {p: i for i, p in enumerate(phrases)}
     rows = np.array([[index[p] for p in row] for row in parts])
@@ -281,7 +283,8 @@ def markdown(result: dict, machine_md: str) -> str:
         "",
         f"- {cfg['profiles']:,} generated profiles (`tests/matching/population.py`, seed 11). Vectors from the real "
         f"model: {result['phrases_embedded']:,} distinct phrases embedded once by all-MiniLM-L6-v2 "
-        "(sentence-transformers); offer = normalized sum of headline, skill-list and half the summary vectors; "
+        "(sentence-transformers on torch, the reference the served ONNX vectors are held to); "
+        "offer = normalized sum of headline, skill-list and half the summary vectors; "
         "seek = the \"looking for\" text's vector. Rows and vectors loaded with COPY; then the HNSW indexes built "
         "(`m` 16, `ef_construction` 64, `maintenance_work_mem` 1 GB).",
         f"- ListMatches: `GET /v1/matches?pageSize=20` through Envoy (REST, jwt_authn), closed loop, "

@@ -36,6 +36,9 @@ UNLIMITED_RATES = {
     "OPENHR_RATE_SIGNUP_IP_PER_MIN": "1000000000",
     "OPENHR_RATE_LOGIN_FAILURES": "1000000000",
 }
+# Throwaway meshes share one model cache (the exported ONNX graphs and the taxonomy's vectors,
+# services/enrichment/models.py), so only the first test session on a machine computes it.
+SHARED_MODEL_CACHE = {"ENRICHMENT_MODEL_CACHE": str(REPO_ROOT / ".data" / "models")}
 
 # Enrichment jobs: a short lease, so a test that kills a worker mid-job sees another take the job
 # over within seconds, and short retry backoffs (production: 30 s and 5 s).
@@ -91,6 +94,7 @@ class Mesh:
                     **os.environ,
                     **UNLIMITED_RATES,
                     **TEST_JOB_TIMINGS,
+                    **SHARED_MODEL_CACHE,
                     **self.config.service_env(),
                     **self.extra_env,
                     **(env or {}),

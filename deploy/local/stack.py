@@ -71,7 +71,7 @@ class ServiceDef:
 SERVICES = (
     ServiceDef("identity", 50060, 9460, migrations=True),
     ServiceDef("validation", 50069, 9469, migrations=False, module="edge.validation"),
-    ServiceDef("enrichment", 50064, 9464, migrations=True),
+    ServiceDef("enrichment", 50064, 9464, migrations=True, user_data=True),
     ServiceDef("profile", 50061, 9461, migrations=True, user_data=True),
     ServiceDef("messaging", 50063, 9463, migrations=True, user_data=True),
     ServiceDef("matching", 50062, 9462, migrations=True, user_data=True),

@@ -1,5 +1,5 @@
-"""The enrichment service's gRPC servicers: the skills taxonomy, jobs and their suggestions,
-generated texts."""
+"""The enrichment service's gRPC servicers: the skills taxonomy, embeddings, jobs and their
+suggestions, generated texts."""
 
 from __future__ import annotations
 
@@ -20,11 +20,13 @@ from services.common.db import Database
 from services.common.errors import FieldViolation
 from services.common.skills import MAX_SKILL_NAME, category_enum, category_id
 from services.enrichment import store
+from services.enrichment.embedder import Embedder
 from services.enrichment.job_events import JobNotifications
 from services.enrichment.jobs import JobRunner
 from services.enrichment.narratives import MatchFacts, Source, Text, TextWriter
 from services.enrichment.profiles import ProfileReader
 from services.enrichment.resume import ResumeError, check_pdf
+from services.enrichment.skill_matching import SkillNormalizer
 from services.enrichment.suggestions import MAX_REVIEW
 from services.enrichment.taxonomy import Normalization, SkillTaxonomy
 
@@ -32,6 +34,10 @@ MAX_QUERY = 100
 MAX_LIMIT = 50
 DEFAULT_LIMIT = 10
 MAX_BATCH = 200
+MAX_EMBED_TEXTS = 64
+MAX_EMBED_CHARS = 8000
+DEFAULT_EMBEDDINGS_PAGE, MAX_EMBEDDINGS_PAGE = 500, 1000
+SERVICE = "enrichment"
 
 
 def _check_name(name: str, field: str) -> None:
@@ -52,9 +58,24 @@ def _normalized(result: Normalization) -> enrichment_pb2.NormalizeSkillResponse:
     )
 
 
+def _check_texts(texts) -> None:
+    if not texts:
+        raise errors.invalid_field("texts", "is required: 1-64 texts")
+    if len(texts) > MAX_EMBED_TEXTS:
+        raise errors.invalid_field("texts", f"at most {MAX_EMBED_TEXTS} texts")
+    violations = []
+    for i, text in enumerate(texts):
+        if not text.strip():
+            violations.append(FieldViolation(f"texts[{i}]", "is empty"))
+        elif len(text) > MAX_EMBED_CHARS:
+            violations.append(FieldViolation(f"texts[{i}]", f"must be at most {MAX_EMBED_CHARS} characters"))
+    if violations:
+        raise errors.invalid_argument(*violations)
+
+
 class SkillsApi(enrichment_pb2_grpc.SkillsServiceServicer):
-    def __init__(self, taxonomy: SkillTaxonomy) -> None:
-        self._taxonomy = taxonomy
+    def __init__(self, taxonomy: SkillTaxonomy, normalizer: SkillNormalizer) -> None:
+        self._taxonomy, self._normalizer = taxonomy, normalizer
 
     async def SearchSkills(self, request, context):
         violations = []
@@ -85,16 +106,55 @@ class SkillsApi(enrichment_pb2_grpc.SkillsServiceServicer):
 
     async def NormalizeSkill(self, request, context):
         _check_name(request.name, "name")
-        return _normalized(self._taxonomy.normalize(request.name))
+        (result,) = await self._normalizer.normalize([request.name])
+        return _normalized(result)
 
 
 class EnrichmentInternalApi(enrichment_pb2_grpc.EnrichmentInternalServiceServicer):
-    """Internal RPCs; EmbedTexts arrives with the embeddings issue and answers UNIMPLEMENTED (the
-    generated base class) until then."""
+    """Internal RPCs: embeddings, skill normalization in bulk, match narratives."""
 
-    def __init__(self, taxonomy: SkillTaxonomy, writer: TextWriter) -> None:
-        self._taxonomy = taxonomy
-        self._writer = writer
+    def __init__(self, db: Database, normalizer: SkillNormalizer, embedder: Embedder, writer: TextWriter) -> None:
+        self._db, self._normalizer, self._embedder, self._writer = db, normalizer, embedder, writer
+
+    async def EmbedTexts(self, request, context):
+        _check_texts(request.texts)
+        if request.model_id and request.model_id != self._embedder.model_id:
+            raise errors.invalid_field(
+                "model_id", f"unknown model {request.model_id!r}: this service embeds with {self._embedder.model_id}"
+            )
+        vectors = await self._embedder.embed(list(request.texts))
+        return enrichment_pb2.EmbedTextsResponse(
+            model_id=self._embedder.model_id,
+            dimensions=self._embedder.dimensions,
+            embeddings=[enrichment_pb2.Embedding(values=vector) for vector in vectors.tolist()],
+        )
+
+    async def ListProfileEmbeddings(self, request, context):
+        if not current_principal().service:
+            raise errors.permission_denied("only services may list every profile's embeddings")
+        if not 0 <= request.page_size <= MAX_EMBEDDINGS_PAGE:
+            raise errors.invalid_field("page_size", f"must be 1-{MAX_EMBEDDINGS_PAGE}")
+        model_id = request.model_id or self._embedder.model_id
+        size = request.page_size or DEFAULT_EMBEDDINGS_PAGE
+        after = _page_after(request.page_token)
+        async with self._db.transaction(None) as tx:
+            await store.enter_paging(tx)
+            rows = await store.page_vectors(tx, model_id, after, size + 1)
+        users: dict[str, enrichment_pb2.StoredProfileEmbedding] = {}
+        for row in rows:
+            user_id = str(row["user_id"])
+            stored = users.setdefault(
+                user_id,
+                enrichment_pb2.StoredProfileEmbedding(
+                    user_id=user_id, model_id=model_id, dimensions=row["dimensions"], profile_version=0
+                ),
+            )
+            stored.profile_version = max(stored.profile_version, row["profile_version"])
+            getattr(stored, f"{row['kind']}_embedding").extend(row["embedding"])
+        page = list(users.values())
+        return enrichment_pb2.ListProfileEmbeddingsResponse(
+            embeddings=page[:size], next_page_token=page[size - 1].user_id if len(page) > size else ""
+        )
 
     async def GenerateMatchNarrative(self, request, context):
         text = await self._writer.match_narrative(_match_facts(request))
@@ -107,9 +167,8 @@ class EnrichmentInternalApi(enrichment_pb2_grpc.EnrichmentInternalServiceService
             raise errors.invalid_field("names", f"at most {MAX_BATCH}")
         for i, name in enumerate(request.names):
             _check_name(name, f"names[{i}]")
-        return enrichment_pb2.BatchNormalizeSkillsResponse(
-            results=[_normalized(self._taxonomy.normalize(name)) for name in request.names]
-        )
+        results = await self._normalizer.normalize(list(request.names))
+        return enrichment_pb2.BatchNormalizeSkillsResponse(results=[_normalized(result) for result in results])
 
 
 # --- Jobs and the review of their suggestions (services/enrichment/jobs.py) -----------------
@@ -200,6 +259,16 @@ def job_proto(row, suggestions=()) -> enrichment_pb2.EnrichmentJob:
     if "resume" in result:
         json_format.ParseDict(result["resume"], job.resume, ignore_unknown_fields=True)
     return job
+
+
+def _page_after(token: str) -> str | None:
+    """The user id a ListProfileEmbeddings page token continues after."""
+    if not token:
+        return None
+    try:
+        return str(uuid.UUID(token))
+    except ValueError:
+        raise errors.invalid_field("page_token", "is not a token this service issued") from None
 
 
 def _job_id(value: str, field: str = "job_id") -> str:

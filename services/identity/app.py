@@ -87,7 +87,7 @@ class IdentitySettings(ServiceSettings):
     profile_addr: str = Field("127.0.0.1:50061", validation_alias="PROFILE_ADDR")
     # Comma list of the services that store user data (UserDataService): ExportMyData and
     # DeleteMe call each at <NAME>_ADDR.
-    user_data_peers: str = Field("profile", validation_alias="OPENHR_USER_DATA_PEERS")
+    user_data_peers: str = Field("profile,enrichment", validation_alias="OPENHR_USER_DATA_PEERS")
 
 
 def peer_addresses(settings: IdentitySettings) -> dict[str, str]:

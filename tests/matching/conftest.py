@@ -15,7 +15,7 @@ from deploy.local.infra import free_port
 from openhr.matching.v1 import matching_pb2_grpc
 from openhr.profile.v1 import profile_pb2_grpc
 from tests.matching.population import generate
-from tests.matching.support import Member, create_member, embed_members, in_read_model
+from tests.matching.support import Member, create_member, in_read_model
 from tests.waiting import wait_until
 
 POPULATION = 240
@@ -51,7 +51,8 @@ def profiles_internal(profile_channel) -> profile_pb2_grpc.ProfileInternalServic
 
 
 async def make_members(mesh: Mesh, profiles, profiles_internal, db, generated) -> list[Member]:
-    """Creates the profiles (8 at a time), embeds them, waits until matching has them all."""
+    """Creates the profiles (8 at a time) and waits until matching has them all, embedded by the
+    enrichment service (ProfileEmbedded)."""
     gate = asyncio.Semaphore(8)
 
     async def one(g):
@@ -59,7 +60,6 @@ async def make_members(mesh: Mesh, profiles, profiles_internal, db, generated) -
             return await create_member(mesh, profiles, profiles_internal, g)
 
     members = await asyncio.gather(*(one(g) for g in generated))
-    await embed_members(mesh, members)
     await wait_until(lambda: in_read_model(db, members), "the members in matching's read model", within=180)
     return members
 

