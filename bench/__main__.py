@@ -50,7 +50,8 @@ def run_matching_bench(quick: bool, machine: dict) -> None:
     config = MatchingConfig()
     if quick:
         config = MatchingConfig(
-            profiles=5_000, seconds=3.0, warmup_seconds=1.0, recall_users=20, recompute_users=200, faiss_recompute_users=50
+            profiles=5_000, seconds=3.0, warmup_seconds=1.0, recall_users=20, recompute_users=200,
+            faiss_recompute_users=50,
         )
     mesh = start_mesh(REPO_ROOT / ".data" / "bench-matching")
     try:
