@@ -93,38 +93,35 @@ def synthesize(count: int, log) -> tuple[list[profile_pb2.Profile], np.ndarray, 
     return profiles, offer, seek, len(phrases)
 
 
-async def load(url: str, profiles, offer: np.ndarray, seek: np.ndarray, log) -> dict:
-    """COPY into the read model, then build both HNSW indexes; returns timings in seconds."""
+async def _connect(url: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(url)
+    await register_vector(conn)
+    # COPY is binary: jsonb's binary form is a version byte and the text.
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda value: b"\x01" + json.dumps(value).encode(),
+        decoder=lambda data: json.loads(data[1:]),
+        schema="pg_catalog",
+        format="binary",
+    )
+    return conn
+
+
+async def load_vectors(url: str, profiles, offer: np.ndarray, seek: np.ndarray, log) -> dict:
+    """Replaces every vector (COPY), then builds both HNSW indexes; returns timings in seconds."""
+    conn = await _connect(url)
     try:
-        await register_vector(conn)
-        # COPY is binary: jsonb's binary form is a version byte and the text.
-        await conn.set_type_codec(
-            "jsonb",
-            encoder=lambda value: b"\x01" + json.dumps(value).encode(),
-            decoder=lambda data: json.loads(data[1:]),
-            schema="pg_catalog",
-            format="binary",
-        )
         await conn.execute("DROP INDEX IF EXISTS matching.vectors_offer, matching.vectors_seek")
+        await conn.execute("DELETE FROM matching.vectors")
         started = time.perf_counter()
-        columns = ["user_id", *store._CANDIDATE_COLUMNS]
-        records = [(uuid.UUID(p.user_id), *store.candidate_values(p)) for p in profiles]
-        records = [(r[0], uuid.UUID(r[1]), *r[2:]) for r in records]
-        await conn.copy_records_to_table("candidates", schema_name="matching", columns=columns, records=records)
-        vector_rows = [
-            (uuid.UUID(p.user_id), MODEL_ID, 1, True, offer[i], seek[i]) for i, p in enumerate(profiles)
-        ]
         await conn.copy_records_to_table(
             "vectors",
             schema_name="matching",
             columns=["user_id", "model_id", "profile_version", "discoverable", "offer", "seek"],
-            records=vector_rows,
+            records=[(uuid.UUID(p.user_id), MODEL_ID, 1, True, offer[i], seek[i]) for i, p in enumerate(profiles)],
         )
-        copied = time.perf_counter() - started
-        log(f"  {len(profiles):,} rows copied in {copied:.1f}s; building the HNSW indexes")
+        timings = {"copy_vectors_s": round(time.perf_counter() - started, 1)}
         await conn.execute("SET maintenance_work_mem = '1GB'")
-        timings = {"copy_s": round(copied, 1)}
         for column in store.VECTOR_COLUMNS:
             started = time.perf_counter()
             await conn.execute(
@@ -132,10 +129,33 @@ async def load(url: str, profiles, offer: np.ndarray, seek: np.ndarray, log) -> 
             )
             timings[f"hnsw_{column}_s"] = round(time.perf_counter() - started, 1)
             log(f"  HNSW on {column}: {timings[f'hnsw_{column}_s']}s")
-        await conn.execute("ANALYZE matching.candidates; ANALYZE matching.vectors")
+        await conn.execute("ANALYZE matching.vectors")
         return timings
     finally:
         await conn.close()
+
+
+async def load(url: str, profiles, offer: np.ndarray, seek: np.ndarray, log) -> dict:
+    """COPY the read model's rows, then its vectors and indexes; returns timings in seconds."""
+    conn = await _connect(url)
+    try:
+        started = time.perf_counter()
+        columns = ["user_id", *store._CANDIDATE_COLUMNS]
+        records = [(uuid.UUID(p.user_id), *store.candidate_values(p)) for p in profiles]
+        records = [(r[0], uuid.UUID(r[1]), *r[2:]) for r in records]
+        await conn.copy_records_to_table("candidates", schema_name="matching", columns=columns, records=records)
+        await conn.execute("ANALYZE matching.candidates")
+        copied = round(time.perf_counter() - started, 1)
+    finally:
+        await conn.close()
+    log(f"  {len(profiles):,} rows copied in {copied}s; the vectors and their HNSW indexes next")
+    return {"copy_rows_s": copied, **await load_vectors(url, profiles, offer, seek, log)}
+
+
+def jittered(matrix: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
+    """Each vector moved by a random `scale` of its length, renormalized: no two the same."""
+    noise = rng.standard_normal(matrix.shape).astype(np.float32)
+    return _unit(matrix + scale * noise / np.sqrt(matrix.shape[1]))
 
 
 async def closed_loop(host: str, port: int, tokens: list[str], concurrency: int, seconds: float, warmup: float):
@@ -270,6 +290,20 @@ async def run_matching(mesh: Mesh, config: MatchingConfig, log) -> dict:
             seconds = await recompute(db, index, profiles, users)
             result["recompute"][name] = {"users": len(users), "seconds": seconds}
             log(f"  recompute {len(users):,} users with {name}: {seconds}s")
+        # Recall on the same profiles with no two vectors equal (a 5 % random move each), and
+        # pgvector's ef_search, the knob of its recall.
+        for ef in (40, 400):
+            result["recall_at_20"][f"pgvector_ef{ef}"] = await recall(
+                db, PgVectorIndex(MODEL_ID, ef), profiles, offer, seek, sample
+            )
+        offer, seek = jittered(offer, 0.05, rng), jittered(seek, 0.05, rng)
+        result["build_jittered"] = await load_vectors(mesh.config.database_url, profiles, offer, seek, log)
+        await faiss.load()
+        result["recall_at_20_jittered"] = {}
+        for name, index in (("pgvector_ef40", PgVectorIndex(MODEL_ID, 40)), *indexes.items(),
+                            ("pgvector_ef400", PgVectorIndex(MODEL_ID, 400))):  # fmt: skip
+            result["recall_at_20_jittered"][name] = await recall(db, index, profiles, offer, seek, sample)
+            log(f"  recall@20 on jittered vectors, {name}: {result['recall_at_20_jittered'][name]}")
     finally:
         await db.close()
     return result
@@ -316,14 +350,21 @@ def markdown(result: dict, machine_md: str) -> str:
         "",
         "| measure | pgvector (HNSW) | FAISS (exact, in process) |",
         "|---|---:|---:|",
-        f"| recall@20 against exact | {result['recall_at_20']['pgvector']} | {result['recall_at_20']['faiss']} |",
+        f"| recall@20 against exact, phrase-built vectors (many equal) | {result['recall_at_20']['pgvector']} "
+        f"(ef_search 40: {result['recall_at_20']['pgvector_ef40']}, 400: {result['recall_at_20']['pgvector_ef400']}) "
+        f"| {result['recall_at_20']['faiss']} |",
+        f"| recall@20 against exact, the same moved 5 % (none equal) | "
+        f"{result['recall_at_20_jittered']['pgvector']} (ef_search 40: "
+        f"{result['recall_at_20_jittered']['pgvector_ef40']}, 400: {result['recall_at_20_jittered']['pgvector_ef400']})"
+        f" | {result['recall_at_20_jittered']['faiss']} |",
         f"| index build | offer {build['hnsw_offer_s']} s + seek {build['hnsw_seek_s']} s (CREATE INDEX) | "
         f"{build['faiss_load_s']} s (loaded from pgvector) |",
         f"| recompute (users: seconds) | {result['recompute']['pgvector']['users']:,}: "
         f"{result['recompute']['pgvector']['seconds']} s | {result['recompute']['faiss']['users']:,}: "
         f"{result['recompute']['faiss']['seconds']} s |",
         "",
-        f"COPY of the rows and vectors: {build['copy_s']} s. A FAISS replica is NOT_SERVING until its index is "
+        f"COPY of the rows: {build['copy_rows_s']} s, of the vectors: {build['copy_vectors_s']} s. "
+        "A FAISS replica is NOT_SERVING until its index is "
         f"loaded: {build['faiss_service_start_s']} s from start to serving here.",
         "",
     ]
