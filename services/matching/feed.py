@@ -15,9 +15,8 @@ from google.protobuf import timestamp_pb2
 
 from openhr.matching.v1 import matching_pb2
 from services.common import errors
-from services.common.cancellation import raise_if_cancelled
 from services.common.db import Database
-from services.common.fanout import StreamFanout, SubscriberOverflow
+from services.common.fanout import StreamFanout, events_or_heartbeats
 from services.matching import cards, store
 from services.matching.candidates import Ranker, SearchUnavailable
 
@@ -67,12 +66,7 @@ class MatchFeed:
                 for row in missed:
                     yield Response(mutual_match=cards.match(row), cursor=str(row.seq))
             yield Response(end_of_snapshot=matching_pb2.SnapshotEnd())
-            while True:
-                raise_if_cancelled()  # the client went away
-                try:
-                    event = await changes.next(self._heartbeat)
-                except SubscriberOverflow:
-                    raise errors.unavailable("the feed fell behind; reconnect") from None
+            async for event in events_or_heartbeats(changes, self._heartbeat):
                 if event is None:
                     yield Response(heartbeat=_now())
                     continue

@@ -13,7 +13,7 @@ import numpy as np
 from asyncpg import Record
 
 from openhr.profile.v1 import profile_pb2
-from services.common.db import Tx
+from services.common.db import Tx, rows_affected
 from services.matching.ranking import NO_COSINES, Cosines, Person, Skill
 
 SCHEMA = "matching"
@@ -445,9 +445,6 @@ async def add_block(tx: Tx, blocker: str, blocked: str) -> None:
 # --- privacy and maintenance -------------------------------------------------------------
 
 
-def _count(status: str) -> int:
-    return int(status.rsplit(" ", 1)[-1])
-
 
 async def delete_user(tx: Tx, user_id: str) -> dict[str, int]:
     """Everything about the user: their read-model row and vectors, decisions by and about them,
@@ -460,7 +457,8 @@ async def delete_user(tx: Tx, user_id: str) -> dict[str, int]:
         ("matches", "user_a = $1 OR user_b = $1"),
         ("blocks", "blocker_user_id = $1 OR blocked_user_id = $1"),
     ):
-        counts[table] = _count(await tx.execute(f"DELETE FROM matching.{table} WHERE {condition}", user_id))
+        status = await tx.execute(f"DELETE FROM matching.{table} WHERE {condition}", user_id)
+        counts[table] = rows_affected(status)
     return counts
 
 

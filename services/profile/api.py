@@ -7,9 +7,8 @@ from google.protobuf import timestamp_pb2
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 from services.common import errors
 from services.common.auth import current_principal
-from services.common.cancellation import raise_if_cancelled
 from services.common.db import Database, Tx
-from services.common.fanout import StreamFanout, SubscriberOverflow
+from services.common.fanout import StreamFanout, events_or_heartbeats
 from services.common.logging import current_request_id
 from services.common.outbox import add_event, new_event
 from services.profile import rules, store
@@ -108,12 +107,7 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
                 raise errors.not_found("profile (create it with POST /v1/profiles)")
             yield profile_pb2.WatchMyProfileResponse(profile=profile)
             sent = profile
-            while True:
-                raise_if_cancelled()  # the client went away
-                try:
-                    event = await changes.next(self._heartbeat)
-                except SubscriberOverflow:
-                    raise errors.unavailable("the stream fell behind; reconnect") from None
+            async for event in events_or_heartbeats(changes, self._heartbeat):
                 if event is None:
                     yield profile_pb2.WatchMyProfileResponse(heartbeat=_now())
                     continue

@@ -11,7 +11,7 @@ from google.protobuf import json_format, timestamp_pb2
 
 from openhr.common.v1 import common_pb2
 from openhr.profile.v1 import profile_pb2
-from services.common.db import Tx
+from services.common.db import Tx, rows_affected
 
 SCHEMA = "profile"
 
@@ -403,13 +403,13 @@ async def export_user(tx: Tx, user_id: str) -> dict:
     }
 
 
-def _count(status: str) -> int:
-    """Rows affected, from a command status such as 'DELETE 3'."""
-    return int(status.rsplit(" ", 1)[-1])
-
 
 async def delete_user(tx: Tx, user_id: str) -> dict[str, int]:
     given = await tx.execute("DELETE FROM profile.endorsements WHERE endorser_user_id = $1", user_id)
     connections = await tx.execute("DELETE FROM profile.connections WHERE user_id = $1 OR other_user_id = $1", user_id)
     removed = await tx.execute("DELETE FROM profile.profiles WHERE user_id = $1", user_id)
-    return {"profiles": _count(removed), "endorsements_given": _count(given), "connections": _count(connections)}
+    return {
+        "profiles": rows_affected(removed),
+        "endorsements_given": rows_affected(given),
+        "connections": rows_affected(connections),
+    }

@@ -127,3 +127,20 @@ async def test_faiss_and_pgvector_return_the_same_top_twenty(matching, faiss_rep
         )
         assert [c.user_id for c in faiss.matches] == [c.user_id for c in pgvector.matches]
         assert [c.score for c in faiss.matches] == [c.score for c in pgvector.matches]
+
+
+async def test_the_last_ranking_answers_marked_stale_while_vector_search_is_out(matching, population, db) -> None:
+    me, newcomer = population[6], population[7]
+    fresh = await list_matches(matching, me, page_size=10)
+    async with db.acquire() as connection, connection.transaction():
+        # Vector search cannot run until this transaction ends: each call gives up after the
+        # service's search timeout (MATCHING_SEARCH_TIMEOUT_MS).
+        await connection.execute("LOCK TABLE matching.vectors IN ACCESS EXCLUSIVE MODE")
+        stale = await list_matches(matching, me, page_size=10)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await list_matches(matching, newcomer, page_size=10, country_code="JP")
+    assert stale.stale and not fresh.stale
+    assert [c.user_id for c in stale.matches] == [c.user_id for c in fresh.matches]
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # nothing cached for these filters
+    more = await list_matches(matching, me, page_size=10, page_token=stale.next_page_token)
+    assert more.matches and not {c.user_id for c in more.matches} & {c.user_id for c in stale.matches}
