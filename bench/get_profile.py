@@ -34,6 +34,7 @@ from bench.peer import start_peer, stop_process
 from bench.seed import seed_profiles
 from deploy.local.ephemeral import Mesh
 from deploy.local.infra import free_port
+from services.common.service_auth import ServiceTokenIssuer
 
 GOAL_RATIO = 0.8
 GOAL_P99_MS = 20.0
@@ -139,7 +140,8 @@ class Bench:
                 tokens[email] = mesh.token(email, ttl_seconds=3600)
             return tokens[email]
 
-        seeded = await seed_profiles(mesh.target("profile"), token_for, config.profiles)
+        enrichment = ServiceTokenIssuer.from_dir(mesh.config.service_keys, "enrichment")
+        seeded = await seed_profiles(mesh.target("profile"), token_for, enrichment.token, config.profiles)
         seed_seconds = time.perf_counter() - t0
         self.ids = [p.profile_id for p in seeded]
         # Readers: 64 bench users (each worker w reads as user w % 64), all of them profile owners too.

@@ -206,10 +206,18 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
 
 
 async def seed_profiles(
-    target: str, token_for, count: int, *, concurrency: int = 16, endorse_share: float = 0.3, seed: int = 7
+    target: str,
+    token_for,
+    enrichment_token,
+    count: int,
+    *,
+    concurrency: int = 16,
+    endorse_share: float = 0.3,
+    seed: int = 7,
 ) -> list[SeededProfile]:
     """Creates `count` profiles with skills (and endorsements on some) through gRPC; returns them in order.
-    `token_for(email)` mints an access token."""
+    `token_for(email)` mints an access token; `enrichment_token()` the enrichment service's token
+    (skills arrive as enrichment merges them: MergeEnrichedSkills answers no user)."""
     rng = random.Random(seed)
     plans = [profile_for(i, rng) for i in range(count)]
     created: list[SeededProfile | None] = [None] * count
@@ -241,7 +249,7 @@ async def seed_profiles(
                             for k, name in enumerate(skills)
                         ],
                     ),
-                    metadata=metadata,
+                    metadata=bearer(enrichment_token()),
                     timeout=30,
                 )
                 skill_ids[i] = [s.skill_id for s in merged.skills]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import asyncpg
 import grpc
 import httpx
 import pytest
@@ -57,3 +58,12 @@ async def edge_channel(mesh: Mesh):
     """gRPC through Envoy."""
     async with grpc.aio.insecure_channel(mesh.edge_target) as channel:
         yield channel
+
+
+@pytest.fixture(scope="session")
+async def db(mesh: Mesh) -> asyncpg.Pool:
+    """Superuser connections to the mesh's database, for reading (and ageing) rows behind the
+    API's back and for opening transactions as a service's app role."""
+    pool = await asyncpg.create_pool(mesh.config.database_url, min_size=1, max_size=4)
+    yield pool
+    await pool.close()

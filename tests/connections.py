@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.waiting import wait_until
+from tests.waiting import eventually
 
 
 async def _profile_id(rest: httpx.AsyncClient, headers: dict[str, str]) -> str:
@@ -25,11 +25,11 @@ async def connect(rest: httpx.AsyncClient, a: dict[str, str], b: dict[str, str])
         response = await rest.post(f"/v1/matches/{profile_id}:like", json={}, headers=headers)
         return response.status_code == 200
 
-    await wait_until(lambda: like(a, b_pid), "the first like")
-    await wait_until(lambda: like(b, a_pid), "the like back")
+    await eventually(lambda: like(a, b_pid), message="the first like")
+    await eventually(lambda: like(b, a_pid), message="the like back")
 
     async def matched() -> bool:
         response = await rest.get(f"/v1/profiles/{b_pid}", headers=a)
         return response.json().get("view") == "PROFILE_VIEW_MATCHED"
 
-    await wait_until(matched, "the profile service to see the match")
+    await eventually(matched, message="the profile service to see the match")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
+from deploy.local.ephemeral import EDGE_TIMEOUT
 from deploy.local.infra import free_port
 from deploy.local.stack import DESCRIPTOR
 from edge.envoy.render import render
+from services.common.service_auth import EDGE_NAME, ensure_service_key
+from tests.waiting import wait_until
 
 ENVOY = Path(sys.executable).with_name("envoy")
 
@@ -65,19 +67,18 @@ class RunningEnvoy:
     def output(self) -> str:
         return (self.work_dir / "envoy.out").read_text(errors="replace")[-3000:]
 
-    def wait_until(self, ready: Callable[[], bool], timeout: float = 30) -> None:
+    def wait_until(self, ready: Callable[[], bool]) -> None:
         """Polls `ready` (an HTTP error counts as not yet); fails with Envoy's output when Envoy
-        exits or `timeout` seconds pass first."""
-        deadline = time.monotonic() + timeout
-        while True:
+        exits or does not get ready."""
+
+        def check() -> bool:
             if self.process.poll() is not None:
                 pytest.fail(f"envoy exited {self.process.returncode}:\n{self.output()}")
             with contextlib.suppress(httpx.HTTPError):
-                if ready():
-                    return
-            if time.monotonic() > deadline:
-                pytest.fail(f"envoy not ready after {timeout:.0f}s:\n{self.output()}")
-            time.sleep(0.1)
+                return ready()
+            return False
+
+        wait_until(check, message=lambda: f"envoy not ready:\n{self.output()}")
 
     def live(self) -> bool:
         return httpx.get(f"{self.admin}/ready", timeout=1).text.strip() == "LIVE"
@@ -85,15 +86,27 @@ class RunningEnvoy:
 
 @contextlib.contextmanager
 def running_envoy(
-    ports: dict[str, int], work_dir: Path, *, extra_args: Sequence[str] = (), **values: Any
+    ports: dict[str, int],
+    work_dir: Path,
+    *,
+    extra_args: Sequence[str] = (),
+    service_keys: Path | None = None,
+    **values: Any,
 ) -> Iterator[RunningEnvoy]:
     """An Envoy rendered from the edge template for the services at `ports` (name -> loopback
     port; e.g. a mesh's, or ports that refuse connections), with template `values` on top
-    (`descriptor_path` defaults to the built contracts), config and logs in `work_dir`. Started,
-    not waited for (see `wait_until`); stopped on exit."""
+    (`descriptor_path` defaults to the built contracts, the rate-limit and validation deadlines
+    to a test mesh's generous ones), config and logs in `work_dir`. Started, not waited for
+    (see `wait_until`); stopped on exit. `service_keys`: the mesh's, where the edge's key
+    (created if missing) signs its rate-limit calls."""
     port, admin_port = free_port(), free_port()
     config = work_dir / "envoy.yaml"
     values.setdefault("descriptor_path", str(DESCRIPTOR))
+    values.setdefault("rate_limit_timeout", f"{EDGE_TIMEOUT}s")
+    values.setdefault("validation_timeout", f"{EDGE_TIMEOUT}s")
+    if service_keys is not None:
+        ensure_service_key(service_keys, EDGE_NAME)
+        values["service_keys"] = service_keys
     config.write_text(
         render(
             listen_address="127.0.0.1",

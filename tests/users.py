@@ -1,4 +1,5 @@
-"""Test users: a fresh email, its stable user id and a development access token."""
+"""Test users: a fresh email, its stable user id and a development access token; the password
+accounts of the suites sign up with."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from dataclasses import dataclass, field
 
 from deploy.local.ephemeral import Mesh
 from services.common.devkeys import user_id_for
+
+# Accepted by identity: 8-128 characters and not one of the common passwords.
+PASSWORD = "violet-kettle-harbour"
 
 
 @dataclass(frozen=True)

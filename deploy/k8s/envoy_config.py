@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from deploy.k8s.edge_init import TOKEN_PLACEHOLDER
 from deploy.local.stack import DESCRIPTOR, SERVICES
 from edge.envoy.render import render
 
@@ -57,6 +58,8 @@ def k8s_config(descriptor_source: Path = DESCRIPTOR, base: Path = BASE) -> str:
         cors_allowed_origins=[],
         # Behind a TCP load balancer that keeps the client address (externalTrafficPolicy Local).
         trusted_hops=0,
+        # The pod's init step (deploy/k8s/edge_init.py) puts the edge's service token here.
+        rate_limit_token=TOKEN_PLACEHOLDER,
     )
 
 

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from deploy.k8s.envoy_config import deployed_services
-from services.common.service_auth import ensure_service_key
+from services.common.service_auth import EDGE_NAME, ensure_service_key
 
 
 def secret(name: str, data: dict[str, str | bytes], kind: str = "Opaque") -> dict:
@@ -87,7 +87,8 @@ def self_signed_tls(host: str = "localhost") -> dict:
 def generate(env: str, database_url: str = "", redis_url: str = "", only: str = "") -> list[dict]:
     documents: list[dict] = []
     if only in ("", "service-keys"):
-        documents += service_key_secrets(deployed_services())
+        # The edge ("envoy") signs its rate-limit calls with a key of its own.
+        documents += service_key_secrets([*deployed_services(), EDGE_NAME])
     if only == "service-keys":
         return documents
     if env == "dev":

@@ -20,7 +20,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from deploy.local.infra import EmbeddedPostgres, LocalRedis, free_port, port_in_use
-from deploy.local.stack import SERVICES, StackConfig, migrate, wait_until_ready
+from deploy.local.stack import SERVICES, StackConfig, prepare_database, wait_until_ready
 from services.common.devkeys import mint_token, user_id_for
 from services.common.settings import REPO_ROOT, ServiceSettings
 
@@ -43,6 +43,12 @@ SHARED_MODEL_CACHE = {"ENRICHMENT_MODEL_CACHE": str(REPO_ROOT / ".data" / "model
 # Enrichment jobs: a short lease, so a test that kills a worker mid-job sees another take the job
 # over within seconds, and short retry backoffs (production: 30 s and 5 s).
 TEST_JOB_TIMINGS = {"OPENHR_JOB_LEASE_SECONDS": "4", "OPENHR_JOB_RETRY_BASE_SECONDS": "0.2"}
+
+# A test machine shares its cores with the whole mesh, and a starved process answers seconds
+# late: where production waits briefly (every edge request waits for these), a throwaway mesh
+# waits long enough that load shows up as slowness, never as a failure or a fail-open answer.
+EDGE_TIMEOUT = 10.0  # OPENHR_EDGE_RATELIMIT_TIMEOUT and OPENHR_EDGE_VALIDATION_TIMEOUT (0.25 / 0.5 s)
+GENEROUS_TIMEOUTS = {"OPENHR_RATE_REDIS_TIMEOUT": "5"}  # below EDGE_TIMEOUT, as 0.2 s is below 0.25 s
 
 
 @dataclass
@@ -95,7 +101,8 @@ class Mesh:
                     **UNLIMITED_RATES,
                     **TEST_JOB_TIMINGS,
                     **SHARED_MODEL_CACHE,
-                    **self.config.service_env(),
+                    **GENEROUS_TIMEOUTS,
+                    **self.config.process_env(name),
                     **self.extra_env,
                     **(env or {}),
                 },
@@ -111,7 +118,8 @@ class Mesh:
         definition = next(s for s in SERVICES if s.name == service)
         port = free_port()
         ports = {definition.port_env: str(port), definition.metrics_env: str(free_port())}
-        process = self.start_process(name, [sys.executable, "-m", definition.module], {**ports, **(env or {})})
+        own = self.config.process_env(service)  # the service's database role, not the owner's
+        process = self.start_process(name, [sys.executable, "-m", definition.module], {**own, **ports, **(env or {})})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and process.poll() is None:
             if serving(port):
@@ -149,6 +157,8 @@ def config_on_free_ports(data_dir: Path) -> StackConfig:
         ports={s.name: free_port() for s in SERVICES},
         metrics_ports={s.name: free_port() for s in SERVICES},
         smtp_port=free_port(),
+        rate_limit_timeout=EDGE_TIMEOUT,
+        validation_timeout=EDGE_TIMEOUT,
     )
     config.database_url = config.postgres.url
     config.redis_url = config.redis.url
@@ -164,11 +174,13 @@ def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None) -> Mesh:
     try:
         mesh.postgres.start()
         mesh.redis.start()
-        migrate(config.effective_database_url)
+        prepare_database(config)
         from services.common.devkeys import ensure_keys
 
         ensure_keys(mesh.key_dir)
         for name, argv in config.commands().items():
+            if name == "envoy":  # its access log on disk within 0.2 s (default 10 s): tests read it
+                argv = [*argv, "--file-flush-interval-msec", "200"]
             mesh.start_process(name, argv)
             if name in config.ports:
                 _wait_serving(mesh, name)

@@ -21,10 +21,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy import db_roles
 from deploy.local.infra import EmbeddedPostgres, LocalRedis, PortInUseError, port_in_use
 from edge.envoy.render import render
 from services.common.devkeys import ensure_keys
 from services.common.migrations import upgrade_to_head
+from services.common.service_auth import EDGE_NAME, ensure_service_key
 from services.common.settings import DATA_DIR, REPO_ROOT, ServiceSettings
 
 GEN_DIR = REPO_ROOT / "gen"
@@ -82,6 +84,10 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(env.get(name) or default)
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    return float(env.get(name) or default)
+
+
 @dataclass
 class StackConfig:
     data_dir: Path
@@ -97,6 +103,10 @@ class StackConfig:
     cors_origins: list[str] = field(default_factory=list)
     envoy_workers: int = 0  # 0: one fewer than the machine's cores
     trusted_hops: int = 0  # load balancers in front of Envoy that append X-Forwarded-For
+    # Seconds Envoy waits for identity's rate-limit answer (then lets the request go on) and for
+    # the REST body validator (then fails the request): tight, every edge request waits for them.
+    rate_limit_timeout: float = 0.25
+    validation_timeout: float = 0.5
     smtp_host: str | None = None  # None: the local SMTP sink (aiosmtpd, Maildir in data_dir/mail)
     smtp_port: int = 2525
     public_url: str | None = None  # None: the edge URL
@@ -120,6 +130,8 @@ class StackConfig:
             cors_origins=[o for o in (env.get("OPENHR_CORS_ORIGINS") or "").split(",") if o],
             envoy_workers=_int(env, "OPENHR_ENVOY_CONCURRENCY", 0),
             trusted_hops=_int(env, "OPENHR_EDGE_TRUSTED_HOPS", 0),
+            rate_limit_timeout=_float(env, "OPENHR_EDGE_RATELIMIT_TIMEOUT", cls.rate_limit_timeout),
+            validation_timeout=_float(env, "OPENHR_EDGE_VALIDATION_TIMEOUT", cls.validation_timeout),
             smtp_host=env.get("OPENHR_SMTP_HOST") or None,
             smtp_port=_int(env, "OPENHR_SMTP_PORT", 2525),
             public_url=env.get("OPENHR_PUBLIC_URL") or None,
@@ -158,9 +170,33 @@ class StackConfig:
         return f"http://{host}:{self.edge_port}/.well-known/jwks.json"
 
     @property
+    def service_keys(self) -> Path:
+        """OPENHR_SERVICE_KEYS as the services read it (each creates its pair there locally)."""
+        return Path(os.environ.get("OPENHR_SERVICE_KEYS") or self.data_dir / "service-keys")
+
+    @property
     def maildir(self) -> Path:
         """Where the local SMTP sink delivers (when no OPENHR_SMTP_HOST is set)."""
         return self.data_dir / "mail"
+
+    def database_url_for(self, service: str) -> str:
+        """A service's DATABASE_URL: in the embedded Postgres its own login role; a given
+        DATABASE_URL as it is (production gives each service its own, see deploy/db_roles.py)."""
+        if not self.owns_postgres:
+            return self.effective_database_url
+        return db_roles.service_url(self.effective_database_url, service)
+
+    @property
+    def owns_postgres(self) -> bool:
+        """Whether Postgres is the embedded one this stack starts (whose superuser it is)."""
+        return not self.database_url or self.database_url == self.postgres.url
+
+    def process_env(self, name: str) -> dict[str, str]:
+        """The environment of one process: what every service gets, and its own database role."""
+        env = self.service_env()
+        if any(s.name == name and s.migrations for s in SERVICES):
+            env["DATABASE_URL"] = self.database_url_for(name)
+        return env
 
     def service_env(self) -> dict[str, str]:
         """The environment every service process gets."""
@@ -185,6 +221,7 @@ class StackConfig:
     def envoy_config_path(self) -> Path:
         """Renders the edge config for the services of this stack; returns its path."""
         path = self.data_dir / "envoy.yaml"
+        ensure_service_key(self.service_keys, EDGE_NAME)
         path.write_text(
             render(
                 listen_address=self.edge_host,
@@ -197,6 +234,9 @@ class StackConfig:
                 jwt_issuer=self.jwt_issuer,
                 jwt_audience=self.jwt_audience,
                 trusted_hops=self.trusted_hops,
+                rate_limit_timeout=f"{self.rate_limit_timeout}s",
+                validation_timeout=f"{self.validation_timeout}s",
+                service_keys=self.service_keys,
             )
         )
         return path
@@ -264,6 +304,14 @@ def migrate(database_url: str) -> None:
             upgrade_to_head(service.directory, database_url)
 
 
+def prepare_database(config: StackConfig) -> None:
+    """Migrations as the owner; in the embedded Postgres also each service's login role
+    (deploy/db_roles.py: the service connects as it, never as the owner)."""
+    migrate(config.effective_database_url)
+    if config.owns_postgres:
+        db_roles.provision(config.effective_database_url, [s.name for s in SERVICES if s.migrations])
+
+
 def edge_ready(config: StackConfig) -> bool:
     """Envoy is live, sees every cluster healthy and (with jwt_authn) has identity's JWKS."""
     admin = f"http://127.0.0.1:{config.admin_port}"
@@ -326,10 +374,10 @@ def run(config: StackConfig) -> int:
     if postgres is not None:
         postgres.start()
     try:
-        migrate(config.effective_database_url)
+        prepare_database(config)
         manager = Manager()
-        env = {**os.environ, **config.service_env()}
         for name, argv in config.commands().items():
+            env = {**os.environ, **config.process_env(name)}
             manager.add_process(name, shlex.join(argv), env=env, cwd=str(REPO_ROOT))
         threading.Thread(target=_announce_when_ready, args=(config, manager), daemon=True).start()
         manager.loop()
@@ -350,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             postgres = None if config.database_url else config.postgres
             if postgres is not None:
                 postgres.start()
-            migrate(config.effective_database_url)
+            prepare_database(config)
             return 0
         return run(config)
     except PortInUseError as exc:

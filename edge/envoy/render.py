@@ -34,6 +34,7 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 from services.common import surface
+from services.common.service_auth import EDGE_NAME, ServiceTokenIssuer
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
 TEMPLATE_NAME = "envoy.yaml.j2"
@@ -107,8 +108,14 @@ def _template_regex(template: str) -> str:
 
 def public_http_routes(descriptor_path: str | os.PathLike) -> list[dict[str, str]]:
     """The REST routes (google.api.http, additional bindings included) of identity's public
-    methods, for jwt_authn's rules and the sign-in / sign-up rate limits: {rpc, method, path
-    (literal templates) or regex (templates with variables), path_regex}."""
+    methods, for jwt_authn's rules and the sign-in / sign-up rate limits: {rpc, method,
+    template, path_regex, regex}.
+
+    One spelling of a route is what the transcoder accepts: HCM normalizes the path first
+    (percent-encoded unreserved characters decoded, dot segments resolved, slashes merged) but
+    the transcoder also takes the path with a trailing slash, so every regex here tolerates one
+    too. `path_regex` matches the path alone (for a ":path" header add the query), `regex` is
+    anchored (a route match never sees the query)."""
     descriptors = descriptor_pb2.FileDescriptorSet.FromString(Path(descriptor_path).read_bytes())
     package, _, service_name = surface.IDENTITY_SERVICE.rpartition(".")
     routes = []
@@ -127,24 +134,37 @@ def public_http_routes(descriptor_path: str | os.PathLike) -> list[dict[str, str
                     if verb in (None, "custom"):
                         continue
                     template = getattr(binding, verb)
-                    regex = _template_regex(template)
-                    literal = not _VARIABLE.search(template)
+                    path_regex = _template_regex(template) + "/?"
                     routes.append(
                         {
                             "rpc": method.name,
                             "method": verb.upper(),
-                            "path": template if literal else "",
-                            "regex": "" if literal else f"^{regex}$",
-                            "path_regex": regex,
+                            "template": template,
+                            "path_regex": path_regex,
+                            "regex": f"^{path_regex}$",
                         }
                     )
     return routes
 
 
+# The edge's token to identity's RateLimitService lives until Envoy's config is rendered again.
+EDGE_TOKEN_LIFETIME = 365 * 86400
+
+
+def edge_token(service_keys: str | os.PathLike) -> str:
+    """A service token of the edge ("envoy"), signed with `<service_keys>/envoy.pem`: Envoy sends
+    it with every rate-limit call (identity's RateLimitService answers nobody else)."""
+    issuer = ServiceTokenIssuer.from_dir(Path(service_keys), EDGE_NAME)
+    if issuer is None:
+        raise ValueError(f"rate limits need the edge's service key {Path(service_keys) / (EDGE_NAME + '.pem')}")
+    return issuer.mint(EDGE_TOKEN_LIFETIME)
+
+
 def render(**values: Any) -> str:
     """Render the template. See the variable list at the top of envoy.yaml.j2; besides those,
     ``descriptor_source``: the descriptor set to read when Envoy's ``descriptor_path`` is not a
-    path on this machine."""
+    path on this machine, and ``service_keys`` (a directory): the edge's key that signs its
+    rate-limit calls (or pass ``rate_limit_token``)."""
     values["clusters"] = _normalise_clusters(values.get("clusters") or [])
     has_identity = any(c["name"] == "identity" for c in values["clusters"])
     for switch in ("auth", "rate_limits"):
@@ -152,6 +172,11 @@ def render(**values: Any) -> str:
             values[switch] = has_identity
         elif values[switch] and not has_identity:
             raise ValueError(f"{switch} needs the identity cluster (it serves the JWKS and the RateLimitService)")
+    service_keys = values.pop("service_keys", None)
+    if values["rate_limits"] and not values.get("rate_limit_token"):
+        if service_keys is None:
+            raise ValueError("rate limits need service_keys (the edge's key) or a rate_limit_token")
+        values["rate_limit_token"] = edge_token(service_keys)
     values["descriptor_path"] = os.fspath(values["descriptor_path"])
     # The descriptor set read now; descriptor_path is where Envoy finds it (in Kubernetes a path
     # inside its container, while the renderer reads the same set from gen/).
@@ -214,12 +239,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="force the cluster discovery type (default: STATIC for IPs, else STRICT_DNS)",
     )
     p.add_argument("--stream-idle-timeout", default="300s")
+    p.add_argument("--rate-limit-timeout", help="deadline of each rate-limit call (the template's default: 0.25s)")
+    p.add_argument("--validation-timeout", help="deadline of the REST body validator (the template's default: 0.5s)")
     p.add_argument("--jwt-issuer", default="openhr-identity", help="required iss (OPENHR_JWT_ISSUER)")
     p.add_argument("--jwt-audience", default="openhr", help="required aud (OPENHR_JWT_AUDIENCE)")
     p.add_argument(
         "--no-auth", dest="auth", action="store_false", default=None, help="no jwt_authn (services still verify)"
     )
     p.add_argument("--no-rate-limits", dest="rate_limits", action="store_false", default=None)
+    p.add_argument(
+        "--service-keys",
+        help="OPENHR_SERVICE_KEYS directory holding envoy.pem: signs the edge's token to the rate-limit service",
+    )
     p.add_argument(
         "--trusted-hops", type=int, default=0, help="load balancers in front that append X-Forwarded-For (default 0)"
     )
@@ -244,9 +275,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "auth": args.auth,
         "rate_limits": args.rate_limits,
         "trusted_hops": args.trusted_hops,
+        "service_keys": args.service_keys,
     }
-    if args.dns_type:
-        values["dns_type"] = args.dns_type
+    for name in ("dns_type", "rate_limit_timeout", "validation_timeout"):
+        if getattr(args, name):
+            values[name] = getattr(args, name)
     if args.descriptor_source:
         values["descriptor_path"] = args.descriptor
         values["descriptor_source"] = args.descriptor_source

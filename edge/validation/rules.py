@@ -40,6 +40,23 @@ BODY_NOT_OBJECT = "the request body must be a JSON object"
 NO_BODY = "this method takes no request body"
 PATH_BOUND = "set by the URL path; not allowed in the body"
 UNKNOWN_FIELD = "unknown field"
+# Our contracts nest a few levels; Python's JSON parser recurses (3,000 levels: RecursionError).
+MAX_JSON_DEPTH = 64
+TOO_DEEP = f"the request body is nested deeper than {MAX_JSON_DEPTH} levels"
+# Unrolled (no alternation per character): a 6.5 MB base64 string takes 0.04 s, not 1.2 s.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def json_depth_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a JSON text nests arrays and objects deeper than `limit`, found without parsing
+    it (strings removed first: brackets in them are text)."""
+    depth = 0
+    for bracket in _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS):
+        depth += 1 if bracket in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -437,6 +454,8 @@ class Rules:
     def check(self, rule: BodyRule, body: bytes | str) -> list[FieldViolation] | None:
         """What is wrong with a body sent to this binding: [] when nothing, None when it is
         not JSON at all (left to the transcoder, which answers that with its own 400)."""
+        if json_depth_exceeds(body.encode() if isinstance(body, str) else body):
+            return [FieldViolation("", TOO_DEEP)]
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):

@@ -1,7 +1,7 @@
-"""Channels to peer services. Outgoing calls carry the request id and the caller's token
-(on-behalf-of) or, when no user is calling (background work, or a peer service's call), this
-service's own service token (services.common.service_auth; accepted on internal RPCs only),
-get a deadline when the caller set none, and retry only idempotent methods."""
+"""Channels to peer services. Outgoing calls carry the request id and, to a public RPC, the
+caller's token (on-behalf-of) or, when no user is calling, this service's own service token;
+to an internal RPC always the service token (services.common.service_auth: internal RPCs take
+nothing else). They get a deadline when the caller set none, and retry only idempotent methods."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import grpc
 
 from services.common import auth
 from services.common.logging import current_request_id
-from services.common.service_auth import ServiceTokenIssuer
+from services.common.service_auth import ServiceTokenIssuer, is_internal
 
 DEFAULT_TIMEOUT = 5.0
 # This process's service identity (set by services.common.server.Service); None: none.
@@ -24,24 +24,25 @@ def set_service_identity(issuer: ServiceTokenIssuer | None) -> None:
     _service_identity = issuer
 
 
-def _outgoing_metadata(metadata: grpc.aio.Metadata | None) -> grpc.aio.Metadata:
+def _outgoing_metadata(metadata: grpc.aio.Metadata | None, method: str) -> grpc.aio.Metadata:
     out = grpc.aio.Metadata(*(metadata or ()))
     request_id = current_request_id()
     if request_id and "x-request-id" not in out:
         out.add("x-request-id", request_id)
     if "authorization" not in out:
         principal = auth.optional_principal()
-        if principal is not None and principal.user_id:
+        if principal is not None and principal.user_id and not is_internal(method):
             out.add("authorization", f"Bearer {principal.token}")
-        elif _service_identity is not None:
+        elif _service_identity is not None:  # internal RPCs take service tokens only
             out.add("authorization", f"Bearer {_service_identity.token()}")
     return out
 
 
 class _ForwardContext(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
     async def _forward(self, continuation, details, request):
+        method = details.method.decode() if isinstance(details.method, bytes) else details.method
         details = details._replace(
-            metadata=_outgoing_metadata(details.metadata),
+            metadata=_outgoing_metadata(details.metadata, method),
             timeout=details.timeout if details.timeout is not None else DEFAULT_TIMEOUT,
         )
         return await continuation(details, request)

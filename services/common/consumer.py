@@ -2,7 +2,8 @@
 
 An event is acknowledged only after its handler returns. Events left pending by a crashed
 consumer are claimed again after `claim_idle`; an event that fails `max_deliveries` times
-is moved to `<stream>.dead` so that it does not block the others."""
+is moved to `<stream>.dead` so that it does not block the others, and so is an entry its
+topic's producer did not sign (services/common/event_auth.py): it is never handled."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from redis.exceptions import ResponseError
 from openhr.events.v1 import events_pb2
 from services.common.cancellation import raise_if_cancelled
 from services.common.db import Tx
+from services.common.event_auth import EventVerifier
 from services.common.metrics import EVENTS_CONSUMED
 from services.common.outbox import stream_name
 
@@ -56,13 +58,14 @@ class EventConsumer:
         consumer: str,
         handler: Handler,
         *,
+        verifier: EventVerifier,
         batch: int = 50,
         block_ms: int = 1000,
         claim_idle_ms: int = 30_000,
         max_deliveries: int = 5,
     ) -> None:
         self._redis, self._stream, self._group, self._consumer = redis, stream_name(topic), group, consumer
-        self._handler = handler
+        self._topic, self._handler, self._verifier = topic, handler, verifier
         self._batch, self._block_ms = batch, block_ms
         self._claim_idle_ms, self._max_deliveries = claim_idle_ms, max_deliveries
 
@@ -74,10 +77,8 @@ class EventConsumer:
                 raise
 
     async def _handle(self, entry_id: bytes | str, fields: dict) -> None:
-        try:
-            event = events_pb2.Event.FromString(fields[b"data"])
-        except Exception:
-            log.error("undecodable event, moved to dead letters", stream=self._stream, entry=str(entry_id))
+        event = self._verifier.accept(self._topic, entry_id, fields)
+        if event is None:
             await self._dead_letter(entry_id, fields)
             return
         try:

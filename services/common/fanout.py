@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from openhr.events.v1 import events_pb2
 from services.common import errors
 from services.common.cancellation import raise_if_cancelled
+from services.common.event_auth import EventVerifier
 from services.common.outbox import stream_name
 
 log = structlog.get_logger("fanout")
@@ -73,7 +74,8 @@ async def events_or_heartbeats(subscription: Subscription, heartbeat: float) -> 
 
 
 class StreamFanout:
-    """`listener`, if given, sees every entry first (e.g. services/common/revocations.py)."""
+    """`listener`, if given, sees every entry first (e.g. services/common/revocations.py).
+    Only entries the topic's producer signed are dispatched (`verifier`)."""
 
     def __init__(
         self,
@@ -81,10 +83,12 @@ class StreamFanout:
         topic: str,
         key: Callable[[events_pb2.Event], str],
         *,
+        verifier: EventVerifier,
         capacity: int = 256,
         listener: Callable[[events_pb2.Event], None] | None = None,
     ) -> None:
         self._redis, self._stream, self._key, self._capacity = redis, stream_name(topic), key, capacity
+        self._topic, self._verifier = topic, verifier
         self._listener = listener
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
 
@@ -125,9 +129,6 @@ class StreamFanout:
             for _stream, entries in response or ():
                 for entry_id, fields in entries:
                     last_id = entry_id
-                    try:
-                        event = events_pb2.Event.FromString(fields[b"data"])
-                    except Exception:  # skip a poison entry
-                        log.error("undecodable event skipped", stream=self._stream, entry=str(entry_id))
-                        continue
-                    self._dispatch(event)
+                    event = self._verifier.accept(self._topic, entry_id, fields)
+                    if event is not None:
+                        self._dispatch(event)

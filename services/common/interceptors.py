@@ -53,9 +53,38 @@ def as_domain_error(exc: BaseException) -> errors.DomainError:
     return errors.internal()
 
 
+class _Undecodable:
+    """Stands for a request whose bytes are no valid message (see _tolerant)."""
+
+
+_UNDECODABLE = _Undecodable()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """grpc.aio deserializes a request before any handler runs and answers a failure UNKNOWN,
+    naming the exception class: this hands the handler a marker instead, which it answers
+    INVALID_ARGUMENT (after authentication, like any other bad request)."""
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:
+            return _UNDECODABLE
+
+    return deserialize
+
+
+def _decoded(request: Any) -> Any:
+    if request is _UNDECODABLE:
+        raise errors.invalid_field("", "the request is not a valid protobuf message of this RPC")
+    return request
+
+
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    """`public_methods` need no token; internal methods (service_auth.is_internal) take a user's
-    token or, with `service_verifier`, a peer service's token; every other method a user's.
+    """`public_methods` need no token; internal methods (service_auth.is_internal) take the token
+    of a service they accept (`service_verifier`) and refuse users; every other method a user's.
     `quiet_methods` are counted but not logged (called for every edge request, e.g. the rate
     limit service). With `revocations`, the token of a deleted account is refused although it
     has not expired yet."""
@@ -87,13 +116,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 self._wrap_unary(handler.unary_unary, method, metadata),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 self._wrap_stream(handler.unary_stream, method, metadata),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler  # client/bidi streaming: none in our contracts.
@@ -108,17 +137,25 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             token = auth.bearer_token(metadata)
             if token is None:
                 raise errors.unauthenticated("missing access token: send 'authorization: Bearer <token>'")
-            if self._service_verifier is not None and service_auth.is_internal(method):
-                if service_auth.is_service_token(token):
-                    service = self._service_verifier.verify(token)
-                    auth.set_principal(auth.Principal(user_id="", token=token, service=service))
-                    structlog.contextvars.bind_contextvars(caller_service=service)
-                    return
+            if service_auth.is_internal(method):
+                await self._enter_internal(method, token)
+                return
             principal = await self._verifier.verify(token)
             if self._revocations is not None and self._revocations.is_revoked(principal.user_id):
                 raise errors.unauthenticated("account deleted")
             auth.set_principal(principal)
             structlog.contextvars.bind_contextvars(user_id=principal.user_id)
+
+    async def _enter_internal(self, method: str, token: str) -> None:
+        """Internal RPCs take the token of a service they name (surface.INTERNAL_CALLERS) only."""
+        if self._service_verifier is None or not service_auth.is_service_token(token):
+            await self._verifier.verify(token)  # a bad token stays UNAUTHENTICATED; a user's:
+            raise errors.permission_denied("this RPC is internal: only services may call it")
+        service = self._service_verifier.verify(token)
+        if service not in service_auth.callers_of(method):
+            raise errors.permission_denied(f"the {service} service may not call this RPC")
+        auth.set_principal(auth.Principal(user_id="", token=token, service=service))
+        structlog.contextvars.bind_contextvars(caller_service=service)
 
     def _exit(self, method: str, rpc_type: str, code: grpc.StatusCode, start: float) -> None:
         service, _, name = method.strip("/").partition("/")
@@ -156,14 +193,14 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     def _wrap_unary(self, behavior: Callable[[Any, Any], Awaitable[Any]], method: str, metadata: dict[str, str]):
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
             async with self._rpc(method, metadata, "unary", context):
-                return await behavior(request, context)
+                return await behavior(_decoded(request), context)
 
         return wrapper
 
     def _wrap_stream(self, behavior: Callable[[Any, Any], AsyncIterator[Any]], method: str, metadata: dict[str, str]):
         async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             async with self._rpc(method, metadata, "server_stream", context):
-                async for response in behavior(request, context):
+                async for response in behavior(_decoded(request), context):
                     yield response
 
         return wrapper

@@ -23,6 +23,11 @@ EVENTS_PUBLISHED = Counter("openhr_events_published_total", "Domain events publi
 EVENTS_CONSUMED = Counter(
     "openhr_events_consumed_total", "Domain events handled by a consumer.", ["stream", "group", "outcome"]
 )
+EVENTS_REJECTED = Counter(
+    "openhr_events_rejected_total",
+    "Stream entries never applied: unsigned, forged, or undecodable (services/common/event_auth.py).",
+    ["stream", "reason"],
+)
 DEPENDENCY_UP = Gauge("openhr_dependency_up", "1 when the dependency answered its last check.", ["dependency"])
 
 

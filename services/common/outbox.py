@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from openhr.events.v1 import events_pb2
 from services.common.cancellation import raise_if_cancelled
 from services.common.db import Database, Tx
+from services.common.event_auth import SIGNATURE_FIELD, EventSigner
 from services.common.metrics import EVENTS_PUBLISHED, OUTBOX_PENDING
 
 log = structlog.get_logger("outbox")
@@ -48,13 +49,21 @@ async def add_event(tx: Tx, schema: str, topic: str, event: events_pb2.Event) ->
 
 
 class OutboxRelay:
-    """Publishes unpublished outbox rows in id order; several replicas may run it at once
+    """Publishes unpublished outbox rows in id order, each signed by this service (consumers
+    refuse unsigned entries, services.common.event_auth); several replicas may run it at once
     (rows are claimed with FOR UPDATE SKIP LOCKED)."""
 
     def __init__(
-        self, db: Database, redis: Redis, schema: str, *, batch: int = 200, poll_interval: float = 1.0
+        self,
+        db: Database,
+        redis: Redis,
+        schema: str,
+        signer: EventSigner,
+        *,
+        batch: int = 200,
+        poll_interval: float = 1.0,
     ) -> None:
-        self._db, self._redis, self._schema = db, redis, schema
+        self._db, self._redis, self._schema, self._signer = db, redis, schema, signer
         self._batch, self._poll_interval = batch, poll_interval
         self._wakeup = asyncio.Event()
         db.on_outbox_commit(self._wakeup.set)
@@ -73,7 +82,11 @@ class OutboxRelay:
                 for row in rows:
                     pipe.xadd(
                         stream_name(row["topic"]),
-                        {"event_id": str(row["event_id"]), "data": row["payload"]},
+                        {
+                            "event_id": str(row["event_id"]),
+                            "data": row["payload"],
+                            SIGNATURE_FIELD: self._signer.sign(row["topic"], row["payload"]),
+                        },
                         maxlen=STREAM_MAXLEN,
                         approximate=True,
                     )

@@ -1,6 +1,7 @@
 """Revoked users: access tokens stay cryptographically valid for their lifetime (15 min), so
 every replica of every service learns of deleted accounts from identity's UserDeleted events
-and the kit's interceptor refuses their tokens ("account deleted").
+and the kit's interceptor refuses their tokens ("account deleted"). Only UserDeleted events identity
+signed count (services/common/event_auth.py).
 
 One reader per replica over the `events.identity` stream (services/common/fanout.py's
 StreamFanout with a listener: XREAD without a consumer group, every replica sees every entry).
@@ -18,6 +19,7 @@ from cachetools import TTLCache
 from redis.asyncio import Redis
 
 from openhr.events.v1 import events_pb2
+from services.common.event_auth import EventVerifier
 from services.common.fanout import StreamFanout
 from services.common.outbox import stream_name
 
@@ -30,11 +32,15 @@ BACKFILL_BATCH = 1000
 
 
 class Revocations:
-    def __init__(self, redis: Redis, *, ttl: float = TTL_SECONDS, maxsize: int = MAX_ENTRIES) -> None:
-        self._redis, self._ttl = redis, ttl
+    def __init__(
+        self, redis: Redis, verifier: EventVerifier, *, ttl: float = TTL_SECONDS, maxsize: int = MAX_ENTRIES
+    ) -> None:
+        self._redis, self._ttl, self._verifier = redis, ttl, verifier
         self._stream = stream_name(TOPIC)
         self._deleted: TTLCache[str, bool] = TTLCache(maxsize, ttl)
-        self._fanout = StreamFanout(redis, TOPIC, key=lambda event: event.user_id, listener=self.observe)
+        self._fanout = StreamFanout(
+            redis, TOPIC, key=lambda event: event.user_id, verifier=verifier, listener=self.observe
+        )
         self._after = "$"
 
     def is_revoked(self, user_id: str) -> bool:
@@ -50,10 +56,9 @@ class Revocations:
         while True:
             entries = await self._redis.xrange(self._stream, min=start, max="+", count=BACKFILL_BATCH)
             for entry_id, fields in entries:
-                try:
-                    self.observe(events_pb2.Event.FromString(fields[b"data"]))
-                except Exception:  # skip a poison entry
-                    log.error("undecodable event skipped", stream=self._stream, entry=str(entry_id))
+                event = self._verifier.accept(TOPIC, entry_id, fields)
+                if event is not None:
+                    self.observe(event)
             if entries:
                 last = entries[-1][0]
                 self._after = last.decode() if isinstance(last, bytes) else str(last)

@@ -18,6 +18,7 @@ from services.common import clients
 from services.common.auth import TokenVerifier
 from services.common.cache import connect_redis
 from services.common.cancellation import raise_if_cancelled
+from services.common.event_auth import EventVerifier
 from services.common.interceptors import ServerInterceptor
 from services.common.metrics import DEPENDENCY_UP, serve_metrics
 from services.common.revocations import Revocations
@@ -25,6 +26,7 @@ from services.common.service_auth import ServiceTokenIssuer, ServiceTokenVerifie
 from services.common.settings import ServiceSettings
 
 log = structlog.get_logger("server")
+MAX_METADATA_BYTES = 96 * 1024
 Check = Callable[[], Awaitable[object]]
 # The health service name Kubernetes liveness probes ask for (deploy/k8s); readiness asks for "".
 LIVENESS_SERVICE = "openhr.liveness"
@@ -75,7 +77,11 @@ class Service:
             ensure_service_key(key_dir, spec.name)
         clients.set_service_identity(ServiceTokenIssuer.from_dir(key_dir, spec.name))
         self._revocations_redis = connect_redis(settings.redis_url) if spec.revocations else None
-        self.revocations = Revocations(self._revocations_redis) if self._revocations_redis is not None else None
+        self.revocations = (
+            Revocations(self._revocations_redis, EventVerifier.from_dir(key_dir))
+            if self._revocations_redis is not None
+            else None
+        )
         interceptor = ServerInterceptor(
             verifier,
             spec.public_methods,
@@ -90,6 +96,11 @@ class Service:
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                 ("grpc.max_receive_message_length", 8 * 1024 * 1024),
+                # Above Envoy's 60 KiB of request headers: what the edge let through (a long
+                # query string travels on as x-envoy-original-path) reaches the handler, which
+                # answers bad input with a 400 rather than gRPC core with RESOURCE_EXHAUSTED.
+                ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+                ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
             ],
         )
         self.port = 0

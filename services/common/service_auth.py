@@ -16,10 +16,14 @@ Locally each service creates its pair on first start (local mode only); in produ
 directory is mounted: every service's public JWK (a ConfigMap) and the service's own private
 key (its Secret).
 
-Service tokens open internal RPCs only (`*InternalService`, `openhr.common.v1.UserDataService`):
-the kit's interceptor refuses them on public RPCs, and Envoy refuses them at the edge (another
+Service tokens open internal RPCs only (services.common.surface.INTERNAL_CALLERS), and internal
+RPCs take nothing else: each accepts the tokens of the services it names, never a user's token
+(a user calling MergeEnrichedSkills could otherwise skip the public path's rules). The kit's
+interceptor refuses service tokens on public RPCs, and Envoy refuses them at the edge (another
 issuer, audience and key). A service principal carries no user id, so its transactions run
-without a user in the RLS context: it sees what an anonymous reader sees."""
+without a user in the RLS context unless the RPC names the user it acts for (UserDataService).
+Envoy itself calls identity's RateLimitService with a token of its own ("envoy"), minted with
+its key when its config is rendered."""
 
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from jwt import PyJWK
 from jwt.algorithms import OKPAlgorithm
 
-from services.common import errors
+from services.common import surface
 
 ALGORITHM = "EdDSA"
 AUDIENCE = "openhr-internal"
@@ -44,13 +48,21 @@ TTL_SECONDS = 60
 # A token is re-minted when less than this is left (so a call never carries one about to expire).
 RENEW_SECONDS = 20
 MAX_LIFETIME = 300
+# The edge's token to identity's RateLimitService is minted when its config is rendered
+# (Envoy cannot sign): it lives until the next render, at most this long. Only "envoy" may.
+EDGE_NAME = "envoy"
+EDGE_MAX_LIFETIME = 400 * 86400
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
 def is_internal(method: str) -> bool:
     """Whether a full method name ("/pkg.Service/Method") belongs to an internal service."""
-    service = method.strip("/").partition("/")[0]
-    return service.endswith("InternalService") or service == "openhr.common.v1.UserDataService"
+    return method.strip("/").partition("/")[0] in surface.INTERNAL_CALLERS
+
+
+def callers_of(method: str) -> frozenset[str]:
+    """The services whose tokens an internal method accepts."""
+    return surface.INTERNAL_CALLERS.get(method.strip("/").partition("/")[0], frozenset())
 
 
 def _check_name(name: str) -> str:
@@ -93,53 +105,28 @@ def ensure_service_key(key_dir: Path, name: str) -> Path:
     return private_path
 
 
-class ServiceTokenIssuer:
-    """Mints this service's tokens (cached until RENEW_SECONDS before they expire)."""
-
-    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
-        self.name = _check_name(name)
-        self._key = private_key
-        self._token, self._expires_at = "", 0.0
-
-    @classmethod
-    def from_dir(cls, key_dir: Path, name: str) -> ServiceTokenIssuer | None:
-        """This service's issuer, or None when its private key is not in `key_dir`."""
-        path = key_dir / f"{_check_name(name)}.pem"
-        if not path.exists():
-            return None
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path} is not an Ed25519 private key")
-        return cls(name, key)
-
-    def token(self, now: float | None = None) -> str:
-        now = time.time() if now is None else now
-        if self._expires_at - now > RENEW_SECONDS:
-            return self._token
-        issued = int(now)
-        claims = {
-            "iss": self.name,
-            "sub": self.name,
-            "svc": self.name,
-            "aud": AUDIENCE,
-            "iat": issued,
-            "exp": issued + TTL_SECONDS,
-            "jti": str(uuid.uuid4()),
-        }
-        self._token = jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self.name})
-        self._expires_at = issued + TTL_SECONDS
-        return self._token
+def load_private_key(key_dir: Path, name: str) -> Ed25519PrivateKey | None:
+    """`name`'s private key from `key_dir`, or None when it is not there."""
+    path = key_dir / f"{_check_name(name)}.pem"
+    if not path.exists():
+        return None
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 private key")
+    return key
 
 
-class ServiceTokenVerifier:
-    """Verifies service tokens against the public keys in a directory (reread when it changes)."""
+class PublicKeys:
+    """Every service's public key from the `<name>.jwk` files of a directory (reread when it
+    changes): what service tokens (below) and signed events (services.common.event_auth) are
+    verified with."""
 
     def __init__(self, key_dir: Path) -> None:
         self._dir = key_dir
         self._keys: dict[str, Ed25519PublicKey] = {}
         self._mtime = -1.0
 
-    def _key(self, kid: str) -> Ed25519PublicKey | None:
+    def get(self, name: str) -> Ed25519PublicKey | None:
         try:
             mtime = self._dir.stat().st_mtime
         except OSError:
@@ -154,10 +141,60 @@ class ServiceTokenVerifier:
                 if jwk.key_id == path.stem and isinstance(jwk.key, Ed25519PublicKey):
                     keys[path.stem] = jwk.key
             self._keys, self._mtime = keys, mtime
-        return self._keys.get(kid)
+        return self._keys.get(name)
+
+
+class ServiceTokenIssuer:
+    """Mints this service's tokens (cached until RENEW_SECONDS before they expire)."""
+
+    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
+        self.name = _check_name(name)
+        self._key = private_key
+        self._token, self._expires_at = "", 0.0
+
+    @classmethod
+    def from_dir(cls, key_dir: Path, name: str) -> ServiceTokenIssuer | None:
+        """This service's issuer, or None when its private key is not in `key_dir`."""
+        key = load_private_key(key_dir, name)
+        return cls(name, key) if key is not None else None
+
+    def token(self, now: float | None = None) -> str:
+        now = time.time() if now is None else now
+        if self._expires_at - now > RENEW_SECONDS:
+            return self._token
+        self._token = self.mint(TTL_SECONDS, now)
+        self._expires_at = int(now) + TTL_SECONDS
+        return self._token
+
+    def mint(self, lifetime: int, now: float | None = None) -> str:
+        """A new token valid for `lifetime` seconds (verifiers accept at most MAX_LIFETIME, or
+        EDGE_MAX_LIFETIME from the edge)."""
+        issued = int(time.time() if now is None else now)
+        claims = {
+            "iss": self.name,
+            "sub": self.name,
+            "svc": self.name,
+            "aud": AUDIENCE,
+            "iat": issued,
+            "exp": issued + lifetime,
+            "jti": str(uuid.uuid4()),
+        }
+        return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self.name})
+
+
+class ServiceTokenVerifier:
+    """Verifies service tokens against the public keys in a directory."""
+
+    def __init__(self, key_dir: Path) -> None:
+        self._keys = PublicKeys(key_dir)
 
     def verify(self, token: str) -> str:
         """The calling service's name; UNAUTHENTICATED unless the token is a valid service token."""
+        # Here, not at the top: key handling and minting stay importable without the generated
+        # code (the local stack and the Envoy renderer mint the edge's token before `make protos`
+        # is on their path).
+        from services.common import errors
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -165,7 +202,7 @@ class ServiceTokenVerifier:
         kid = header.get("kid")
         if header.get("alg") != ALGORITHM or not isinstance(kid, str) or not _NAME.match(kid):
             raise errors.unauthenticated("invalid service token")
-        key = self._key(kid)
+        key = self._keys.get(kid)
         if key is None:
             raise errors.unauthenticated("unknown service")
         try:
@@ -182,7 +219,8 @@ class ServiceTokenVerifier:
             raise errors.unauthenticated("service token expired") from None
         except jwt.PyJWTError:
             raise errors.unauthenticated("invalid service token") from None
-        if claims["sub"] != kid or claims["svc"] != kid or claims["exp"] - claims["iat"] > MAX_LIFETIME:
+        longest = EDGE_MAX_LIFETIME if kid == EDGE_NAME else MAX_LIFETIME
+        if claims["sub"] != kid or claims["svc"] != kid or claims["exp"] - claims["iat"] > longest:
             raise errors.unauthenticated("invalid service token")
         return kid
 

@@ -17,7 +17,7 @@ def category_id(value: int) -> str:
 
 
 def category_enum(category: str) -> int:
-    """"data_ml" -> SKILL_CATEGORY_DATA_ML; "" -> SKILL_CATEGORY_UNSPECIFIED."""
+    """ "data_ml" -> SKILL_CATEGORY_DATA_ML; "" -> SKILL_CATEGORY_UNSPECIFIED."""
     if not category:
         return enrichment_pb2.SKILL_CATEGORY_UNSPECIFIED
     return enrichment_pb2.SkillCategory.Value(f"SKILL_CATEGORY_{category.upper()}")

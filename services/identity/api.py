@@ -36,9 +36,11 @@ def _timestamp(session: Session) -> timestamp_pb2.Timestamp:
     return stamp
 
 
-async def _answer_tokens(context: grpc.aio.ServicerContext, session: Session, by_cookie: bool) -> identity_pb2.Tokens:
+async def _answer_tokens(
+    context: grpc.aio.ServicerContext, session: Session, by_cookie: bool, csrf_key: bytes
+) -> identity_pb2.Tokens:
     """The Tokens message; by cookie: the refresh token goes to set-cookie, not the body."""
-    metadata = [_NO_STORE, *(cookies.issue(session.refresh.token) if by_cookie else ())]
+    metadata = [_NO_STORE, *(cookies.issue(session.refresh.token, csrf_key) if by_cookie else ())]
     await context.send_initial_metadata(metadata)
     return identity_pb2.Tokens(
         access_token=session.access_token,
@@ -57,31 +59,32 @@ def _transport(context: grpc.aio.ServicerContext) -> cookies.Request:
 class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
     """Email + password accounts, sign-in with GitHub or Google (services.identity.oauth), tokens."""
 
-    def __init__(self, accounts: Accounts, keys: KeyRing, oauth: OAuth) -> None:
-        self._accounts, self._keys, self._oauth = accounts, keys, oauth
+    def __init__(self, accounts: Accounts, keys: KeyRing, oauth: OAuth, csrf_key: bytes) -> None:
+        """`csrf_key`: the HMAC key that binds browser CSRF tokens to refresh tokens (cookies.py)."""
+        self._accounts, self._keys, self._oauth, self._csrf_key = accounts, keys, oauth, csrf_key
 
     async def SignUp(self, request, context):
         session, sent = await self._accounts.sign_up(request.email, request.password, request.display_name)
-        tokens = await _answer_tokens(context, session, _transport(context).wants_cookie)
+        tokens = await _answer_tokens(context, session, _transport(context).wants_cookie, self._csrf_key)
         return identity_pb2.SignUpResponse(tokens=tokens, verification_sent=sent)
 
     async def Login(self, request, context):
         session = await self._accounts.login(request.email, request.password)
-        tokens = await _answer_tokens(context, session, _transport(context).wants_cookie)
+        tokens = await _answer_tokens(context, session, _transport(context).wants_cookie, self._csrf_key)
         return identity_pb2.LoginResponse(tokens=tokens)
 
     async def Refresh(self, request, context):
         transport = _transport(context)
         by_cookie = not request.refresh_token
-        token = request.refresh_token or transport.refresh_from_cookie()
+        token = request.refresh_token or transport.refresh_from_cookie(self._csrf_key)
         session = await self._accounts.refresh(token)
-        tokens = await _answer_tokens(context, session, transport.wants_cookie or by_cookie)
+        tokens = await _answer_tokens(context, session, transport.wants_cookie or by_cookie, self._csrf_key)
         return identity_pb2.RefreshResponse(tokens=tokens)
 
     async def Logout(self, request, context):
         transport = _transport(context)
         by_cookie = not request.refresh_token
-        await self._accounts.logout(request.refresh_token or transport.refresh_from_cookie())
+        await self._accounts.logout(request.refresh_token or transport.refresh_from_cookie(self._csrf_key))
         if by_cookie:
             await context.send_initial_metadata(cookies.clear())
         return identity_pb2.LogoutResponse()
@@ -119,7 +122,7 @@ class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
         caller's access token (`authorization: Bearer …`)."""
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         result = await self._oauth.complete(request.provider, request.code, request.state, bearer_token(metadata))
-        tokens = await _answer_tokens(context, result.session, _transport(context).wants_cookie)
+        tokens = await _answer_tokens(context, result.session, _transport(context).wants_cookie, self._csrf_key)
         return identity_pb2.CompleteOAuthResponse(tokens=tokens, created=result.created)
 
     async def GetJwks(self, request, context):

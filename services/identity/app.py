@@ -14,6 +14,7 @@ from openhr.identity.v1 import identity_pb2, identity_pb2_grpc
 from services.common import surface
 from services.common.cache import connect_redis
 from services.common.db import Database
+from services.common.event_auth import EventSigner
 from services.common.outbox import OutboxRelay
 from services.common.retention import EventRetention
 from services.common.server import ServiceSpec
@@ -27,7 +28,7 @@ from services.identity.mail import Mailer
 from services.identity.oauth import build_oauth
 from services.identity.passwords import Passwords
 from services.identity.privacy import Peers, Privacy
-from services.identity.ratelimit import PUBLIC_METHODS as RATE_LIMIT_METHODS
+from services.identity.ratelimit import METHODS as RATE_LIMIT_METHODS
 from services.identity.ratelimit import SERVICE as RATE_LIMIT_SERVICE
 from services.identity.ratelimit import Counters, EdgeLimits, Limits, LoginGuard
 from services.identity.retention import ExpiredSecretsPurge
@@ -62,6 +63,9 @@ class IdentitySettings(ServiceSettings):
     rate_signup_ip_per_min: int = Field(5, ge=1, validation_alias="OPENHR_RATE_SIGNUP_IP_PER_MIN")
     rate_login_failures: int = Field(5, ge=1, validation_alias="OPENHR_RATE_LOGIN_FAILURES")
     rate_login_failure_window: float = Field(900.0, gt=0, validation_alias="OPENHR_RATE_LOGIN_FAILURE_WINDOW")
+    # Seconds a rate-limit count waits for Redis before failing open: below the edge's
+    # OPENHR_EDGE_RATELIMIT_TIMEOUT, so identity answers before Envoy gives up on it.
+    rate_redis_timeout: float = Field(0.2, gt=0, validation_alias="OPENHR_RATE_REDIS_TIMEOUT")
     # Sign-in with GitHub / Google (services/identity/oauth.py): a provider without a client id is off.
     github_client_id: str = Field("", validation_alias="OPENHR_GITHUB_CLIENT_ID")
     github_client_secret: SecretStr = Field(SecretStr(""), validation_alias="OPENHR_GITHUB_CLIENT_SECRET")
@@ -87,15 +91,24 @@ class IdentitySettings(ServiceSettings):
     profile_addr: str = Field("127.0.0.1:50061", validation_alias="PROFILE_ADDR")
     # Comma list of the services that store user data (UserDataService): ExportMyData and
     # DeleteMe call each at <NAME>_ADDR.
-    user_data_peers: str = Field("profile,enrichment", validation_alias="OPENHR_USER_DATA_PEERS")
+    user_data_peers: str = Field("profile,enrichment,messaging,matching", validation_alias="OPENHR_USER_DATA_PEERS")
+    enrichment_addr: str = Field("127.0.0.1:50064", validation_alias="ENRICHMENT_ADDR")
+    messaging_addr: str = Field("127.0.0.1:50063", validation_alias="MESSAGING_ADDR")
+    matching_addr: str = Field("127.0.0.1:50062", validation_alias="MATCHING_ADDR")
 
 
 def peer_addresses(settings: IdentitySettings) -> dict[str, str]:
     """Service name -> address of every user data peer (PROFILE_ADDR, MATCHING_ADDR, ...)."""
+    known = {
+        "profile": settings.profile_addr,
+        "enrichment": settings.enrichment_addr,
+        "messaging": settings.messaging_addr,
+        "matching": settings.matching_addr,
+    }
     addresses = {}
     for name in filter(None, (part.strip() for part in settings.user_data_peers.split(","))):
         variable = f"{name.upper()}_ADDR"
-        address = settings.profile_addr if name == "profile" else os.environ.get(variable, "")
+        address = known.get(name) or os.environ.get(variable, "")
         if not address:
             raise ValueError(f"OPENHR_USER_DATA_PEERS names {name!r} but {variable} is not set")
         addresses[name] = address
@@ -119,8 +132,8 @@ def build(settings: IdentitySettings) -> ServiceSpec:
     mailer = Mailer(
         host=settings.smtp_host, port=settings.smtp_port, sender=settings.smtp_from, public_url=settings.public_url
     )
-    # Rate-limit counters: short timeouts, every edge request waits for them (Envoy gives 0.25 s).
-    redis = connect_redis(settings.redis_url, timeout=0.2)
+    # Rate-limit counters: short timeouts, every edge request waits for them.
+    redis = connect_redis(settings.redis_url, timeout=settings.rate_redis_timeout)
     counters = Counters(redis)
     limits = Limits(
         ip_per_min=settings.rate_ip_per_min,
@@ -145,12 +158,14 @@ def build(settings: IdentitySettings) -> ServiceSpec:
 
     oauth = build_oauth(settings, db, box, accounts)
     peers = Peers(peer_addresses(settings))
-    # The outbox relay (UserDeleted) gets a connection of its own: the counters' is tuned for 0.2 s.
+    # The outbox relay (UserDeleted) gets a connection of its own: the counters' has a short timeout.
     events_redis = connect_redis(settings.redis_url)
-    relay = OutboxRelay(db, events_redis, store.SCHEMA)
+    relay = OutboxRelay(db, events_redis, store.SCHEMA, EventSigner(Path(settings.service_keys), "identity"))
 
     def register(server: grpc.aio.Server) -> list[str]:
-        identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityApi(accounts, keys, oauth), server)
+        identity_pb2_grpc.add_IdentityServiceServicer_to_server(
+            IdentityApi(accounts, keys, oauth, secrets.lookup_key), server
+        )
         identity_pb2_grpc.add_PrivacyServiceServicer_to_server(PrivacyApi(Privacy(db, box, peers)), server)
         rls_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitApi(EdgeLimits(counters, limits)), server)
         return [SERVICE, PRIVACY_SERVICE, RATE_LIMIT_SERVICE]
@@ -176,7 +191,7 @@ def build(settings: IdentitySettings) -> ServiceSpec:
         ],
         cleanup=[close],
         # Envoy's rate-limit calls carry no token and come with every edge request: not logged.
-        public_methods=PUBLIC_METHODS | RATE_LIMIT_METHODS,
+        public_methods=PUBLIC_METHODS,
         quiet_methods=RATE_LIMIT_METHODS,
         metrics_port=settings.metrics_port,
     )

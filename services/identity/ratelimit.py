@@ -51,8 +51,8 @@ log = structlog.get_logger("ratelimit")
 
 DOMAIN = "openhr"
 SERVICE = rls_pb2.DESCRIPTOR.services_by_name["RateLimitService"].full_name
-# Envoy calls without a token; identity's port is internal like every service port.
-PUBLIC_METHODS = frozenset({f"/{SERVICE}/ShouldRateLimit"})
+# Envoy calls it with its own service token (surface.INTERNAL_CALLERS: "envoy" only).
+METHODS = frozenset({f"/{SERVICE}/ShouldRateLimit"})
 WINDOW = 60.0
 # After a Redis error, answer without Redis for this long (no connect attempt per request).
 BACKOFF = 1.0

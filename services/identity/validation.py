@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from services.common.errors import FieldViolation, invalid_argument
+from services.common.text import CONTROL_PROBLEM, has_control_characters
 
 MAX_EMAIL = 254  # RFC 5321 path limit
 MAX_LOCAL_PART = 64
@@ -78,6 +79,8 @@ def validate_sign_up(email: str, password: str, display_name: str, common: froze
     name = " ".join(display_name.split())
     if len(name) > MAX_DISPLAY_NAME:
         violations.append(FieldViolation("display_name", f"must be at most {MAX_DISPLAY_NAME} characters"))
+    elif has_control_characters(name):
+        violations.append(FieldViolation("display_name", CONTROL_PROBLEM))
     if violations:
         raise invalid_argument(*violations)
     return name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 from typing import Literal
 
 import grpc
@@ -18,6 +19,7 @@ from services.common.cache import connect_redis, ping
 from services.common.clients import channel
 from services.common.consumer import EventConsumer
 from services.common.db import Database
+from services.common.event_auth import EventSigner, EventVerifier
 from services.common.fanout import StreamFanout
 from services.common.outbox import OutboxRelay
 from services.common.retention import EventRetention
@@ -103,18 +105,24 @@ def build(settings: MatchingSettings) -> ServiceSpec:
     snapshots = Snapshots(redis, ttl_seconds=settings.snapshot_ttl)
     narrator = Narrator(redis, enrichment if settings.narratives == "enrichment" else None, settings.narrative_timeout)
 
+    keys = Path(settings.service_keys)
+    relay = OutboxRelay(db, redis, store.SCHEMA, EventSigner(keys, "matching"))
+    verifier = EventVerifier.from_dir(keys)
+
     def on_feed_change(event: events_pb2.Event) -> None:
         change = event.match_feed_changed
         user_id = change.updated_user_id or change.removed_user_id
         if user_id:
             index.changed(user_id)
 
-    changes = StreamFanout(redis, FEED_TOPIC, key=lambda _event: EVERYONE, listener=on_feed_change)
+    changes = StreamFanout(
+        redis, FEED_TOPIC, key=lambda _event: EVERYONE, listener=on_feed_change, verifier=verifier
+    )
     match_feed = MatchFeed(db, ranker, changes, settings.stream_heartbeat)
-    relay = OutboxRelay(db, redis, store.SCHEMA)
     consumer_name = f"matching-{socket.gethostname()}-{os.getpid()}"
     consumers = [
-        EventConsumer(redis, topic, "matching", consumer_name, read_model.on_event) for topic in CONSUMED_TOPICS
+        EventConsumer(redis, topic, "matching", consumer_name, read_model.on_event, verifier=verifier)
+        for topic in CONSUMED_TOPICS
     ]
 
     async def erase(tx, user_id: str) -> dict[str, int]:

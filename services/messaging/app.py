@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import grpc
 from pydantic import Field
@@ -16,6 +17,7 @@ from openhr.messaging.v1 import messaging_pb2, messaging_pb2_grpc
 from services.common.cache import connect_redis, ping
 from services.common.consumer import EventConsumer
 from services.common.db import Database
+from services.common.event_auth import EventSigner, EventVerifier
 from services.common.outbox import OutboxRelay
 from services.common.retention import EventRetention
 from services.common.server import ServiceSpec, service_name
@@ -51,8 +53,10 @@ class MessagingSettings(ServiceSettings):
 def build(settings: MessagingSettings) -> ServiceSpec:
     db = Database.for_service(settings, store.SCHEMA)
     redis = connect_redis(settings.redis_url)
-    relay = OutboxRelay(db, redis, store.SCHEMA)
-    live = live_fanout(redis, settings.stream_queue)
+    keys = Path(settings.service_keys)
+    relay = OutboxRelay(db, redis, store.SCHEMA, EventSigner(keys, "messaging"))
+    verifier = EventVerifier.from_dir(keys)
+    live = live_fanout(redis, settings.stream_queue, verifier)
     presence = Presence(db, redis, ttl=3 * settings.stream_heartbeat, throttle=settings.presence_throttle)
     typing = Typing(db, redis, ttl=settings.typing_ttl)
     streams = EventStreams(
@@ -93,8 +97,8 @@ def build(settings: MessagingSettings) -> ServiceSpec:
                 version=profile.version,
             )
 
-    matches = EventConsumer(redis, "matching", "messaging", consumer_name, on_matching_event)
-    profiles = EventConsumer(redis, "profile", "messaging", consumer_name, on_profile_event)
+    matches = EventConsumer(redis, "matching", "messaging", consumer_name, on_matching_event, verifier=verifier)
+    profiles = EventConsumer(redis, "profile", "messaging", consumer_name, on_profile_event, verifier=verifier)
 
     def register(server: grpc.aio.Server) -> list[str]:
         messaging_pb2_grpc.add_MessagingServiceServicer_to_server(MessagingApi(db, streams, typing, presence), server)

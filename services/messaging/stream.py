@@ -21,6 +21,7 @@ from openhr.messaging.v1 import messaging_pb2
 from services.common import errors
 from services.common.cancellation import raise_if_cancelled
 from services.common.db import Database
+from services.common.event_auth import EventVerifier
 from services.common.fanout import StreamFanout, SubscriberOverflow
 from services.messaging import store
 from services.messaging.deliveries import LIVE_TOPIC, now
@@ -29,9 +30,9 @@ from services.messaging.presence import Presence
 REPLAY_PAGE = 200
 
 
-def live_fanout(redis: Redis, capacity: int) -> StreamFanout:
+def live_fanout(redis: Redis, capacity: int, verifier: EventVerifier) -> StreamFanout:
     """This replica's one reader of the live stream, handing events to their user's streams."""
-    return StreamFanout(redis, LIVE_TOPIC, key=lambda event: event.user_id, capacity=capacity)
+    return StreamFanout(redis, LIVE_TOPIC, key=lambda event: event.user_id, capacity=capacity, verifier=verifier)
 
 
 def fell_behind(cursor: int) -> errors.DomainError:

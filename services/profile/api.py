@@ -13,7 +13,13 @@ from services.common.logging import current_request_id
 from services.common.outbox import add_event, new_event
 from services.profile import rules, store
 from services.profile.skills import SkillNormalizer
-from services.profile.validation import MAX_NOTE, completeness, parse_uuid, validate_skill, validate_update_mask
+from services.profile.validation import (
+    completeness,
+    parse_uuid,
+    validate_note,
+    validate_skill,
+    validate_update_mask,
+)
 
 SERVICE = "profile"
 MAX_BATCH = 500
@@ -169,8 +175,7 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
     async def CreateEndorsement(self, request, context):
         profile_id = parse_uuid(request.profile_id, "profile_id")
         skill_id = parse_uuid(request.skill_id, "skill_id")
-        if len(request.note) > MAX_NOTE:
-            raise errors.invalid_field("note", f"must be at most {MAX_NOTE} characters")
+        validate_note(request.note)
         caller = _caller()
         async with self._db.transaction(caller) as tx:
             owner = await store.skill_owner(tx, profile_id, skill_id)
@@ -192,7 +197,8 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
 
 
 class ProfileInternalApi(profile_pb2_grpc.ProfileInternalServiceServicer):
-    """Reads and writes for other services, on behalf of the user whose token they forward."""
+    """Reads and writes for other services (service tokens only, surface.INTERNAL_CALLERS): a
+    read sees what an anonymous reader sees; a merge acts for the user the request names."""
 
     def __init__(self, db: Database, normalizer: SkillNormalizer) -> None:
         self._db, self._normalizer = db, normalizer
@@ -210,8 +216,6 @@ class ProfileInternalApi(profile_pb2_grpc.ProfileInternalServiceServicer):
         )
 
     async def ListDiscoverableProfiles(self, request, context):
-        if not current_principal().service:
-            raise errors.permission_denied("only services may list every discoverable profile")
         if not 0 <= request.page_size <= MAX_DISCOVERY_PAGE:
             raise errors.invalid_field("page_size", f"must be 1-{MAX_DISCOVERY_PAGE}")
         size = request.page_size or DEFAULT_DISCOVERY_PAGE
@@ -224,13 +228,12 @@ class ProfileInternalApi(profile_pb2_grpc.ProfileInternalServiceServicer):
         )
 
     async def MergeEnrichedSkills(self, request, context):
-        """For enrichment's background jobs, under its service token acting for `user_id` (or the
-        user's own token). A manually entered skill keeps its source and proficiency; new skills
-        are added while the profile holds fewer than rules.MAX_SKILLS, the rest come back in not_added."""
+        """For enrichment's background jobs, under its service token (surface.INTERNAL_CALLERS:
+        no user calls it) acting for `user_id`. Only skills enrichment found (GitHub, résumé); a
+        manually entered skill keeps its source and proficiency; new skills are added while the
+        profile holds fewer than rules.MAX_SKILLS, the rest come back in not_added."""
         user_id = parse_uuid(request.user_id, "user_id")
-        principal = current_principal()
-        if not principal.service and user_id != principal.user_id:
-            raise errors.permission_denied("skills can be merged only on behalf of their owner")
+        rules.ensure_enriched_sources(request.skills)
         names = [validate_skill(s.name, s.proficiency, f"skills[{i}].") for i, s in enumerate(request.skills)]
         normalized = await self._normalizer.normalize_many(names) if names else []
         merged, not_added, changed = [], [], False
@@ -248,7 +251,7 @@ class ProfileInternalApi(profile_pb2_grpc.ProfileInternalServiceServicer):
                     "taxonomy_id": n.taxonomy_id,
                     "category": n.category,
                     "proficiency": s.proficiency,
-                    "source": s.source or profile_pb2.SKILL_SOURCE_MANUAL,
+                    "source": s.source,
                 }
                 found = await store.merge_enriched_skill(tx, **fields)
                 if found is not None:

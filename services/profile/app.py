@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import grpc
 from pydantic import Field
@@ -15,6 +16,7 @@ from services.common.cache import connect_redis, ping
 from services.common.clients import channel
 from services.common.consumer import EventConsumer, first_delivery
 from services.common.db import Database
+from services.common.event_auth import EventSigner, EventVerifier
 from services.common.fanout import StreamFanout
 from services.common.outbox import OutboxRelay
 from services.common.retention import EventRetention
@@ -37,9 +39,11 @@ def build(settings: ProfileSettings) -> ServiceSpec:
     redis = connect_redis(settings.redis_url)
     enrichment = channel(settings.enrichment_addr, idempotent_services=["openhr.enrichment.v1.SkillsService"])
     normalizer = SkillNormalizer(enrichment)
-    relay = OutboxRelay(db, redis, store.SCHEMA)
+    keys = Path(settings.service_keys)
+    relay = OutboxRelay(db, redis, store.SCHEMA, EventSigner(keys, "profile"))
+    verifier = EventVerifier.from_dir(keys)
     # Profile changes by owner, for WatchMyProfile streams on this replica.
-    changes = StreamFanout(redis, "profile", key=lambda event: event.user_id)
+    changes = StreamFanout(redis, "profile", key=lambda event: event.user_id, verifier=verifier)
 
     async def on_matching_event(event: events_pb2.Event) -> None:
         """MatchCreated: matched users may see each other's MATCHES_ONLY profiles."""
@@ -51,7 +55,12 @@ def build(settings: ProfileSettings) -> ServiceSpec:
                 await store.add_connection(tx, first, second)
 
     consumer = EventConsumer(
-        redis, "matching", "profile", f"profile-{socket.gethostname()}-{os.getpid()}", on_matching_event
+        redis,
+        "matching",
+        "profile",
+        f"profile-{socket.gethostname()}-{os.getpid()}",
+        on_matching_event,
+        verifier=verifier,
     )
 
     def register(server: grpc.aio.Server) -> list[str]:

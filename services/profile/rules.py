@@ -58,6 +58,26 @@ async def ensure_room_for_skill(tx: Tx, profile_id: str) -> None:
         raise errors.failed_precondition(f"a profile can list at most {MAX_SKILLS} skills")
 
 
+async def ensure_skill_count_within_limit(tx: Tx, profile_id: str) -> None:
+    """After a merge (which may add many): the profile holds at most MAX_SKILLS."""
+    if await store.count_skills(tx, profile_id) > MAX_SKILLS:
+        raise errors.failed_precondition(f"a profile can list at most {MAX_SKILLS} skills")
+
+
+# What enrichment may write: skills it found, never ones it claims the user typed.
+ENRICHED_SOURCES = (profile_pb2.SKILL_SOURCE_GITHUB, profile_pb2.SKILL_SOURCE_RESUME)
+
+
+def ensure_enriched_sources(skills) -> None:
+    bad = [
+        errors.FieldViolation(f"skills[{i}].source", "must be SKILL_SOURCE_GITHUB or SKILL_SOURCE_RESUME")
+        for i, skill in enumerate(skills)
+        if skill.source not in ENRICHED_SOURCES
+    ]
+    if bad:
+        raise errors.invalid_argument(*bad)
+
+
 def ensure_may_endorse(owner_user_id: str, endorser_user_id: str, connected: bool) -> None:
     """Only matched users endorse each other (RLS checks it again)."""
     if owner_user_id == endorser_user_id:

@@ -32,7 +32,7 @@ LEFT JOIN LATERAL (
 """
 
 _ENDORSEMENTS = """
-SELECT e.*, endorser.display_name AS endorser_display_name
+SELECT e.*, endorser.display_name AS endorser_display_name, endorser.user_id IS NOT NULL AS endorser_visible
 FROM profile.endorsements e
 LEFT JOIN profile.profiles endorser ON endorser.user_id = e.endorser_user_id
 """
@@ -157,7 +157,9 @@ def _endorsement(row: Record) -> profile_pb2.Endorsement:
         endorsement_id=str(row["endorsement_id"]),
         profile_id=str(row["profile_id"]),
         skill_id=str(row["skill_id"]),
-        endorser_user_id=str(row["endorser_user_id"]),
+        # Who endorsed is shown only to those who may see the endorser's profile (RLS decides
+        # whether the join found it): a private endorser stays anonymous.
+        endorser_user_id=str(row["endorser_user_id"]) if row["endorser_visible"] else "",
         endorser_display_name=row["endorser_display_name"] or "",
         note=row["note"],
         create_time=_timestamp(row["created_at"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
 import zoneinfo
@@ -14,6 +15,7 @@ from google.protobuf.descriptor import EnumDescriptor
 from openhr.profile.v1 import profile_pb2
 from services.common.errors import FieldViolation, invalid_argument
 from services.common.skills import MAX_SKILL_NAME
+from services.common.text import CONTROL_PROBLEM, has_control_characters
 
 MAX_DISPLAY_NAME = 80
 MAX_HEADLINE = 140
@@ -27,6 +29,7 @@ MAX_INDUSTRIES = 20
 MAX_INDUSTRY = 60
 MAX_HOURS_PER_WEEK = 80
 MAX_OVERLAP_HOURS = 12
+MAX_MASK_PATHS = 64
 
 _GITHUB_LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -67,6 +70,15 @@ def _text(violations: list[FieldViolation], field: str, value: str, limit: int, 
         violations.append(FieldViolation(field, "is required"))
     elif len(value) > limit:
         violations.append(FieldViolation(field, f"must be at most {limit} characters"))
+    elif has_control_characters(value):
+        violations.append(FieldViolation(field, CONTROL_PROBLEM))
+
+
+def validate_note(note: str) -> None:
+    v: list[FieldViolation] = []
+    _text(v, "note", note, MAX_NOTE)
+    if v:
+        raise invalid_argument(*v)
 
 
 def _enum(violations: list[FieldViolation], field: str, value: int, descriptor: EnumDescriptor) -> None:
@@ -74,12 +86,31 @@ def _enum(violations: list[FieldViolation], field: str, value: int, descriptor: 
         violations.append(FieldViolation(field, f"unknown {descriptor.name} value {value}"))
 
 
+def _public_host(host: str) -> bool:
+    """Not an IP literal of a private, loopback, link-local (cloud metadata) or reserved range."""
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:
+        return True  # a name: the server never resolves or fetches it
+
+
 def _url(violations: list[FieldViolation], field: str, value: str) -> None:
+    """Links and avatars are shown to people, never fetched by the server. Still: no user-info
+    (`user:pass@`, a phishing device and a credential leak) and no IP literal that points
+    inside a network (169.254.169.254 and friends), in case a client ever fetches them."""
     if not value:
         return
-    parsed = urlparse(value)
-    if len(value) > MAX_URL or parsed.scheme not in ("http", "https") or not parsed.netloc:
+    try:
+        parsed = urlparse(value)
+        host = parsed.hostname or ""
+    except ValueError:
+        parsed, host = None, ""
+    if len(value) > MAX_URL or parsed is None or parsed.scheme not in ("http", "https") or not host:
         violations.append(FieldViolation(field, f"must be an http(s) URL of at most {MAX_URL} characters"))
+    elif "@" in parsed.netloc or has_control_characters(value):
+        violations.append(FieldViolation(field, "must not contain a user name, password or control characters"))
+    elif not _public_host(host):
+        violations.append(FieldViolation(field, "must not point to a private, loopback or link-local address"))
 
 
 def _preferences(violations: list[FieldViolation], prefs: profile_pb2.Preferences) -> None:
@@ -138,6 +169,8 @@ def validate_update_mask(mask: field_mask_pb2.FieldMask) -> list[str]:
     """The mask's paths, checked against Profile and the updatable fields."""
     if not mask.paths:
         raise invalid_argument(FieldViolation("update_mask", "is required: name the fields to change, e.g. headline"))
+    if len(mask.paths) > MAX_MASK_PATHS:
+        raise invalid_argument(FieldViolation("update_mask", f"at most {MAX_MASK_PATHS} paths"))
     if not mask.IsValidForDescriptor(profile_pb2.Profile.DESCRIPTOR):
         raise invalid_argument(FieldViolation("update_mask", f"unknown field in {', '.join(mask.paths)}"))
     fixed = sorted({p for p in mask.paths if p.split(".")[0] not in UPDATABLE})
@@ -153,6 +186,8 @@ def validate_skill(name: str, proficiency: int, field_prefix: str = "") -> str:
         v.append(FieldViolation(f"{field_prefix}name", "is required"))
     elif len(cleaned) > MAX_SKILL_NAME:
         v.append(FieldViolation(f"{field_prefix}name", f"must be at most {MAX_SKILL_NAME} characters"))
+    elif has_control_characters(cleaned):
+        v.append(FieldViolation(f"{field_prefix}name", CONTROL_PROBLEM))
     if not 1 <= proficiency <= 5:
         v.append(FieldViolation(f"{field_prefix}proficiency", "must be 1-5"))
     if v:

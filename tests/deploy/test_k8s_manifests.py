@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy.k8s import envoy_config, secrets
+from deploy.k8s import edge_init, envoy_config, secrets
 from services.common.server import LIVENESS_SERVICE
+from services.common.service_auth import EDGE_NAME, ensure_service_key
 from services.common.settings import REPO_ROOT, ServiceSettings
 from tests.deploy.manifests import (
     K8S,
@@ -117,9 +118,16 @@ def test_the_checked_in_envoy_config_is_the_rendering_of_the_template() -> None:
 def test_envoy_accepts_the_config_in_its_configmap(tmp_path: Path, overlay: str) -> None:
     deployment = one(overlay, "Deployment", "envoy")
     volumes = {volume["name"]: volume for volume in deployment["spec"]["template"]["spec"]["volumes"]}
-    config_map = one(overlay, "ConfigMap", volumes["config"]["configMap"]["name"])
-    config = config_map["data"]["envoy.yaml"]
-    assert config == envoy_config.RENDERED.read_text()
+    config_map = one(overlay, "ConfigMap", volumes["config-template"]["configMap"]["name"])
+    rendered = config_map["data"]["envoy.yaml"]
+    assert rendered == envoy_config.RENDERED.read_text()
+    # No token in the ConfigMap: the pod's init step mints it from the edge's mounted key.
+    assert edge_init.TOKEN_PLACEHOLDER in rendered
+    ensure_service_key(tmp_path / "keys", EDGE_NAME)
+    (tmp_path / "template.yaml").write_text(rendered)
+    edge_init.write_config(tmp_path / "template.yaml", tmp_path / "with-token.yaml", tmp_path / "keys")
+    config = (tmp_path / "with-token.yaml").read_text()
+    assert edge_init.TOKEN_PLACEHOLDER not in config
     # The pod's mounted files, here: a certificate for the TLS listener and the descriptor set.
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",

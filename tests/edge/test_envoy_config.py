@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import grpc
@@ -18,8 +17,11 @@ import yaml
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
+from deploy.local import stack
+from deploy.local.stack import StackConfig
 from edge.envoy.render import render
 from tests.envoy_process import RunningEnvoy, assert_valid, running_envoy
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 # OPENHR_DESCRIPTOR points the suite at a prebuilt descriptor set; else gen/openhr.binpb,
@@ -67,17 +69,16 @@ def dead_ports():
         s.close()
 
 
-def log_entry(edge: RunningEnvoy, request_id: str, timeout: float = 10.0) -> dict:
+def log_entry(edge: RunningEnvoy, request_id: str) -> dict:
     """The access-log line of `request_id` (Envoy flushes the log every 50 ms here)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if edge.access_log.exists():
-            for line in edge.access_log.read_text().splitlines():
-                entry = json.loads(line)
-                if entry.get("request_id") == request_id:
-                    return entry
-        time.sleep(0.05)
-    raise AssertionError(f"no access log entry for {request_id}")
+
+    def entries() -> list[dict]:
+        if not edge.access_log.exists():
+            return []
+        lines = [json.loads(line) for line in edge.access_log.read_text().splitlines()]
+        return [entry for entry in lines if entry.get("request_id") == request_id]
+
+    return wait_until(entries, message=f"no access log entry for {request_id}")[0]
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +132,7 @@ def _values(descriptor: Path, clusters: list[str]) -> dict:
         "admin_port": 19901,
         "descriptor_path": str(descriptor),
         "clusters": [{"name": n, "host": "127.0.0.1", "port": 50060 + i} for i, n in enumerate(clusters)],
+        "rate_limit_token": "edge-token",
     }
 
 
@@ -232,6 +234,33 @@ def test_all_clusters_stream_routes_have_no_timeout(descriptor):
         r["route"] for r in routes if "prefix" in r["match"] and "route" in r and r["route"]["cluster"] != "unrouted"
     ]
     assert len(unary) == 7 and all(r["timeout"] == "15s" for r in unary)
+
+
+def _edge_deadlines(config_text: str) -> tuple[str, str]:
+    """(rate-limit call timeout, ext_proc message timeout) of a rendered config."""
+    hcm = yaml.safe_load(config_text)["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    filters = {f["name"]: f["typed_config"] for f in hcm["typed_config"]["http_filters"]}
+    ext_proc = filters["envoy.filters.http.ext_proc"]["extension_config"]["typed_config"]
+    return filters["envoy.filters.http.ratelimit"]["timeout"], ext_proc["message_timeout"]
+
+
+def test_edge_deadlines_are_settings(descriptor, tmp_path, monkeypatch):
+    """Tight by default (every edge request waits for both), as the environment sets them
+    otherwise (the test meshes: generous, so a starved CPU never turns into a failure)."""
+    monkeypatch.setattr(stack, "DESCRIPTOR", descriptor)
+    clusters = ["identity", "profile", "enrichment", "validation"]
+    assert _edge_deadlines(render(**_values(descriptor, clusters))) == ("0.25s", "0.5s")
+    default = StackConfig.from_env({"OPENHR_DATA_DIR": str(tmp_path / "default")})
+    default.data_dir.mkdir()
+    assert _edge_deadlines(default.envoy_config_path().read_text()) == ("0.25s", "0.5s")
+    tuned = StackConfig.from_env(
+        {
+            "OPENHR_DATA_DIR": str(tmp_path),
+            "OPENHR_EDGE_RATELIMIT_TIMEOUT": "3",
+            "OPENHR_EDGE_VALIDATION_TIMEOUT": "7.5",
+        }
+    )
+    assert _edge_deadlines(tuned.envoy_config_path().read_text()) == ("3.0s", "7.5s")
 
 
 def test_unknown_cluster_is_refused(descriptor):
@@ -413,15 +442,28 @@ def test_plain_grpc_absent_cluster_is_unimplemented(channel):
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
-def test_unrouted_cluster_never_gets_a_request(edge):
-    # Last in the module: after every REST, grpc-web and gRPC request above.
+def test_unrouted_cluster_never_gets_a_request(edge, http, channel):
+    """The REST CORS anchor's cluster has no endpoints: whatever this test sends, REST known and
+    unknown (with an origin, and preflights), grpc-web and gRPC to internal paths, none of it
+    is forwarded there (the counters of the whole module's requests stay 0 too)."""
+    origin = {"origin": "http://localhost:5173"}
+    http.get("/v1/skills:search", params={"query": "py"}, headers=origin)
+    http.get("/v1/nope", headers=origin)
+    http.options("/v1/nope", headers={**origin, "access-control-request-method": "GET"})
+    http.post("/v1/profiles", json={"displayName": "Unrouted"}, headers=origin)
+    for path in INTERNAL_PATHS:
+        _grpc_web(http, path)
+        with pytest.raises(grpc.RpcError):
+            channel.unary_unary(path)(b"", timeout=5)
     stats = httpx.get(
         f"{edge.admin}/stats",
-        params={"filter": r"^cluster\.unrouted\.upstream_(rq|cx)_total$"},
+        # A request routed there finds no host: none_healthy, not rq_total, would count it.
+        params={"filter": r"^cluster\.unrouted\.upstream_(rq_total|cx_total|cx_none_healthy)$"},
         timeout=5,
     ).text
     values = dict(line.split(": ") for line in stats.strip().splitlines())
     assert values == {
         "cluster.unrouted.upstream_rq_total": "0",
         "cluster.unrouted.upstream_cx_total": "0",
+        "cluster.unrouted.upstream_cx_none_healthy": "0",
     }, stats

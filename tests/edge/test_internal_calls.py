@@ -1,6 +1,6 @@
 """Calls between services are authenticated (services/common/service_auth.py): an internal RPC
-takes the end user's token (on behalf of the user) or a peer service's own short-lived token,
-nothing else; a service token opens no public RPC, no user's rows and not the edge.
+takes the short-lived token of a service it names (surface.INTERNAL_CALLERS) and nothing else,
+never a user's; a service token opens no public RPC, no user's rows and not the edge.
 
 (That internal RPCs are unreachable through the edge at all is in test_jwt_authn.py.)"""
 
@@ -15,6 +15,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from envoy.extensions.common.ratelimit.v3 import ratelimit_pb2
+from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
 from deploy.local.ephemeral import Mesh
 from openhr.common.v1 import user_data_pb2, user_data_pb2_grpc
@@ -65,13 +67,18 @@ def test_internal_services_are_known_by_name() -> None:
     assert not is_internal("/openhr.identity.v1.IdentityService/Login")
 
 
-async def test_an_internal_rpc_takes_a_user_token_or_a_service_token_only(mesh: Mesh) -> None:
+async def test_an_internal_rpc_takes_the_token_of_a_service_it_names_only(mesh: Mesh) -> None:
+    """EnrichmentInternalService answers profile and matching (surface.INTERNAL_CALLERS): no
+    token is UNAUTHENTICATED, a user's valid token or another service's PERMISSION_DENIED."""
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await _normalize(mesh, None)
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    by_user = await _normalize(mesh, mesh.token())  # on behalf of a user, as today
-    by_service = await _normalize(mesh, _issuer(mesh).token())  # background work
-    assert [r.name for r in by_user.results] == [r.name for r in by_service.results]
+    for token in (mesh.token(), _issuer(mesh, "identity").token()):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await _normalize(mesh, token)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, refused.value.details()
+    by_service = await _normalize(mesh, _issuer(mesh).token())
+    assert [r.name for r in by_service.results][:1] == ["Python"]
     assert by_service.results[0].taxonomy_id
 
 
@@ -137,26 +144,27 @@ async def _profile(rest, user, visibility: str) -> dict:
     return response.json()["profile"]
 
 
-async def test_the_kit_client_speaks_for_the_user_or_else_for_its_service(mesh: Mesh, rest) -> None:
-    """services.common.clients: with a user calling, the user's token goes on (their rights);
-    without one, the service's own token (no user in the RLS context: public rows only)."""
+async def test_the_kit_client_speaks_for_its_service_on_internal_rpcs(mesh: Mesh, rest) -> None:
+    """services.common.clients: to an internal RPC the service's own token goes, even while a
+    user is calling (no user in the RLS context: public rows only); without a service identity
+    the call is UNAUTHENTICATED, and a service the RPC does not name is PERMISSION_DENIED."""
     public_owner, private_owner = new_user(mesh, "svc-public"), new_user(mesh, "svc-private")
     await _profile(rest, public_owner, "VISIBILITY_PUBLIC")
     await _profile(rest, private_owner, "VISIBILITY_PRIVATE")
     request = profile_pb2.BatchGetProfilesRequest(user_ids=[public_owner.user_id, private_owner.user_id])
     channel = clients.channel(mesh.target("profile"))
-    clients.set_service_identity(_issuer(mesh))
+    clients.set_service_identity(_issuer(mesh, "enrichment"))
     try:
         stub = profile_pb2_grpc.ProfileInternalServiceStub(channel)
         as_service = await stub.BatchGetProfiles(request)
         assert [p.user_id for p in as_service.profiles] == [public_owner.user_id]
         auth.set_principal(auth.Principal(user_id=private_owner.user_id, token=private_owner.token))
         try:
-            as_user = await stub.BatchGetProfiles(request)
+            while_user_calls = await stub.BatchGetProfiles(request)
         finally:
             auth.set_principal(None)
-        assert sorted(p.user_id for p in as_user.profiles) == sorted([public_owner.user_id, private_owner.user_id])
-        # A service cannot act as a user on their data either.
+        assert [p.user_id for p in while_user_calls.profiles] == [public_owner.user_id]
+        # Only identity exports or deletes a user's data.
         data = user_data_pb2_grpc.UserDataServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await data.ExportUserData(user_data_pb2.ExportUserDataRequest(user_id=private_owner.user_id))
@@ -168,3 +176,71 @@ async def test_the_kit_client_speaks_for_the_user_or_else_for_its_service(mesh: 
     finally:
         clients.set_service_identity(None)
         await channel.close()
+
+
+async def _refused(call) -> grpc.StatusCode:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call
+    return refused.value.code()
+
+
+async def test_the_rate_limit_service_answers_envoy_only(mesh: Mesh, rest) -> None:
+    """Anyone reaching identity's port could otherwise lock a user out (hits_addend) or clear
+    nothing but learn counts: without Envoy's token, ShouldRateLimit is refused."""
+    victim = new_user(mesh, "victim")
+    request = rls_pb2.RateLimitRequest(
+        domain="openhr",
+        hits_addend=2_000_000_000,
+        descriptors=[ratelimit_pb2.RateLimitDescriptor(entries=[{"key": "user", "value": victim.user_id}])],
+    )
+    async with grpc.aio.insecure_channel(mesh.target("identity")) as channel:
+        stub = rls_pb2_grpc.RateLimitServiceStub(channel)
+        for token in (None, victim.token, _issuer(mesh, "profile").token()):
+            code = await _refused(stub.ShouldRateLimit(request, metadata=_metadata(token), timeout=10))
+            assert code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED), (token, code)
+    answer = await rest.get("/v1/skills:search", params={"query": "py"}, headers=victim.headers)
+    assert answer.status_code == 200, answer.text
+
+
+def _enriched(count: int, source=profile_pb2.SKILL_SOURCE_GITHUB, prefix="skill") -> list[profile_pb2.EnrichedSkill]:
+    return [profile_pb2.EnrichedSkill(name=f"{prefix}-{k}", proficiency=3, source=source) for k in range(count)]
+
+
+async def test_merge_enriched_skills_is_for_enrichment_only_and_keeps_the_profile_rules(mesh: Mesh, rest) -> None:
+    owner = new_user(mesh, "merge")
+    profile_id = (await _profile(rest, owner, "VISIBILITY_PUBLIC"))["profileId"]
+
+    def merge(skills, token):
+        request = profile_pb2.MergeEnrichedSkillsRequest(user_id=owner.user_id, skills=skills)
+        return stub.MergeEnrichedSkills(request, metadata=_metadata(token), timeout=10)
+
+    async with grpc.aio.insecure_channel(mesh.target("profile")) as channel:
+        stub = profile_pb2_grpc.ProfileInternalServiceStub(channel)
+        enrichment = _issuer(mesh, "enrichment").token()
+        # The owner's own token and another service's token are refused.
+        assert await _refused(merge(_enriched(150), owner.token)) == grpc.StatusCode.PERMISSION_DENIED
+        assert await _refused(merge(_enriched(2), _issuer(mesh, "identity").token())) == (
+            grpc.StatusCode.PERMISSION_DENIED
+        )
+        # As enrichment: enriched sources only, and never more than 100 skills on the profile.
+        for source in (profile_pb2.SKILL_SOURCE_MANUAL, profile_pb2.SKILL_SOURCE_UNSPECIFIED):
+            assert await _refused(merge(_enriched(2, source), enrichment)) == grpc.StatusCode.INVALID_ARGUMENT
+        merged = await merge(_enriched(3), enrichment)
+        assert [s.source for s in merged.skills] == [profile_pb2.SKILL_SOURCE_GITHUB] * 3
+        over = await merge(_enriched(150, prefix="more"), enrichment)
+        assert (len(over.skills), len(over.not_added)) == (97, 53)
+        listed = await rest.get(f"/v1/profiles/{profile_id}/skills", headers=owner.headers)
+        assert len(listed.json()["skills"]) == 100
+
+
+async def test_user_data_is_exported_and_deleted_for_identity_only(mesh: Mesh, rest) -> None:
+    owner = new_user(mesh, "userdata")
+    profile_id = (await _profile(rest, owner, "VISIBILITY_PRIVATE"))["profileId"]
+    request = user_data_pb2.ExportUserDataRequest(user_id=owner.user_id)
+    async with grpc.aio.insecure_channel(mesh.target("profile")) as channel:
+        stub = user_data_pb2_grpc.UserDataServiceStub(channel)
+        for token in (owner.token, _issuer(mesh, "enrichment").token()):
+            code = await _refused(stub.ExportUserData(request, metadata=_metadata(token), timeout=10))
+            assert code == grpc.StatusCode.PERMISSION_DENIED
+        exported = await stub.ExportUserData(request, metadata=_metadata(_issuer(mesh, "identity").token()), timeout=10)
+    assert exported.service == "profile" and exported.data["profile"]["profileId"] == profile_id

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,11 +24,17 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from deploy.local.ephemeral import Mesh, start_mesh
+from deploy.local.stack import DESCRIPTOR, edge_ready
+from edge.envoy.render import public_http_routes
 from openhr.enrichment.v1 import enrichment_pb2
 from openhr.identity.v1 import identity_pb2
 from services.common.settings import REPO_ROOT
-from tests.edge.edge_calls import RESOURCE_EXHAUSTED, assert_never_reached, grpc_call, grpc_web_call, rest_call
-from tests.envoy_process import running_envoy
+from tests.edge.edge_calls import RESOURCE_EXHAUSTED, envoy_stats, grpc_call, grpc_web_call, rest_call
+from tests.envoy_process import RunningEnvoy, running_envoy
+from tests.logs import assert_never_reached
+from tests.metrics import sample
+from tests.users import PASSWORD
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -39,9 +46,9 @@ LIMITS = {
     "OPENHR_RATE_LOGIN_FAILURES": "3",
     "OPENHR_RATE_LOGIN_FAILURE_WINDOW": "900",
 }
-PASSWORD = "violet-kettle-harbour"
 SEARCH = "/openhr.enrichment.v1.SkillsService/SearchSkills"
 LOGIN = "/openhr.identity.v1.IdentityService/Login"
+DECISIONS = "openhr_rate_limit_decisions_total"
 _addresses = (f"127.0.{n // 250}.{n % 250 + 2}" for n in itertools.count(10))
 
 
@@ -65,10 +72,31 @@ def client_from(mesh: Mesh, address: str | None = None) -> httpx.AsyncClient:
 
 
 async def fresh_window(need: float = 15.0) -> None:
-    """Waits for the next minute unless `need` seconds are left in this one."""
+    """Waits for the next minute unless `need` seconds are left in this one. (The one wait on
+    the clock itself: the limits count in fixed minutes of wall time.)"""
     left = 60 - time.time() % 60
     if left < need:
         await asyncio.sleep(left + 0.3)
+
+
+async def fail_opens(mesh: Mesh, admin: str | None = None) -> dict[str, float]:
+    """Rate-limit answers that let a request through uncounted, by who gave up: Envoy (identity
+    did not answer within OPENHR_EDGE_RATELIMIT_TIMEOUT) and identity (Redis did not answer
+    within OPENHR_RATE_REDIS_TIMEOUT, or is down). `admin`: another Envoy's admin URL."""
+    admin = admin or f"http://127.0.0.1:{mesh.config.admin_port}"
+    edge = sum((await envoy_stats(admin, r"\.ratelimit\.edge\.(error|failure_mode_allowed)$")).values())
+    identity = await sample(mesh, "identity", DECISIONS, outcome="redis_down")
+    return {"edge": edge, "identity": identity}
+
+
+@pytest.fixture
+async def every_answer_counted(limited_mesh: Mesh) -> AsyncIterator[None]:
+    """For tests that assert exact counts: none of their requests passed on a fail-open answer
+    (a slow identity or Redis under load), which would pass uncounted and shift every count.
+    The test meshes give both generous deadlines; this says so if one was missed anyway."""
+    before = await fail_opens(limited_mesh)
+    yield
+    assert await fail_opens(limited_mesh) == before, "a rate-limit answer failed open: the counts above are off"
 
 
 def new_email(prefix: str = "rate") -> str:
@@ -85,6 +113,75 @@ def assert_limited(answer, limit: int) -> int:
     return retry_after
 
 
+async def _sign_up(mesh: Mesh) -> str:
+    email = new_email("account")
+    async with client_from(mesh) as client:
+        response = await client.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return email
+
+
+async def _login(mesh: Mesh, email: str, password: str):
+    """A sign-in from an address of its own (below the per-address limit)."""
+    async with client_from(mesh) as client:
+        return await rest_call(client, "POST", "/v1/auth/login", json={"email": email, "password": password})
+
+
+async def _identity_serving(mesh: Mesh) -> bool:
+    async with grpc.aio.insecure_channel(mesh.target("identity")) as channel:
+        answer = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    return answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_redis_down_fails_open_at_the_edge_and_closed_for_sign_in(limited_mesh: Mesh) -> None:
+    """It stops Redis, and leaves the mesh as it found it: any test may come before or after.
+    While Redis is down, limits are not counted (more than a user's limit passes, without
+    x-ratelimit headers: identity's fail-open answer, not Envoy's) and sign-up works, but
+    sign-in answers UNAVAILABLE: it will not run without its per-account counter. Identity
+    itself stays SERVING. Once Redis is back, both come back."""
+    email = await _sign_up(limited_mesh)
+    user = limited_mesh.token()
+    before = await fail_opens(limited_mesh)
+    limited_mesh.redis.stop()
+    try:
+        async with client_from(limited_mesh) as client:
+            answers = [
+                await rest_call(client, "GET", "/v1/skills:search", token=user, params={"query": "py"})
+                for _ in range(8)
+            ]
+            assert [a.status for a in answers] == [200] * 8
+            assert not any("x-ratelimit-limit" in a.headers for a in answers)
+        async with client_from(limited_mesh) as client:
+            signed_up = await rest_call(
+                client, "POST", "/v1/auth/signup", json={"email": new_email(), "password": PASSWORD}
+            )
+        assert signed_up.status == 200, signed_up
+        for password in (PASSWORD, "wrong-pass-1"):
+            refused = await _login(limited_mesh, email, password)
+            assert (refused.status, refused.message) == (503, "sign-in is temporarily unavailable, retry later")
+        async with client_from(limited_mesh) as client:
+            login = identity_pb2.LoginRequest(email=email, password=PASSWORD).SerializeToString()
+            assert (await grpc_web_call(client, LOGIN, login)).grpc_status == grpc.StatusCode.UNAVAILABLE.value[0]
+        assert await _identity_serving(limited_mesh)
+        during = await fail_opens(limited_mesh)
+        # Identity decided each (8 searches x per address and per user, at least): Envoy never gave up.
+        assert during["edge"] == before["edge"] and during["identity"] >= before["identity"] + 16, (before, during)
+    finally:
+        limited_mesh.redis.start()
+
+    async def signed_in() -> bool:
+        return (await _login(limited_mesh, email, PASSWORD)).status == 200
+
+    await eventually(signed_in, message="sign-in still refused after Redis came back")
+    async with client_from(limited_mesh) as client:
+        counted = await rest_call(
+            client, "GET", "/v1/skills:search", token=limited_mesh.token(), params={"query": "py"}
+        )
+    assert counted.status == 200 and counted.headers["x-ratelimit-remaining"] == "4"
+    await eventually(lambda: asyncio.to_thread(edge_ready, limited_mesh.config), message="a cluster is not healthy")
+
+
+@pytest.mark.usefixtures("every_answer_counted")
 async def test_a_burst_per_user_passes_exactly_the_limit_over_rest(limited_mesh: Mesh) -> None:
     user, other = limited_mesh.token(), limited_mesh.token()
     async with client_from(limited_mesh) as client:
@@ -110,6 +207,7 @@ async def test_a_burst_per_user_passes_exactly_the_limit_over_rest(limited_mesh:
         await assert_never_reached(limited_mesh, "enrichment", [a.request_id for a in refused], control.request_id)
 
 
+@pytest.mark.usefixtures("every_answer_counted")
 async def test_a_burst_per_user_over_grpc_and_grpc_web(limited_mesh: Mesh, edge_channel) -> None:
     request = enrichment_pb2.SearchSkillsRequest(query="py", limit=3).SerializeToString()
     await fresh_window()
@@ -128,6 +226,7 @@ async def test_a_burst_per_user_over_grpc_and_grpc_web(limited_mesh: Mesh, edge_
     assert_limited(answers[5], 5)
 
 
+@pytest.mark.usefixtures("every_answer_counted")
 async def test_a_burst_per_client_address(limited_mesh: Mesh) -> None:
     """Fifteen users behind one address, one request each: the address's limit, not theirs."""
     async with client_from(limited_mesh) as client:
@@ -141,21 +240,24 @@ async def test_a_burst_per_client_address(limited_mesh: Mesh) -> None:
 
 
 @pytest.fixture
-def edge_behind_balancer(limited_mesh: Mesh, tmp_path: Path) -> Iterator[str]:
+def edge_behind_balancer(limited_mesh: Mesh, tmp_path: Path) -> Iterator[RunningEnvoy]:
     """A second Envoy in front of the same services, told one load balancer stands before it
-    (trusted_hops=1); its URL."""
-    with running_envoy(limited_mesh.config.ports, tmp_path, trusted_hops=1) as edge:
-        yield edge.url
+    (trusted_hops=1)."""
+    with running_envoy(
+        limited_mesh.config.ports, tmp_path, service_keys=limited_mesh.config.service_keys, trusted_hops=1
+    ) as edge:
+        yield edge
 
 
 async def test_behind_a_load_balancer_clients_count_by_the_address_it_forwarded(
-    limited_mesh: Mesh, edge_behind_balancer: str
+    limited_mesh: Mesh, edge_behind_balancer: RunningEnvoy
 ) -> None:
     """Every request arrives from the balancer's address; each client is counted by the
     X-Forwarded-For entry the balancer appended. What a client writes before it is not trusted,
     and a request without the header counts by its peer (the balancer)."""
+    edge = edge_behind_balancer
     balancer = httpx.AsyncHTTPTransport(local_address=next(_addresses))
-    async with httpx.AsyncClient(base_url=edge_behind_balancer, transport=balancer, timeout=15) as client:
+    async with httpx.AsyncClient(base_url=edge.url, transport=balancer, timeout=15) as client:
 
         async def search(forwarded_for: str | None = None):
             headers = {"x-forwarded-for": forwarded_for} if forwarded_for else {}
@@ -169,11 +271,9 @@ async def test_behind_a_load_balancer_clients_count_by_the_address_it_forwarded(
                 return (await search()).status == 200
             return False
 
-        deadline = time.monotonic() + 30
-        while not await ready():
-            assert time.monotonic() < deadline, "the second Envoy did not become ready"
-            await asyncio.sleep(0.25)
+        await eventually(ready, message=lambda: f"the second Envoy did not become ready:\n{edge.output()}")
         await fresh_window()
+        before = await fail_opens(limited_mesh, edge.admin)
         alice, bob = "203.0.113.7", "203.0.113.8"
         answers = [await search(alice) for _ in range(15)]
         assert [a.status for a in answers] == [200] * 15
@@ -182,8 +282,10 @@ async def test_behind_a_load_balancer_clients_count_by_the_address_it_forwarded(
         assert_limited(await search(f"198.51.100.1, {alice}"), 15)  # a forged first entry changes nothing
         assert (await search(bob)).status == 200  # bob has a count of his own
         assert (await search()).status == 200
+        assert await fail_opens(limited_mesh, edge.admin) == before, "a rate-limit answer failed open"
 
 
+@pytest.mark.usefixtures("every_answer_counted")
 async def test_sign_in_is_limited_per_client_address(limited_mesh: Mesh) -> None:
     address = next(_addresses)
     async with client_from(limited_mesh, address) as client, client_from(limited_mesh) as elsewhere:
@@ -208,6 +310,7 @@ async def test_sign_in_is_limited_per_client_address(limited_mesh: Mesh) -> None
         assert other.status == 401
 
 
+@pytest.mark.usefixtures("every_answer_counted")
 async def test_sign_up_is_limited_per_client_address(limited_mesh: Mesh) -> None:
     async with client_from(limited_mesh) as client:
         await fresh_window()
@@ -219,21 +322,68 @@ async def test_sign_up_is_limited_per_client_address(limited_mesh: Mesh) -> None
     assert_limited(answers[2], 2)
 
 
-async def _sign_up(mesh: Mesh) -> str:
-    email = new_email("account")
-    async with client_from(mesh) as client:
-        response = await client.post("/v1/auth/signup", json={"email": email, "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    return email
+# The same route spelled differently: Envoy normalizes percent-encoded unreserved characters
+# and the transcoder tolerates a trailing slash, so each variant reaches the same RPC and must
+# count against the same limit (and be public or not alike).
+ROUTE_VARIANTS = {
+    "trailing_slash": lambda path: f"{path}/",
+    "query_string": lambda path: f"{path}?x=1",
+    "percent_encoded": lambda path: path[:-2] + "%" + format(ord(path[-2]), "02X") + path[-1],
+    "trailing_slash_and_query": lambda path: f"{path}/?x=1",
+}
 
 
-async def _login(mesh: Mesh, email: str, password: str):
-    """A sign-in from an address of its own (below the per-address limit)."""
-    async with client_from(mesh) as client:
-        return await rest_call(client, "POST", "/v1/auth/login", json={"email": email, "password": password})
+@pytest.mark.parametrize("variant", list(ROUTE_VARIANTS))
+@pytest.mark.usefixtures("every_answer_counted")
+@pytest.mark.parametrize(("path", "limit"), [("/v1/auth/login", 3), ("/v1/auth/signup", 2)], ids=["login", "signup"])
+async def test_sign_in_and_sign_up_limits_hold_for_every_spelling_of_the_route(
+    limited_mesh: Mesh, path: str, limit: int, variant: str
+) -> None:
+    """A valid access token lets any path through jwt_authn: the per-address limit of sign-in and
+    sign-up must still count `/v1/auth/login/`, `/v1/auth/login?x=1` and `/v1/auth/logi%6E`."""
+    spelled = ROUTE_VARIANTS[variant](path)
+    token = limited_mesh.token()
+    async with client_from(limited_mesh) as client:
+        await fresh_window()
+        answers = [
+            await rest_call(
+                client,
+                "POST",
+                httpx.URL(limited_mesh.edge_url + spelled),
+                token=token,
+                json={"email": new_email(), "password": "wrong-pass-1"},
+            )
+            for _ in range(limit + 1)
+        ]
+    assert all(a.status != 429 for a in answers[:limit]), answers
+    assert answers[limit].status == 429 and answers[limit].body["details"] == [], answers[limit]
+    assert_limited(answers[limit], limit)
+
+
+@pytest.mark.parametrize("variant", ["trailing_slash", "percent_encoded"])
+async def test_every_public_route_is_public_in_every_spelling(limited_mesh: Mesh, variant: str) -> None:
+    """jwt_authn and the transcoder agree: a spelling of a public route needs no token either;
+    it reaches the same method or none."""
+    routes = public_http_routes(DESCRIPTOR)
+    assert len(routes) >= 10
+    for route in routes:
+        path = re.sub(r"\{[^}]+\}", "github", route["template"])
+        async with client_from(limited_mesh) as client:
+            canonical = await rest_call(client, route["method"], path, content=b"{}")
+            spelled = await rest_call(
+                client, route["method"], httpx.URL(limited_mesh.edge_url + ROUTE_VARIANTS[variant](path)), content=b"{}"
+            )
+        assert canonical.message != "Jwt is missing", (path, canonical)
+        # Either the same method answers the same, or the transcoder knows no such route.
+        assert (spelled.status, spelled.message) in {
+            (canonical.status, canonical.message),
+            (404, f"Could not resolve {ROUTE_VARIANTS[variant](path)} to a method."),
+        }, (path, spelled)
+
 
 
 @pytest.mark.parametrize("known", [True, False], ids=["known_account", "unknown_address"])
+@pytest.mark.usefixtures("every_answer_counted")
 async def test_failed_sign_ins_lock_the_account_whoever_tries(limited_mesh: Mesh, known: bool) -> None:
     """Three failures from three addresses, then even the right password is refused for the
     rest of the window, for an unknown address alike (no oracle of who has an account)."""
@@ -251,56 +401,9 @@ async def test_failed_sign_ins_lock_the_account_whoever_tries(limited_mesh: Mesh
     assert (await _login(limited_mesh, new_email("other"), "wrong-pass-1")).status == 401
 
 
+@pytest.mark.usefixtures("every_answer_counted")
 async def test_a_successful_sign_in_clears_the_failures(limited_mesh: Mesh) -> None:
     email = await _sign_up(limited_mesh)
     assert [(await _login(limited_mesh, email, "wrong-pass-1")).status for _ in range(2)] == [401, 401]
     assert (await _login(limited_mesh, email, PASSWORD)).status == 200
     assert [(await _login(limited_mesh, email, "wrong-pass-1")).status for _ in range(4)] == [401, 401, 401, 429]
-
-
-async def _identity_serving(mesh: Mesh) -> bool:
-    async with grpc.aio.insecure_channel(mesh.target("identity")) as channel:
-        answer = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
-    return answer.status == health_pb2.HealthCheckResponse.SERVING
-
-
-async def test_redis_down_fails_open_at_the_edge_and_closed_for_sign_in(limited_mesh: Mesh) -> None:
-    """Last in the module: it stops Redis. While it is down, limits are not counted (more
-    than a user's limit passes, without x-ratelimit headers) and sign-up works, but sign-in
-    answers UNAVAILABLE: it will not run without its per-account counter. Identity itself
-    stays SERVING. Once Redis is back, both come back."""
-    email = await _sign_up(limited_mesh)
-    user = limited_mesh.token()
-    limited_mesh.redis.stop()
-    try:
-        async with client_from(limited_mesh) as client:
-            answers = [
-                await rest_call(client, "GET", "/v1/skills:search", token=user, params={"query": "py"})
-                for _ in range(8)
-            ]
-            assert [a.status for a in answers] == [200] * 8
-            assert not any("x-ratelimit-limit" in a.headers for a in answers)
-        async with client_from(limited_mesh) as client:
-            signed_up = await rest_call(
-                client, "POST", "/v1/auth/signup", json={"email": new_email(), "password": PASSWORD}
-            )
-        assert signed_up.status == 200, signed_up
-        for password in (PASSWORD, "wrong-pass-1"):
-            refused = await _login(limited_mesh, email, password)
-            assert (refused.status, refused.message) == (503, "sign-in is temporarily unavailable, retry later")
-        async with client_from(limited_mesh) as client:
-            login = identity_pb2.LoginRequest(email=email, password=PASSWORD).SerializeToString()
-            assert (await grpc_web_call(client, LOGIN, login)).grpc_status == grpc.StatusCode.UNAVAILABLE.value[0]
-        assert await _identity_serving(limited_mesh)
-    finally:
-        limited_mesh.redis.start()
-
-    deadline = time.monotonic() + 20
-    while (answer := await _login(limited_mesh, email, PASSWORD)).status != 200:
-        assert time.monotonic() < deadline, answer
-        await asyncio.sleep(0.5)
-    async with client_from(limited_mesh) as client:
-        counted = await rest_call(
-            client, "GET", "/v1/skills:search", token=limited_mesh.token(), params={"query": "py"}
-        )
-    assert counted.status == 200 and counted.headers["x-ratelimit-remaining"] == "4"

@@ -255,6 +255,7 @@ def test_config_with_validation_validates(tmp_path) -> None:
             admin_port=19901,
             descriptor_path=str(DESCRIPTOR),
             clusters=[{"name": n, "host": f"{n}.openhr.svc", "port": 50060 + i} for i, n in enumerate(names)],
+            rate_limit_token="edge-token",
         )
     )
     assert_valid(config)
@@ -318,3 +319,23 @@ async def test_validator_down_fails_rest_writes_closed(mesh: Mesh, rest, edge_wi
             timeout=10,
         )
     assert created.profile.display_name == "Over gRPC"
+
+
+@pytest.mark.parametrize("token", [True, False], ids=["signed_in", "sign_in_without_token"])
+async def test_deeply_nested_json_is_a_400_not_a_500(mesh: Mesh, rest, token: bool) -> None:
+    """JSON nested 3,000 deep once answered 500 (RecursionError in the validator), also on
+    sign-in, which needs no token: the depth is bounded before the body is parsed."""
+    deep = "[" * 3000 + "]" * 3000
+    if token:
+        path, headers = "/v1/profiles", {"authorization": f"Bearer {mesh.token()}"}
+        body = '{"displayName": ' + deep + "}"
+    else:
+        path, headers = "/v1/auth/login", {}
+        body = '{"email": ' + deep + ', "password": "x"}'
+    response = await rest.post(path, content=body, headers={**headers, "content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert "nested deeper than" in response.json()["message"]
+    # Brackets inside strings are text, not nesting.
+    text = "[" * 3000
+    response = await rest.post("/v1/auth/login", json={"email": "a@example.com", "password": text})
+    assert response.status_code in (400, 401) and "nested" not in response.text, response.text

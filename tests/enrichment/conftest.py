@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import asyncpg
 import grpc
 import pytest
 
 from deploy.local.ephemeral import Mesh
 from openhr.enrichment.v1 import enrichment_pb2_grpc
-
-
-@pytest.fixture(scope="module")
-async def db(mesh: Mesh):
-    """Superuser connections, for reading rows behind the API's back."""
-    pool = await asyncpg.create_pool(mesh.config.database_url, min_size=1, max_size=2)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,14 @@ from bench.embedding_texts import SKILL_PHRASES, SUMMARIES
 from deploy.local.ephemeral import Mesh
 from openhr.enrichment.v1 import enrichment_pb2
 from services.enrichment.models import DEFAULT_MODEL, reference_model
-from tests.enrichment.support import cosine, violations
-from tests.users import new_user
+from tests.enrichment.support import cosine, service_metadata, violations
 
 PARITY = 0.999
 
 
 async def embed(internal, mesh: Mesh, texts: list[str], model_id: str = "") -> enrichment_pb2.EmbedTextsResponse:
     request = enrichment_pb2.EmbedTextsRequest(texts=texts, model_id=model_id)
-    return await internal.EmbedTexts(request, metadata=new_user(mesh).metadata, timeout=60)
+    return await internal.EmbedTexts(request, metadata=service_metadata(mesh), timeout=60)
 
 
 def _matrix(response: enrichment_pb2.EmbedTextsResponse) -> np.ndarray:

@@ -200,7 +200,7 @@ async def test_accepted_skills_land_on_the_profile_and_a_rerun_adds_no_duplicate
 async def test_a_merge_respects_the_100_skill_limit(mesh: Mesh, rest, stub, github) -> None:
     user, login = new_user(mesh), new_login()
     await create_profile(rest, user)
-    filler = [(f"Custom skill {i}", 2, profile_pb2.SKILL_SOURCE_MANUAL) for i in range(99)]
+    filler = [(f"Custom skill {i}", 2, profile_pb2.SKILL_SOURCE_RESUME) for i in range(99)]
     response = await _merge_as_service(mesh, user.user_id, filler)
     assert len(response.skills) == 99
     github.account(login, sample_repos(4))

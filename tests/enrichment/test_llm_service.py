@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from deploy.local.ephemeral import Mesh
 from deploy.local.infra import free_port
 from openhr.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
-from services.common.service_auth import ServiceTokenIssuer
 from services.enrichment.textsafety import DATA_TAG
+from tests.enrichment.support import service_metadata
 from tests.grpcweb import DATA, TRAILERS, call_headers, frame, frames
 from tests.support.llm_server import DEFAULT_ANSWER, MODEL, LlmServer
 from tests.users import User, new_user, rest_violations
@@ -208,12 +208,6 @@ async def test_bad_draft_requests_are_refused_with_the_reason(mesh: Mesh, rest, 
     assert len(llm.requests) == before  # nothing reached the LLM
 
 
-def _service_metadata(mesh: Mesh) -> tuple[tuple[str, str], ...]:
-    """A peer service's token, as matching will call (profile's key stands in for it here)."""
-    issuer = ServiceTokenIssuer.from_dir(mesh.config.data_dir / "service-keys", "profile")
-    return (("authorization", f"Bearer {issuer.token()}"),)
-
-
 def _narrative_request(**overrides) -> enrichment_pb2.GenerateMatchNarrativeRequest:
     fields = {
         "candidate_name": f"Ada {uuid.uuid4().hex[:6]}",
@@ -235,7 +229,7 @@ async def _narrative(target: str, metadata, request) -> enrichment_pb2.GenerateM
 
 async def test_a_match_narrative_for_matching(mesh: Mesh, llm: LlmServer) -> None:
     before = len(llm.requests)
-    response = await _narrative(mesh.target("enrichment"), _service_metadata(mesh), _narrative_request())
+    response = await _narrative(mesh.target("enrichment"), service_metadata(mesh), _narrative_request())
     assert (response.narrative, response.source, response.text_source) == (
         DEFAULT_ANSWER,
         "llm",
@@ -254,7 +248,7 @@ async def test_a_bad_match_narrative_request_names_its_fields(mesh: Mesh, llm: L
         candidate_name="n" * 81,
     )
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await _narrative(mesh.target("enrichment"), _service_metadata(mesh), request)
+        await _narrative(mesh.target("enrichment"), service_metadata(mesh), request)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     named = ("factor_scores[skill_fit]", "factor_scores:", "factor_details:", "shared_skills[0]", "shared_skills[1]")
     for field in (*named, "candidate_name"):
@@ -292,7 +286,7 @@ async def fragile(mesh: Mesh):
 async def test_a_failing_llm_opens_the_circuit_and_the_template_answers_without_calling_it(mesh: Mesh, fragile) -> None:
     server, target = fragile
     server.fail(500)
-    metadata = _service_metadata(mesh)
+    metadata = service_metadata(mesh)
     for calls in (1, 2):
         response = await _narrative(target, metadata, _narrative_request(candidate_name="Ada"))
         assert (response.source, response.text_source) == ("template", enrichment_pb2.TEXT_SOURCE_TEMPLATE)

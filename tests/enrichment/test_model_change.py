@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 import uuid
 
 import grpc
@@ -14,8 +13,9 @@ import grpc
 from deploy.local.ephemeral import Mesh, serving
 from deploy.local.infra import free_port
 from openhr.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
-from tests.enrichment.support import wait_for_embedded
+from tests.enrichment.support import service_metadata, wait_for_embedded
 from tests.users import new_user
+from tests.waiting import eventually
 
 NEW_MODEL = "all-mpnet-base-v2"
 
@@ -35,10 +35,8 @@ async def test_a_replica_with_another_model_re_embeds_in_the_background(mesh: Me
         env={"ENRICHMENT_PORT": str(port), "ENRICHMENT_METRICS_PORT": str(free_port()), "ENRICHMENT_MODEL": NEW_MODEL},
     )
     try:
-        deadline = time.monotonic() + 300  # the first start exports the model to ONNX (~10 s idle)
-        while not await asyncio.to_thread(serving, port):
-            assert time.monotonic() < deadline, mesh.log(name)[-2000:]
-            await asyncio.sleep(0.5)
+        # The first start exports the model to ONNX (~10 s idle).
+        await eventually(lambda: asyncio.to_thread(serving, port), within=300, message=lambda: mesh.log(name)[-2000:])
         new = await wait_for_embedded(
             mesh, user.user_id, lambda e: e.model_id == NEW_MODEL and e.profile_version == version, within=120
         )
@@ -58,7 +56,7 @@ async def test_a_replica_with_another_model_re_embeds_in_the_background(mesh: Me
 
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             answer = await enrichment_pb2_grpc.EnrichmentInternalServiceStub(channel).EmbedTexts(
-                enrichment_pb2.EmbedTextsRequest(texts=["Kubernetes"]), metadata=user.metadata, timeout=60
+                enrichment_pb2.EmbedTextsRequest(texts=["Kubernetes"]), metadata=service_metadata(mesh), timeout=60
             )
         assert (answer.model_id, answer.dimensions, len(answer.embeddings[0].values)) == (NEW_MODEL, 768, 768)
     finally:

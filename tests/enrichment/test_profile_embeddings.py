@@ -8,7 +8,6 @@ import uuid
 
 import grpc
 import numpy as np
-from redis.asyncio import Redis
 
 from deploy.local.ephemeral import Mesh
 from openhr.enrichment.v1 import enrichment_pb2
@@ -16,7 +15,8 @@ from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 from services.common.outbox import new_event
 from services.enrichment.models import DEFAULT_MODEL
 from services.enrichment.profile_texts import profile_texts
-from tests.enrichment.support import cosine, enrichment_events, wait_for_embedded
+from tests.enrichment.support import cosine, enrichment_events, service_metadata, wait_for_embedded
+from tests.events import publish
 from tests.users import new_user
 
 PROFILE = {
@@ -55,7 +55,7 @@ async def test_created_and_edited_profile_gets_offer_and_seek_vectors(mesh: Mesh
     texts = profile_texts(profile)
     assert "Kubernetes" in texts.offer and "A designer" in texts.seek
     expected = await internal.EmbedTexts(
-        enrichment_pb2.EmbedTextsRequest(texts=[texts.offer, texts.seek]), metadata=user.metadata, timeout=30
+        enrichment_pb2.EmbedTextsRequest(texts=[texts.offer, texts.seek]), metadata=service_metadata(mesh), timeout=30
     )
     assert cosine(latest.offer_embedding, expected.embeddings[0].values) > 0.9999
     assert cosine(latest.seek_embedding, expected.embeddings[1].values) > 0.9999
@@ -86,7 +86,7 @@ async def test_unchanged_embedded_fields_do_not_re_embed(mesh: Mesh, rest, db) -
 
 
 async def _publish(mesh: Mesh, user_id: str, version: int, headline: str, event_id: str | None = None) -> str:
-    """A ProfileChanged on the profile stream, as the profile service's relay writes it."""
+    """A ProfileChanged on the profile stream, as the profile service's relay writes it (signed)."""
     event = new_event("profile", user_id)
     if event_id:
         event.event_id = event_id
@@ -96,11 +96,7 @@ async def _publish(mesh: Mesh, user_id: str, version: int, headline: str, event_
         )
     )
     event.profile_changed.changed_fields.append("headline")
-    redis = Redis.from_url(mesh.redis.url)
-    try:
-        await redis.xadd("events.profile", {"event_id": event.event_id, "data": event.SerializeToString()})
-    finally:
-        await redis.aclose()
+    await publish(mesh, "profile", event)
     return event.event_id
 
 

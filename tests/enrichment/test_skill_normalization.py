@@ -3,25 +3,26 @@ maps to the skill nearest in meaning when confident, else stays custom."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 
 from deploy.local.ephemeral import Mesh
 from openhr.enrichment.v1 import enrichment_pb2
 from tests.enrichment.skill_examples import CUSTOM, MEANT
+from tests.enrichment.support import service_metadata
 from tests.users import new_user
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module", autouse=True)
 async def taxonomy_vectors_loaded(mesh: Mesh, internal) -> None:
     """The taxonomy's vectors load after the service is SERVING (seconds, the first time)."""
     request = enrichment_pb2.BatchNormalizeSkillsRequest(names=["kubernetes clusters"])
-    deadline, caller = time.monotonic() + 120, new_user(mesh).metadata
-    while (await internal.BatchNormalizeSkills(request, metadata=caller, timeout=30)).results[0].custom:
-        assert time.monotonic() < deadline, "the taxonomy's vectors did not load"
-        await asyncio.sleep(0.2)
+    caller = service_metadata(mesh)
+
+    async def loaded() -> bool:
+        return not (await internal.BatchNormalizeSkills(request, metadata=caller, timeout=30)).results[0].custom
+
+    await eventually(loaded, within=120, message="the taxonomy's vectors to load")
 
 
 async def test_rest_normalize_maps_a_paraphrase_and_keeps_a_hobby_custom(mesh: Mesh, rest) -> None:
@@ -40,7 +41,7 @@ async def test_labelled_names_map_right_or_stay_custom(mesh: Mesh, internal) -> 
     mean, no hobby becomes a skill, and most paraphrases are recognised (26 of 37 measured)."""
     names = list(MEANT) + CUSTOM
     response = await internal.BatchNormalizeSkills(
-        enrichment_pb2.BatchNormalizeSkillsRequest(names=names), metadata=new_user(mesh).metadata, timeout=30
+        enrichment_pb2.BatchNormalizeSkillsRequest(names=names), metadata=service_metadata(mesh), timeout=30
     )
     results = dict(zip(names, response.results, strict=True))
     wrong = {name: results[name].taxonomy_id for name in MEANT if results[name].taxonomy_id not in ("", MEANT[name])}

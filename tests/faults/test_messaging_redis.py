@@ -10,7 +10,8 @@ import pytest
 
 from deploy.local.ephemeral import Mesh
 from openhr.messaging.v1 import messaging_pb2
-from tests.messaging.support import matched_pair, send, stub, until
+from tests.messaging.support import WAIT, matched_pair, send, stub
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -38,9 +39,9 @@ async def test_redis_restart_loses_no_acknowledged_message(faulty_mesh: Mesh) ->
 
         follower = asyncio.create_task(follow())
         try:
-            await until(lambda: position["live"], "bob's stream")
+            await eventually(lambda: position["live"], message="bob's stream", within=WAIT)
             await send(channel, alice, conversation_id, "before")
-            await until(lambda: received == ["before"], "the first message")
+            await eventually(lambda: received == ["before"], message="the first message", within=WAIT)
             faulty_mesh.redis.stop()
             acknowledged = ["before"]
             for text in ("during 1", "during 2"):
@@ -49,7 +50,9 @@ async def test_redis_restart_loses_no_acknowledged_message(faulty_mesh: Mesh) ->
             faulty_mesh.redis.start()
             await send(channel, alice, conversation_id, "after")
             acknowledged.append("after")
-            await until(lambda: len(received) >= len(acknowledged), "every acknowledged message")
+            await eventually(
+                lambda: len(received) >= len(acknowledged), message="every acknowledged message", within=WAIT
+            )
             assert received == acknowledged
         finally:
             follower.cancel()

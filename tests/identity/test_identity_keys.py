@@ -31,6 +31,7 @@ from services.identity.keys import (
 )
 from services.identity.tokens import ACCESS_TTL
 from tests.identity.support import login, sign_up
+from tests.waiting import eventually
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 MONTH = timedelta(days=30)
@@ -163,11 +164,12 @@ async def test_production_publishes_no_development_key(mesh: Mesh, tmp_path) -> 
     )
     port = int(env["IDENTITY_PORT"])
     try:
-        for _ in range(150):
-            if await asyncio.to_thread(serving, port):
-                break
+
+        async def started() -> bool:
             assert process.returncode is None, "the production identity service exited"
-            await asyncio.sleep(0.2)
+            return await asyncio.to_thread(serving, port)
+
+        await eventually(started, message="the production identity service is not SERVING")
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             answer = await identity_pb2_grpc.IdentityServiceStub(channel).GetJwks(
                 identity_pb2.GetJwksRequest(), timeout=10

@@ -4,12 +4,12 @@ works."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-
 from deploy.local.ephemeral import Mesh
 from deploy.local.infra import port_in_use
-from tests.identity.support import PASSWORD, Account, login, new_email, next_link
+from tests.identity.support import Account, login, new_email, next_link
+from tests.logs import logged
+from tests.users import PASSWORD
+from tests.waiting import eventually
 
 
 async def test_sign_up_survives_a_mail_outage(mesh: Mesh, rest) -> None:
@@ -24,13 +24,9 @@ async def test_sign_up_survives_a_mail_outage(mesh: Mesh, rest) -> None:
         request_id = response.headers["x-request-id"]
     finally:
         mesh.start_process("mail", argv)
-        for _ in range(100):
-            if port_in_use("127.0.0.1", mesh.config.smtp_port):
-                break
-            await asyncio.sleep(0.1)
+        await eventually(lambda: port_in_use("127.0.0.1", mesh.config.smtp_port), message="the SMTP sink is not back")
 
-    lines = [json.loads(line) for line in mesh.log("identity").splitlines() if line.startswith("{")]
-    failures = [line for line in lines if line.get("request_id") == request_id and line["event"] == "mail not sent"]
+    failures = [line for line in await logged(mesh, "identity", request_id) if line["event"] == "mail not sent"]
     assert failures and failures[0]["purpose"] == "verify_email"
     assert email.split("@")[0].lower() not in mesh.log("identity").lower()
 

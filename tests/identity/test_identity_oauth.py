@@ -11,7 +11,6 @@ import base64
 import hashlib
 import hmac
 import sys
-import time
 import uuid
 from contextlib import asynccontextmanager
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -24,9 +23,11 @@ from deploy.local.ephemeral import Mesh, serving
 from deploy.local.infra import free_port
 from openhr.identity.v1 import identity_pb2, identity_pb2_grpc
 from tests.grpcweb import DATA, HEADERS, TRAILERS, frame, frames
-from tests.identity.support import PASSWORD, RPC_TIMEOUT, claims, login, new_email, next_link, sign_up, token_hash
+from tests.identity.support import RPC_TIMEOUT, claims, login, new_email, next_link, sign_up, token_hash
+from tests.logs import caught_up
 from tests.support.oauth_provider import GitHubUser, GoogleUser, OAuthProvider, s256
-from tests.users import rest_violations
+from tests.users import PASSWORD, rest_violations
+from tests.waiting import eventually
 
 FAILED_PRECONDITION, UNAUTHENTICATED, UNAVAILABLE = 9, 16, 14
 EMAIL_TAKEN = "an account with this email exists; sign in and link"
@@ -243,7 +244,7 @@ async def test_google_sign_in(mesh: Mesh, rest, db, oauth_provider) -> None:
     response = await _callback(rest, "google", code, state, headers={"x-openhr-token-transport": "cookie"})
     body = _ok(response)
     assert body["created"] is True and not body["tokens"].get("refreshToken")
-    assert any(c.startswith("openhr_refresh=") for c in response.headers.get_list("set-cookie"))
+    assert any(c.startswith("__Host-openhr_refresh=") for c in response.headers.get_list("set-cookie"))
     user_id = body["tokens"]["userId"]
     assert (await claims(rest, body["tokens"]["accessToken"]))["email_verified"] is True
     account = await db.fetchrow("SELECT * FROM identity.users WHERE user_id = $1", user_id)
@@ -281,7 +282,7 @@ async def test_github_sign_in_over_grpc_web(rest, oauth_provider) -> None:
     assert received[0].flag == DATA
     done = identity_pb2.CompleteOAuthResponse.FromString(received[0].payload)
     assert done.created and done.tokens.access_token and done.tokens.refresh_token == ""
-    assert any(c.startswith("openhr_refresh=") for c in response.headers.get_list("set-cookie"))
+    assert any(c.startswith("__Host-openhr_refresh=") for c in response.headers.get_list("set-cookie"))
 
 
 # --- linking ----------------------------------------------------------------------------------------
@@ -517,10 +518,7 @@ async def _identity_replica(mesh: Mesh, name: str, env: dict[str, str]):
     env = {"IDENTITY_PORT": str(port), "IDENTITY_METRICS_PORT": str(free_port()), **env}
     mesh.start_process(name, [sys.executable, "-m", "services.identity"], env=env)
     try:
-        deadline = time.monotonic() + 30
-        while not await asyncio.to_thread(serving, port):
-            assert time.monotonic() < deadline, mesh.log(name)[-2000:]
-            await asyncio.sleep(0.2)
+        await eventually(lambda: asyncio.to_thread(serving, port), message=lambda: mesh.log(name)[-2000:])
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             yield identity_pb2_grpc.IdentityServiceStub(channel)
     finally:
@@ -583,7 +581,7 @@ async def test_no_secret_reaches_a_log(mesh: Mesh, rest, db, oauth_provider) -> 
     await _sign_in(rest, oauth_provider, _github(oauth_provider, email=github_email, broken=True))
     for request in oauth_provider.token_requests:
         needles += [s for s in (request.code, request.code_verifier, request.access_token) if s]
-    await asyncio.sleep(0.5)  # let every process flush its last lines
+    await caught_up(mesh, rest)
     logs = sorted((mesh.config.data_dir / "logs").glob("*.log"))
     assert {"identity", "envoy", "profile"} <= {path.stem for path in logs}
     for path in logs:

@@ -3,7 +3,6 @@ identity schema's row-level security and the append-only audit log, as the app r
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -14,7 +13,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from deploy.local.ephemeral import Mesh
-from tests.identity.support import PASSWORD, Account, login, new_email, next_link, sign_up
+from tests.identity.support import Account, login, new_email, next_link, sign_up
+from tests.logs import caught_up
+from tests.users import PASSWORD
 
 IDENTITY_TABLES = ("users", "refresh_tokens", "one_time_tokens", "audit_log", "signing_keys", "outbox")
 
@@ -40,7 +41,7 @@ async def _exercise(mesh: Mesh, rest) -> Account:
 
 async def test_emails_never_reach_a_log(mesh: Mesh, rest) -> None:
     account = await _exercise(mesh, rest)
-    await asyncio.sleep(0.5)  # let every process flush its last lines
+    await caught_up(mesh, rest)
     local_part = account.email.split("@")[0]
     logs = sorted((mesh.config.data_dir / "logs").glob("*.log"))
     assert {"identity", "envoy", "mail"} <= {path.stem for path in logs}
@@ -142,9 +143,13 @@ async def test_audit_log_is_append_only_and_private(rest, db) -> None:
     own = await _as_app(db, "SELECT DISTINCT user_id FROM identity.audit_log", user_id=alice.user_id)
     assert [str(r["user_id"]) for r in own] == [alice.user_id]
     for statement in ("UPDATE identity.audit_log SET event = 'sign_up'", "DELETE FROM identity.audit_log"):
-        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        # Not granted at all (SQLSTATE 42501), whoever's rows.
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match=r"^permission denied for table audit_log$"):
             await _as_app(db, statement, user_id=alice.user_id)
-    with pytest.raises(asyncpg.InsufficientPrivilegeError):  # RLS: not in another user's name
+    # Granted, but RLS refuses a row in another user's name (42501 too, its own message).
+    with pytest.raises(
+        asyncpg.InsufficientPrivilegeError, match=r'^new row violates row-level security policy for table "audit_log"$'
+    ):
         await _as_app(
             db,
             "INSERT INTO identity.audit_log (event, user_id) VALUES ('signed_out', $1)",

@@ -16,6 +16,7 @@ from deploy.local.ephemeral import Mesh
 from services.common.db import Database
 from services.identity.retention import ExpiredSecretsPurge
 from tests.identity.support import sign_up
+from tests.waiting import eventually
 
 NOW = datetime.now(UTC)
 
@@ -113,11 +114,11 @@ async def test_the_purge_runs_in_the_background(mesh: Mesh, rest, db, app_db: Da
     rows = await _secrets(db, account.user_id, {"link_expired_2_days": timedelta(days=2)})
     task = asyncio.create_task(ExpiredSecretsPurge(app_db, every=0.1).run())
     try:
-        for _ in range(100):
-            if not await _left(db, rows):
-                break
-            await asyncio.sleep(0.1)
-        assert not await _left(db, rows)
+
+        async def purged() -> bool:
+            return not await _left(db, rows)
+
+        await eventually(purged, message="expired secrets still there")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -77,23 +77,41 @@ def test_the_common_password_list() -> None:
 
 
 def test_cookie_header_parsing_and_csrf() -> None:
+    key = b"k" * 32
+    csrf = cookies.csrf_token(key, "r1")
     request = cookies.Request.from_metadata(
         [
-            ("cookie", "theme=dark; openhr_refresh=r1"),
-            ("cookie", 'openhr_csrf="c1"'),  # HTTP/2 may split cookies into several headers
-            ("x-csrf-token", "c1"),
+            ("cookie", "theme=dark; __Host-openhr_refresh=r1"),
+            ("cookie", f'__Host-openhr_csrf="{csrf}"'),  # HTTP/2 may split cookies into several headers
+            ("x-csrf-token", csrf),
             ("x-openhr-token-transport", "Cookie"),
             ("grpc-trace-bin", b"\x00"),
         ]
     )
-    assert request.wants_cookie and request.cookies == {"theme": "dark", "openhr_refresh": "r1", "openhr_csrf": "c1"}
-    assert request.refresh_from_cookie() == "r1"
-    forged = cookies.Request.from_metadata([("cookie", "openhr_refresh=r1; openhr_csrf=c1"), ("x-csrf-token", "c2")])
-    with pytest.raises(DomainError) as denied:
-        forged.refresh_from_cookie()
-    assert denied.value.code.name == "PERMISSION_DENIED"
+    assert request.wants_cookie
+    assert request.cookies == {"theme": ["dark"], "__Host-openhr_refresh": ["r1"], "__Host-openhr_csrf": [csrf]}
+    assert request.refresh_from_cookie(key) == "r1"
+    refused = [
+        # A token that is not the HMAC of this refresh token, even if the CSRF cookie says so.
+        [("cookie", "__Host-openhr_refresh=r1; __Host-openhr_csrf=c2"), ("x-csrf-token", "c2")],
+        # The right token for another refresh token, or under another key.
+        [("cookie", "__Host-openhr_refresh=r2"), ("x-csrf-token", csrf)],
+        [("cookie", "__Host-openhr_refresh=r1"), ("x-csrf-token", cookies.csrf_token(b"o" * 32, "r1"))],
+        # A cookie twice.
+        [("cookie", "__Host-openhr_refresh=r1; __Host-openhr_refresh=r2"), ("x-csrf-token", csrf)],
+        [
+            ("cookie", f"__Host-openhr_refresh=r1; __Host-openhr_csrf=x; __Host-openhr_csrf={csrf}"),
+            ("x-csrf-token", csrf),
+        ],
+        # No header.
+        [("cookie", "__Host-openhr_refresh=r1")],
+    ]
+    for metadata in refused:
+        with pytest.raises(DomainError) as denied:
+            cookies.Request.from_metadata(metadata).refresh_from_cookie(key)
+        assert denied.value.code.name == "PERMISSION_DENIED", metadata
     with pytest.raises(DomainError) as missing:
-        cookies.Request.from_metadata([]).refresh_from_cookie()
+        cookies.Request.from_metadata([]).refresh_from_cookie(key)
     assert missing.value.code.name == "UNAUTHENTICATED"
 
 

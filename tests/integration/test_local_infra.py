@@ -9,7 +9,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from deploy.local.infra import (
     free_port,
     port_in_use,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -221,10 +221,7 @@ def test_cli_redis_foreground_stops_on_sigterm(tmp_path: Path) -> None:
         assert redis.Redis(port=port).ping()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
-        deadline = time.monotonic() + 5
-        while port_in_use("127.0.0.1", port) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not port_in_use("127.0.0.1", port)
+        wait_until(lambda: not port_in_use("127.0.0.1", port), message="redis-server still holds its port")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -4,19 +4,17 @@ the real profile API and embedded by the real model, in the shared mesh."""
 from __future__ import annotations
 
 import asyncio
-import sys
 
 import asyncpg
 import grpc
 import pytest
 
-from deploy.local.ephemeral import Mesh, serving
-from deploy.local.infra import free_port
+from deploy.local.ephemeral import Mesh
 from openhr.matching.v1 import matching_pb2_grpc
 from openhr.profile.v1 import profile_pb2_grpc
 from tests.matching.population import generate
 from tests.matching.support import Member, create_member, in_read_model
-from tests.waiting import wait_until
+from tests.waiting import eventually
 
 POPULATION = 240
 
@@ -57,10 +55,10 @@ async def make_members(mesh: Mesh, profiles, profiles_internal, db, generated) -
 
     async def one(g):
         async with gate:
-            return await create_member(mesh, profiles, profiles_internal, g)
+            return await create_member(mesh, profiles, g)
 
     members = await asyncio.gather(*(one(g) for g in generated))
-    await wait_until(lambda: in_read_model(db, members), "the members in matching's read model", within=180)
+    await eventually(lambda: in_read_model(db, members), message="the members in matching's read model", within=180)
     return members
 
 
@@ -75,16 +73,8 @@ async def faiss_replica(mesh: Mesh):
     """A second matching replica on the same database and Redis, serving from FAISS, with
     heartbeats every second and its own narrative template (the shared mesh's replica serves
     from pgvector and asks enrichment for narratives)."""
-    port = free_port()
-    env = {
-        "MATCHING_PORT": str(port),
-        "MATCHING_METRICS_PORT": str(free_port()),
-        "MATCHING_INDEX": "faiss",
-        "OPENHR_STREAM_HEARTBEAT": "1",
-        "MATCHING_NARRATIVES": "template",
-    }
-    mesh.start_process("matching-faiss", [sys.executable, "-m", "services.matching"], env=env)
-    await wait_until(lambda: asyncio.to_thread(serving, port), "the FAISS replica serving", within=60)
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    env = {"MATCHING_INDEX": "faiss", "OPENHR_STREAM_HEARTBEAT": "1", "MATCHING_NARRATIVES": "template"}
+    target = await asyncio.to_thread(mesh.start_replica, "matching", "matching-faiss", env)
+    async with grpc.aio.insecure_channel(target) as channel:
         yield matching_pb2_grpc.MatchingServiceStub(channel)
     mesh.stop_process("matching-faiss")

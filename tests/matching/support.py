@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from deploy.local.ephemeral import Mesh
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 from services.common.db import Database
+from services.common.event_auth import EventSigner
 from services.common.migrations import app_role
 from services.common.outbox import OutboxRelay, add_event, new_event
 from tests.matching.population import Generated
@@ -34,24 +35,19 @@ class Member:
         return self.user.user_id
 
 
-async def create_member(mesh: Mesh, profiles: profile_pb2_grpc.ProfileServiceStub, internal, generated: Generated):
-    """Creates the profile and its skills through the profile service, as the new user."""
+async def create_member(mesh: Mesh, profiles: profile_pb2_grpc.ProfileServiceStub, generated: Generated) -> Member:
+    """Creates the profile and adds its skills through the profile service, as the new user."""
     user = new_user(mesh, f"match-{generated.archetype}")
     created = await profiles.CreateProfile(
         profile_pb2.CreateProfileRequest(profile=generated.profile), metadata=user.metadata, timeout=30
     )
-    await internal.MergeEnrichedSkills(
-        profile_pb2.MergeEnrichedSkillsRequest(
-            user_id=user.user_id,
-            skills=[
-                profile_pb2.EnrichedSkill(name=name, proficiency=level, source=profile_pb2.SKILL_SOURCE_MANUAL)
-                for name, _category, level in generated.skills
-            ],
-        ),
-        metadata=user.metadata,
-        timeout=30,
-    )
-    return Member(user, created.profile.profile_id, generated, version=created.profile.version + 1)
+    for name, _category, level in generated.skills:
+        await profiles.AddSkill(
+            profile_pb2.AddSkillRequest(profile_id=created.profile.profile_id, name=name, proficiency=level),
+            metadata=user.metadata,
+            timeout=30,
+        )
+    return Member(user, created.profile.profile_id, generated, version=created.profile.version + len(generated.skills))
 
 
 async def publish_embeddings(
@@ -74,7 +70,7 @@ async def publish_embeddings(
                 embedded.seek_embedding.extend(seek.tolist())
                 await add_event(tx, "enrichment", "enrichment", event)
             event_ids.append(event.event_id)
-        relay = OutboxRelay(db, redis, "enrichment")
+        relay = OutboxRelay(db, redis, "enrichment", EventSigner(mesh.config.data_dir / "service-keys", "enrichment"))
         while await relay.publish_batch():
             pass
     finally:

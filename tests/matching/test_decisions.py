@@ -16,7 +16,7 @@ from openhr.profile.v1 import profile_pb2
 from tests.matching.conftest import make_members
 from tests.matching.population import generate
 from tests.matching.support import Member
-from tests.waiting import wait_until
+from tests.waiting import eventually
 
 SEED = 101
 
@@ -79,7 +79,7 @@ async def test_simultaneous_likes_on_two_replicas_open_exactly_one_match(
         mine = [sorted(e.user_ids) for e in events if sorted(e.user_ids) in ids]
         return mine if len(mine) >= len(ids) else None
 
-    created = await wait_until(announced, "MatchCreated for every pair")
+    created = await eventually(announced, message="MatchCreated for every pair")
     assert sorted(created) == sorted(ids), "exactly one MatchCreated per pair, with exactly the two users"
 
     a, b = pairs[0]
@@ -128,7 +128,7 @@ async def test_liking_oneself_a_hidden_or_unknown_profile_is_refused(matching, p
             "SELECT discoverable FROM matching.candidates WHERE user_id = $1", hidden.user_id
         )
 
-    await wait_until(gone, "the hidden profile out of discovery")
+    await eventually(gone, message="the hidden profile out of discovery")
     assert hidden.user_id not in await shown_to(matching, me)
     for profile_id in (hidden.profile_id, "6d0c3c8e-0000-4000-8000-000000000000"):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -151,7 +151,7 @@ async def test_messaging_opens_the_conversation_and_its_block_reaches_matching(r
         return mine.matches[0].conversation_id
 
     # Messaging opens the conversation from MatchCreated; matching records its ConversationOpened.
-    conversation_id = await wait_until(conversation_recorded, "the conversation id on the match")
+    conversation_id = await eventually(conversation_recorded, message="the conversation id on the match")
     listed = await rest.get("/v1/conversations", headers=a.user.headers)
     assert [c["matchId"] for c in listed.json()["conversations"]] == [match.match_id]
     assert listed.json()["conversations"][0]["conversationId"] == conversation_id
@@ -166,7 +166,7 @@ async def test_messaging_opens_the_conversation_and_its_block_reaches_matching(r
             a.user_id,
         )
 
-    await wait_until(block_recorded, "the block in matching's read model")
+    await eventually(block_recorded, message="the block in matching's read model")
     assert a.user_id not in await shown_to(matching, b) and b.user_id not in await shown_to(matching, a)
 
 

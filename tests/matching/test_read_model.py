@@ -10,10 +10,11 @@ from deploy.local.ephemeral import Mesh
 from openhr.common.v1 import user_data_pb2, user_data_pb2_grpc
 from openhr.matching.v1 import matching_pb2
 from openhr.profile.v1 import profile_pb2
+from tests.enrichment.support import service_metadata
 from tests.matching.conftest import make_members
 from tests.matching.population import generate
 from tests.matching.support import Member, handled, publish_embeddings
-from tests.waiting import wait_until
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ async def test_an_edit_changes_rankings_within_seconds(mesh: Mesh, matching, pro
         now = await rank_of(matching, me, them)
         return now is not None and (before is None or now < before)
 
-    await wait_until(moved_up, "the edited profile ranking higher", within=30)
+    await eventually(moved_up, message="the edited profile ranking higher", within=30)
 
 
 async def test_stale_events_lose_to_newer_ones(mesh: Mesh, people, db) -> None:
@@ -59,7 +60,7 @@ async def test_stale_events_lose_to_newer_ones(mesh: Mesh, people, db) -> None:
     member.version -= 1
     (event_id,) = await publish_embeddings(mesh, [member], {member.user_id: (stale, stale)})
     member.version += 1
-    await wait_until(lambda: handled(db, event_id), "the stale event consumed")
+    await eventually(lambda: handled(db, event_id), message="the stale event consumed")
     after = await db.fetchrow(query, member.user_id)
     assert after["profile_version"] == stored["profile_version"] == member.version
     assert after["offer"] == stored["offer"]
@@ -77,7 +78,7 @@ async def test_deleted_users_vanish_and_erasure_takes_everything(
     )
     user_data = user_data_pb2_grpc.UserDataServiceStub(matching_channel)
     exported = await user_data.ExportUserData(
-        user_data_pb2.ExportUserDataRequest(user_id=leaving.user_id), metadata=leaving.user.metadata
+        user_data_pb2.ExportUserDataRequest(user_id=leaving.user_id), metadata=service_metadata(mesh, "identity")
     )
     data = exported.data
     assert exported.service == "matching"

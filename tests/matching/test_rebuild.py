@@ -10,9 +10,9 @@ from redis.asyncio import Redis
 
 from deploy.local.ephemeral import Mesh
 from openhr.matching.v1 import matching_pb2, matching_pb2_grpc
-from services.common.service_auth import ServiceTokenIssuer
+from tests.enrichment.support import service_metadata
 from tests.matching.support import Member
-from tests.waiting import wait_until
+from tests.waiting import eventually
 
 TOPICS = ("profile", "enrichment", "identity", "messaging")
 
@@ -46,7 +46,7 @@ async def test_a_lost_read_model_is_rebuilt_to_the_same_rankings(
     mesh: Mesh, matching, matching_channel, population, db
 ):
     viewers = population[:10]
-    await wait_until(lambda: settled(mesh), "every event consumed")
+    await eventually(lambda: settled(mesh), message="every event consumed")
     before = await rankings(matching, viewers)
     assert all(len(r) == 20 for r in before.values())
 
@@ -60,9 +60,8 @@ async def test_a_lost_read_model_is_rebuilt_to_the_same_rankings(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await internal.RebuildReadModel(matching_pb2.RebuildReadModelRequest(), metadata=viewers[0].user.metadata)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    issuer = ServiceTokenIssuer.from_dir(mesh.config.data_dir / "service-keys", "matching")
     rebuilt = await internal.RebuildReadModel(
-        matching_pb2.RebuildReadModelRequest(), metadata=(("authorization", f"Bearer {issuer.token()}"),), timeout=120
+        matching_pb2.RebuildReadModelRequest(), metadata=service_metadata(mesh, "matching"), timeout=120
     )
     assert rebuilt.profiles >= len(population) and rebuilt.embeddings >= len(population)
     assert await rankings(matching, viewers) == before

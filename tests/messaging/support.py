@@ -14,22 +14,9 @@ from deploy.local.ephemeral import Mesh
 from openhr.messaging.v1 import messaging_pb2, messaging_pb2_grpc
 from tests.events import publish_match
 from tests.users import User, new_user
+from tests.waiting import eventually
 
 WAIT = 60.0  # generous: CI shares 2 cores with the whole mesh
-
-
-async def until(check: Callable, what: str = "condition", within: float = WAIT):
-    """Polls `check` (sync or async) until it returns something truthy; returns that."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def stub(channel: grpc.aio.Channel) -> messaging_pb2_grpc.MessagingServiceStub:
@@ -54,7 +41,7 @@ async def matched_pair(mesh: Mesh, channel: grpc.aio.Channel, rest=None) -> tupl
         await create_profile(rest, alice, "Alice")
         await create_profile(rest, bob, "Bob")
     await publish_match(mesh, alice.user_id, bob.user_id)
-    found = await until(lambda: conversations(channel, bob), what="the conversation to open")
+    found = await eventually(lambda: conversations(channel, bob), message="the conversation to open", within=WAIT)
     return alice, bob, found[0].conversation_id
 
 
@@ -98,7 +85,7 @@ class Reader:
         return [m.message.text for m in self.of("message")]
 
     async def wait(self, check: Callable[[Reader], object], what: str = "events") -> None:
-        await until(lambda: check(self) or (self.error and _raise(self.error)), what=what)
+        await eventually(lambda: check(self) or (self.error and _raise(self.error)), message=what, within=WAIT)
 
     async def close(self) -> None:
         self._call.cancel()

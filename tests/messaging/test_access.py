@@ -78,13 +78,6 @@ async def test_non_participants_read_nothing_over_grpc_web(mesh: Mesh, rest, cha
     assert allowed.status_code == 200 and b"private" in allowed.content
 
 
-@pytest.fixture(scope="module")
-async def db(mesh: Mesh):
-    pool = await asyncpg.create_pool(mesh.config.database_url, min_size=1, max_size=2)
-    yield pool
-    await pool.close()
-
-
 async def _as(db: asyncpg.Pool, user_id: str, query: str, *args):
     """A query as the app role on behalf of `user_id`, as services/common/db.py runs it; rolled back."""
     async with db.acquire() as connection:

@@ -15,8 +15,9 @@ from openhr.events.v1 import events_pb2
 from openhr.messaging.v1 import messaging_pb2, messaging_pb2_grpc
 from services.common.service_auth import ServiceTokenIssuer
 from tests.events import match_created, publish
-from tests.messaging.support import conversations, matched_pair, reading, send, stub, until
+from tests.messaging.support import WAIT, conversations, matched_pair, reading, send, stub
 from tests.users import new_user
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -29,7 +30,7 @@ async def test_match_opens_one_conversation_with_both_names(mesh: Mesh, rest, ch
         names = {p.user_id: p.display_name for p in found[0].participants} if found else {}
         return names if names == {alice.user_id: "Alice", bob.user_id: "Bob"} else None
 
-    await until(named, "the participants' names")
+    await eventually(named, message="the participants' names", within=WAIT)
     (conversation,) = await conversations(channel_b, alice)
     assert conversation.conversation_id == conversation_id
     assert conversation.unread_count == 0 and not conversation.HasField("last_message")
@@ -53,7 +54,7 @@ async def test_match_opens_one_conversation_with_both_names(mesh: Mesh, rest, ch
     # ConversationOpened went out through the outbox.
     redis = Redis.from_url(mesh.redis.url)
     try:
-        entries = await until(lambda: redis.xrange("events.messaging"), "ConversationOpened")
+        entries = await eventually(lambda: redis.xrange("events.messaging"), message="ConversationOpened", within=WAIT)
     finally:
         await redis.aclose()
     opened = [
@@ -205,7 +206,7 @@ async def test_conversations_are_listed_by_last_activity(mesh: Mesh, channel_a) 
     alice, bob, first = await matched_pair(mesh, channel_a)
     carol = new_user(mesh, "carol")
     await publish(mesh, "matching", match_created(alice.user_id, carol.user_id))
-    await until(lambda: conversations(channel_a, carol), "the second conversation")
+    await eventually(lambda: conversations(channel_a, carol), message="the second conversation", within=WAIT)
     second = (await conversations(channel_a, carol))[0].conversation_id
     await send(channel_a, bob, first, "newer")
     assert [c.conversation_id for c in await conversations(channel_a, alice)] == [first, second]

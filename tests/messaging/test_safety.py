@@ -15,7 +15,8 @@ from openhr.common.v1 import user_data_pb2, user_data_pb2_grpc
 from openhr.events.v1 import events_pb2
 from openhr.messaging.v1 import messaging_pb2, messaging_pb2_grpc
 from services.common.service_auth import ServiceTokenIssuer
-from tests.messaging.support import conversations, matched_pair, reading, send, stub, until
+from tests.messaging.support import WAIT, conversations, matched_pair, reading, send, stub
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -47,7 +48,9 @@ async def test_a_blocked_user_cannot_send_and_matching_hears_of_it(mesh: Mesh, c
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await send(channel_b, bob, conversation_id, "again")
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    (blocked_event,) = await until(lambda: _blocks_of(mesh, conversation_id), "ConversationBlocked")
+    (blocked_event,) = await eventually(
+        lambda: _blocks_of(mesh, conversation_id), message="ConversationBlocked", within=WAIT
+    )
     assert (blocked_event.blocker_user_id, blocked_event.blocked_user_id) == (alice.user_id, bob.user_id)
     assert blocked_event.match_id
 
@@ -134,7 +137,7 @@ async def test_opted_in_users_get_one_digest_of_unread_messages(mesh: Mesh, rest
         box = mailbox.Maildir(mesh.maildir, create=False)
         return [m for m in box if m["To"] == address]
 
-    (digest,) = await until(digests, "the digest mail")
+    (digest,) = await eventually(digests, message="the digest mail", within=WAIT)
     assert digest["Subject"] == "You have 3 unread messages on OpenHR"
     assert "Alice: 3 unread" in digest.get_payload()
 
@@ -142,28 +145,34 @@ async def test_opted_in_users_get_one_digest_of_unread_messages(mesh: Mesh, rest
 async def test_export_and_delete_leave_a_deleted_user_behind(mesh: Mesh, rest, channel_a) -> None:
     alice, bob, conversation_id = await matched_pair(mesh, channel_a, rest)
     await send(channel_a, alice, conversation_id, "my words")
-    await until(lambda: _named(channel_a, bob, alice.user_id, "Alice"), "alice's name")
+    await eventually(lambda: _named(channel_a, bob, alice.user_id, "Alice"), message="alice's name", within=WAIT)
     privacy = user_data_pb2_grpc.UserDataServiceStub(channel_a)
+    # Identity asks, with its service token, when a user exports or deletes their data; no user
+    # token opens it, not even the user's own.
+    identity = (
+        ("authorization", f"Bearer {ServiceTokenIssuer.from_dir(mesh.config.service_keys, 'identity').token()}"),
+    )
     exported = await privacy.ExportUserData(
-        user_data_pb2.ExportUserDataRequest(user_id=alice.user_id), metadata=alice.metadata
+        user_data_pb2.ExportUserDataRequest(user_id=alice.user_id), metadata=identity
     )
     assert exported.service == "messaging"
     assert [m["text"] for m in exported.data["messages_sent"]] == ["my words"]
-    with pytest.raises(grpc.aio.AioRpcError) as foreign:
-        await privacy.DeleteUserData(user_data_pb2.DeleteUserDataRequest(user_id=alice.user_id), metadata=bob.metadata)
-    assert foreign.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    for user in (bob, alice):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await privacy.DeleteUserData(
+                user_data_pb2.DeleteUserDataRequest(user_id=alice.user_id), metadata=user.metadata
+            )
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
     deleted = await privacy.DeleteUserData(
-        user_data_pb2.DeleteUserDataRequest(user_id=alice.user_id), metadata=alice.metadata
+        user_data_pb2.DeleteUserDataRequest(user_id=alice.user_id), metadata=identity
     )
     assert deleted.deleted["messages_redacted"] == 1
     (conversation,) = await conversations(channel_a, bob)
     other = next(p for p in conversation.participants if p.user_id == alice.user_id)
     assert (other.display_name, other.deleted) == ("deleted user", True)
     assert conversation.last_message.text == ""
-    again = await privacy.DeleteUserData(
-        user_data_pb2.DeleteUserDataRequest(user_id=alice.user_id), metadata=alice.metadata
-    )
+    again = await privacy.DeleteUserData(user_data_pb2.DeleteUserDataRequest(user_id=alice.user_id), metadata=identity)
     assert again.deleted["messages_redacted"] == 0
 
 

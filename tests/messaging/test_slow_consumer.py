@@ -16,9 +16,11 @@ from redis.asyncio import Redis
 from deploy.local.ephemeral import Mesh
 from services.common.db import Database
 from services.common.errors import DomainError
+from services.common.event_auth import EventVerifier
 from services.messaging.presence import Presence
 from services.messaging.stream import EventStreams, live_fanout
-from tests.messaging.support import matched_pair, reading, send, until
+from tests.messaging.support import WAIT, matched_pair, reading, send
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,11 +29,9 @@ async def test_a_slow_stream_is_closed_with_a_resumable_cursor(mesh: Mesh, chann
     alice, bob, conversation_id = await matched_pair(mesh, channel_a)
     db = Database(mesh.config.database_url, app_role="messaging_app", pool_size=2)
     redis = Redis.from_url(mesh.redis.url)
-    live = live_fanout(redis, capacity=2)
+    live = live_fanout(redis, capacity=2, verifier=EventVerifier.from_dir(mesh.config.service_keys))
     reader = asyncio.create_task(live.run())
-    streams = EventStreams(
-        db, live, Presence(db, redis, ttl=30, throttle=5), heartbeat=30, keep_events=5000
-    )
+    streams = EventStreams(db, live, Presence(db, redis, ttl=30, throttle=5), heartbeat=30, keep_events=5000)
     stream = streams.stream(bob.user_id, None)
     try:
         opened = await anext(stream)
@@ -58,5 +58,5 @@ async def test_a_slow_stream_is_closed_with_a_resumable_cursor(mesh: Mesh, chann
 
     async with reading(channel_a, bob, cursor) as resumed:
         await send(channel_a, alice, conversation_id, "after")
-        await until(lambda: "after" in resumed.texts, "the rest after the cursor")
+        await eventually(lambda: "after" in resumed.texts, message="the rest after the cursor", within=WAIT)
     assert delivered + resumed.texts == [*texts, "after"]

@@ -12,8 +12,9 @@ import pytest
 from deploy.local.ephemeral import Mesh
 from openhr.messaging.v1 import messaging_pb2
 from tests.grpcweb import DATA, call_headers, frame, frames
-from tests.messaging.support import matched_pair, reading, send, stub, until
+from tests.messaging.support import WAIT, matched_pair, reading, send, stub
 from tests.users import new_user
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(240)
 SERVICE = "/openhr.messaging.v1.MessagingService"
@@ -135,7 +136,7 @@ async def test_killing_a_replica_loses_duplicates_and_reorders_nothing(mesh: Mes
     killed = asyncio.Event()
     async with grpc.aio.insecure_channel(doomed_target) as doomed:
         readers = [ResilientReader([doomed, channel_a], bob) for _alice, bob, _c in pairs]
-        await until(lambda: all(r.live.is_set() for r in readers), "every stream to open")
+        await eventually(lambda: all(r.live.is_set() for r in readers), message="every stream to open", within=WAIT)
         acknowledged: dict[str, list[str]] = {}
 
         async def sender(index: int, alice, bob, conversation_id: str) -> None:
@@ -159,9 +160,10 @@ async def test_killing_a_replica_loses_duplicates_and_reorders_nothing(mesh: Mes
 
         await asyncio.gather(*(sender(i, alice, bob, c) for i, (alice, bob, c) in enumerate(pairs)))
         try:
-            await until(
+            await eventually(
                 lambda: all(len(r.texts) >= len(acknowledged[r.user.user_id]) for r in readers),
-                "every acknowledged message at its recipient",
+                message="every acknowledged message at its recipient",
+                within=WAIT,
             )
         finally:
             for reader in readers:

@@ -93,14 +93,6 @@ async def my_profile(rest, user: User) -> dict | None:
     return response.json()["profile"]
 
 
-@pytest.fixture(scope="module")
-async def db(mesh: Mesh):
-    """Superuser connections, for reading rows behind the API's back."""
-    pool = await asyncpg.create_pool(mesh.config.database_url, min_size=1, max_size=2)
-    yield pool
-    await pool.close()
-
-
 @pytest.fixture
 def stub(profile_channel) -> profile_pb2_grpc.ProfileServiceStub:
     return profile_pb2_grpc.ProfileServiceStub(profile_channel)
@@ -943,3 +935,19 @@ async def test_bad_token_is_unauthenticated(mesh: Mesh, rest, profile_channel, e
 
     assert await snapshot(db, victim, other) == before
     assert await my_profile(rest, victim) == profile
+
+
+@pytest.mark.parametrize("garbage", [b"\xff\xff\xff\xff", b"\x0a\x05ab", b"\x08" + b"\xff" * 11])
+async def test_a_corrupt_protobuf_request_is_invalid_argument(
+    mesh: Mesh, profile_channel, edge_channel, garbage
+) -> None:
+    """Bytes that are no GetProfileRequest once answered UNKNOWN "Exception deserializing
+    request" naming DecodeError: now INVALID_ARGUMENT, naming no class, straight to the
+    service and through the edge."""
+    user = new_user(mesh)
+    for channel in (profile_channel, edge_channel):
+        call = channel.unary_unary("/openhr.profile.v1.ProfileService/GetProfile")
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call(garbage, metadata=user.metadata, timeout=RPC_TIMEOUT)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
+        assert "Error" not in (refused.value.details() or "") and "Exception" not in (refused.value.details() or "")

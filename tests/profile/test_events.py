@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 from redis.asyncio import Redis
@@ -11,21 +10,24 @@ from deploy.local.ephemeral import Mesh
 from openhr.events.v1 import events_pb2
 from services.common.devkeys import user_id_for
 from tests.connections import connect
+from tests.waiting import eventually
 
 
 async def _events_for(mesh: Mesh, user_id: str, expected: int) -> list[events_pb2.ProfileChanged]:
+    """The user's events on the stream, once there are `expected` of them."""
     redis = Redis.from_url(mesh.redis.url)
+
+    async def mine() -> list[events_pb2.Event]:
+        entries = await redis.xrange("events.profile")
+        events = [events_pb2.Event.FromString(fields[b"data"]) for _id, fields in entries]
+        found = [e for e in events if e.user_id == user_id]
+        return found if len(found) >= expected else []
+
     try:
-        for _ in range(100):
-            entries = await redis.xrange("events.profile")
-            events = [events_pb2.Event.FromString(fields[b"data"]) for _id, fields in entries]
-            mine = [e for e in events if e.user_id == user_id]
-            if len(mine) >= expected:
-                return [e.profile_changed for e in mine]
-            await asyncio.sleep(0.1)
+        events = await eventually(mine, message=f"fewer than {expected} events for {user_id}")
     finally:
         await redis.aclose()
-    raise AssertionError(f"expected {expected} events for {user_id}, got {len(mine)}")
+    return [e.profile_changed for e in events]
 
 
 async def test_each_change_emits_one_event_with_what_changed(mesh: Mesh, rest) -> None:

@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import uuid
 
-import httpx
-
 from deploy.local.ephemeral import Mesh
-
-
-def _log_lines(mesh: Mesh, service: str) -> list[dict]:
-    lines = []
-    for line in mesh.log(service).splitlines():
-        if line.startswith("{"):
-            lines.append(json.loads(line))
-    return lines
-
-
-async def _eventually_logged(mesh: Mesh, service: str, request_id: str) -> list[dict]:
-    for _ in range(50):
-        found = [line for line in _log_lines(mesh, service) if line.get("request_id") == request_id]
-        if found:
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{service} never logged request {request_id}")
+from tests.logs import caught_up, logged
+from tests.metrics import sample
 
 
 async def test_envoy_request_id_reaches_every_hop(mesh: Mesh, rest) -> None:
@@ -40,8 +21,8 @@ async def test_envoy_request_id_reaches_every_hop(mesh: Mesh, rest) -> None:
     request_id = response.headers["x-request-id"]
     assert request_id != "client-chosen-id", "the edge must not trust a client's request id"
     uuid.UUID(request_id)
-    profile_lines = await _eventually_logged(mesh, "profile", request_id)
-    enrichment_lines = await _eventually_logged(mesh, "enrichment", request_id)
+    profile_lines = await logged(mesh, "profile", request_id)
+    enrichment_lines = await logged(mesh, "enrichment", request_id)
     assert any(line["rpc"].endswith("/AddSkill") for line in profile_lines)
     assert any(line["rpc"].endswith("/NormalizeSkill") for line in enrichment_lines)
 
@@ -56,7 +37,7 @@ async def test_logs_carry_no_personal_data(mesh: Mesh, rest) -> None:
     assert created.status_code == 200
     bad = await rest.post("/v1/profiles", json={"displayName": marker, "timezone": email}, headers=headers)
     assert bad.status_code in (400, 409)
-    await asyncio.sleep(0.5)
+    await caught_up(mesh, rest)
     for service in ("profile", "enrichment", "envoy"):
         text = mesh.log(service)
         assert marker not in text and email not in text, f"{service} logged personal data"
@@ -64,12 +45,19 @@ async def test_logs_carry_no_personal_data(mesh: Mesh, rest) -> None:
 
 async def test_metrics_count_rpcs_by_method_and_code(mesh: Mesh, rest) -> None:
     headers = {"authorization": f"Bearer {mesh.token()}"}
-    await rest.get("/v1/profiles/me", headers=headers)  # NOT_FOUND: no profile yet
-    async with httpx.AsyncClient() as client:
-        metrics = (await client.get(f"http://127.0.0.1:{mesh.config.metrics_ports['profile']}/metrics")).text
-    assert (
-        'grpc_server_handled_total{grpc_code="NOT_FOUND",grpc_method="GetMyProfile",'
-        'grpc_service="openhr.profile.v1.ProfileService",grpc_type="unary"}'
-    ) in metrics
-    assert 'grpc_server_handling_seconds_bucket{grpc_method="GetMyProfile"' in metrics
-    assert 'openhr_dependency_up{dependency="postgres"} 1.0' in metrics
+    rpc = {"grpc_service": "openhr.profile.v1.ProfileService", "grpc_method": "GetMyProfile", "grpc_type": "unary"}
+    series = {
+        "not_found": ("grpc_server_handled_total", {**rpc, "grpc_code": "NOT_FOUND"}),
+        "ok": ("grpc_server_handled_total", {**rpc, "grpc_code": "OK"}),
+        "started": ("grpc_server_started_total", rpc),
+        "timed": ("grpc_server_handling_seconds_count", rpc),
+    }
+
+    async def counts() -> dict[str, float]:
+        return {key: await sample(mesh, "profile", name, **labels) for key, (name, labels) in series.items()}
+
+    before = await counts()
+    assert (await rest.get("/v1/profiles/me", headers=headers)).status_code == 404  # no profile yet
+    after = await counts()
+    assert {key: after[key] - before[key] for key in series} == {"not_found": 1, "ok": 0, "started": 1, "timed": 1}
+    assert await sample(mesh, "profile", "openhr_dependency_up", dependency="postgres") == 1.0

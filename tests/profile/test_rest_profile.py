@@ -51,6 +51,41 @@ async def test_create_get_update_profile(mesh: Mesh, rest) -> None:
     assert body["version"] == "2"
 
 
+async def test_completeness_is_the_share_of_a_match_card_filled_in(mesh: Mesh, rest) -> None:
+    """The weights of services/profile/validation.py, recomputed on every change, skills too."""
+    bare = await rest.post("/v1/profiles", json={"displayName": "Bare"}, headers=bearer(mesh.token()))
+    assert bare.json()["profile"]["completeness"] == 10  # the name only
+
+    headers = bearer(mesh.token())
+    profile = (await rest.post("/v1/profiles", json=ALICE, headers=headers)).json()["profile"]
+    # role 10, name 10, headline 10, location 5, timezone 10, preferences 10
+    assert profile["completeness"] == 55
+    base = f"/v1/profiles/{profile['profileId']}"
+    rest_of_it = {
+        "summary": "Ten years of backend work: payments, ledgers and the boring parts that keep money safe.",
+        "yearsExperience": 10,
+        "lookingFor": "A business co-founder who loves selling to banks",
+        "links": {"githubUsername": "alice-example"},
+    }
+    updated = await rest.patch(
+        base, params={"updateMask": "summary,yearsExperience,lookingFor,links"}, json=rest_of_it, headers=headers
+    )
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["profile"]["completeness"] == 90  # + summary 15, experience 5, looking for 10, links 5
+
+    async def completeness() -> int:
+        return (await rest.get("/v1/profiles/me", headers=headers)).json()["profile"]["completeness"]
+
+    skills = []
+    for name in ("Python", "PostgreSQL", "Kubernetes"):
+        added = await rest.post(f"{base}/skills", json={"name": name, "proficiency": 4}, headers=headers)
+        assert added.status_code == 200, added.text
+        skills.append(added.json()["skill"]["skillId"])
+        assert await completeness() == (100 if len(skills) == 3 else 90)  # three skills: + 10
+    assert (await rest.delete(f"{base}/skills/{skills[0]}", headers=headers)).status_code == 200
+    assert await completeness() == 90
+
+
 async def test_skill_is_normalized_by_the_taxonomy(mesh: Mesh, rest) -> None:
     headers = bearer(mesh.token())
     profile = (await rest.post("/v1/profiles", json=ALICE, headers=headers)).json()["profile"]

@@ -48,13 +48,6 @@ async def my_profile(rest, user: User) -> dict:
     return response.json()["profile"]
 
 
-@pytest.fixture(scope="module")
-async def db(mesh: Mesh):
-    pool = await asyncpg.create_pool(mesh.config.database_url, min_size=1, max_size=4)
-    yield pool
-    await pool.close()
-
-
 @asynccontextmanager
 async def as_user(db: asyncpg.Pool, user_id: str) -> AsyncIterator[asyncpg.Connection]:
     """A transaction as the app role on behalf of `user_id`; always rolled back."""

@@ -10,8 +10,8 @@ import pytest
 
 from deploy.local.ephemeral import Mesh
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
-from services.common.service_auth import ServiceTokenIssuer
 from tests.connections import connect
+from tests.enrichment.support import service_metadata
 from tests.grpcweb import call_headers, frame, frames
 from tests.users import User, new_user
 
@@ -73,7 +73,7 @@ async def test_rest_views(rest, trio) -> None:
         assert not shown.get(part), part
 
 
-async def test_grpc_views(profile_channel, trio) -> None:
+async def test_grpc_views(mesh: Mesh, profile_channel, trio) -> None:
     owner, matched, stranger, profile = trio
     stub = profile_pb2_grpc.ProfileServiceStub(profile_channel)
     request = profile_pb2.GetProfileRequest(profile_id=profile["profileId"])
@@ -84,9 +84,10 @@ async def test_grpc_views(profile_channel, trio) -> None:
     assert limited.view == profile_pb2.PROFILE_VIEW_LIMITED
     assert not limited.profile.summary and not limited.profile.HasField("links")
     assert not limited.profile.HasField("preferences") and limited.profile.location.latitude == 0
+    # A service reading for no user gets the limited view too.
     internal = profile_pb2_grpc.ProfileInternalServiceStub(profile_channel)
     batch = await internal.BatchGetProfiles(
-        profile_pb2.BatchGetProfilesRequest(user_ids=[owner.user_id]), metadata=stranger.metadata
+        profile_pb2.BatchGetProfilesRequest(user_ids=[owner.user_id]), metadata=service_metadata(mesh, "matching")
     )
     assert not batch.profiles[0].summary and batch.profiles[0].display_name == "Hedy"
 
@@ -128,8 +129,7 @@ async def test_services_page_every_discoverable_profile(mesh: Mesh, profile_chan
             profile_pb2.ListDiscoverableProfilesRequest(), metadata=users[0].metadata
         )
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    issuer = ServiceTokenIssuer.from_dir(mesh.config.data_dir / "service-keys", "matching")
-    metadata = (("authorization", f"Bearer {issuer.token()}"),)
+    metadata = service_metadata(mesh, "matching")
     seen, token = {}, ""
     while True:
         page = await internal.ListDiscoverableProfiles(
