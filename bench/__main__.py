@@ -10,6 +10,7 @@ Results in bench/results/.
     python -m bench --only github_import # just the GitHub import (20 repositories, local GitHub stand-in)
     python -m bench --only messaging     # just chat delivery latency (mesh + a second messaging replica)
     python -m bench --only embeddings    # just EmbedTexts vs sentence-transformers (mesh + peer)
+    python -m bench --only matching      # ListMatches, recall, index builds at 100,000 profiles (mesh of its own)
     python -m bench --quick              # 2 rounds, shorter cells, 300 profiles: a smoke run
 """
 
@@ -41,10 +42,30 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+def run_matching_bench(quick: bool, machine: dict) -> None:
+    from bench.matching import MatchingConfig, run_matching
+    from bench.matching import markdown as matching_markdown
+    from deploy.local.ephemeral import start_mesh
+
+    config = MatchingConfig()
+    if quick:
+        config = MatchingConfig(
+            profiles=5_000, seconds=3.0, warmup_seconds=1.0, recall_users=20, recompute_users=200,
+            faiss_recompute_users=50,
+        )
+    mesh = start_mesh(REPO_ROOT / ".data" / "bench-matching")
+    try:
+        result = asyncio.run(run_matching(mesh, config, log))
+    finally:
+        mesh.stop(remove_data=True)
+    result["machine"] = machine
+    report.write("matching", matching_markdown(result, machine_markdown(machine)), result)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "--only", choices=["taxonomy", "get_profile", "signin", "embeddings", "github_import", "messaging"]
+        "--only", choices=["taxonomy", "get_profile", "signin", "embeddings", "github_import", "messaging", "matching"]
     )
     parser.add_argument("--profiles", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
@@ -136,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         markdown = messaging_markdown(chat, machine, findings)
         print("\n" + markdown.split("## Results", 1)[1].split("## Raw data", 1)[0].strip())
         report.write("messaging", markdown, chat)
+
+    if args.only in (None, "matching"):
+        run_matching_bench(args.quick, machine)
 
     log(f"\ndone in {time.perf_counter() - started:.0f}s; results in {report.RESULTS_DIR}")
     return 0

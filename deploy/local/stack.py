@@ -92,6 +92,7 @@ SERVICES = (
     ServiceDef("enrichment", 50064, 9464, migrations=True, user_data=True),
     ServiceDef("profile", 50061, 9461, migrations=True, user_data=True),
     ServiceDef("messaging", 50063, 9463, migrations=True, user_data=True),
+    ServiceDef("matching", 50062, 9462, migrations=True, user_data=True),
 )
 
 

@@ -69,6 +69,11 @@ def app_role(schema: str) -> str:
     return f"{schema}_app"
 
 
+def rows_affected(status: str) -> int:
+    """Rows a command changed, from its status such as 'DELETE 3'."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
 class Database:
     def __init__(self, url: str, *, app_role: str, pool_size: int = 10, application_name: str = "openhr") -> None:
         if not _ROLE.match(app_role):

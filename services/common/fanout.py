@@ -17,6 +17,7 @@ import structlog
 from redis.asyncio import Redis
 
 from openhr.events.v1 import events_pb2
+from services.common import errors
 from services.common.cancellation import raise_if_cancelled
 from services.common.event_auth import EventVerifier
 from services.common.outbox import stream_name
@@ -57,6 +58,19 @@ class Subscription:
         if event is None:
             raise SubscriberOverflow
         return event
+
+
+async def events_or_heartbeats(subscription: Subscription, heartbeat: float) -> AsyncIterator[events_pb2.Event | None]:
+    """What a server stream sends from: each event, or None when `heartbeat` seconds passed
+    without one (send a heartbeat); stops when the client went away, and answers UNAVAILABLE
+    when the subscriber fell too far behind (the client reconnects)."""
+    while True:
+        raise_if_cancelled()
+        try:
+            event = await subscription.next(heartbeat)
+        except SubscriberOverflow:
+            raise errors.unavailable("the stream fell behind; reconnect") from None
+        yield event
 
 
 class StreamFanout:

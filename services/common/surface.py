@@ -55,7 +55,8 @@ IDENTITY_PUBLIC_METHODS: tuple[str, ...] = (
 INTERNAL_CALLERS: dict[str, frozenset[str]] = {
     "envoy.service.ratelimit.v3.RateLimitService": frozenset({"envoy"}),
     "openhr.profile.v1.ProfileInternalService": frozenset({"enrichment", "matching", "messaging"}),
-    "openhr.matching.v1.MatchingInternalService": frozenset({"profile", "enrichment", "messaging"}),
+    # matching itself: rebuilding its read model (RebuildReadModel) is an operator's job signed as matching.
+    "openhr.matching.v1.MatchingInternalService": frozenset({"profile", "enrichment", "messaging", "matching"}),
     # messaging itself: its operator tools (services/messaging/repair.py) sign as messaging.
     "openhr.messaging.v1.MessagingInternalService": frozenset({"matching", "messaging"}),
     "openhr.enrichment.v1.EnrichmentInternalService": frozenset({"profile", "matching"}),

@@ -36,6 +36,7 @@ DEFAULT_LIMIT = 10
 MAX_BATCH = 200
 MAX_EMBED_TEXTS = 64
 MAX_EMBED_CHARS = 8000
+DEFAULT_EMBEDDINGS_PAGE, MAX_EMBEDDINGS_PAGE = 500, 1000
 SERVICE = "enrichment"
 
 
@@ -112,8 +113,8 @@ class SkillsApi(enrichment_pb2_grpc.SkillsServiceServicer):
 class EnrichmentInternalApi(enrichment_pb2_grpc.EnrichmentInternalServiceServicer):
     """Internal RPCs: embeddings, skill normalization in bulk, match narratives."""
 
-    def __init__(self, normalizer: SkillNormalizer, embedder: Embedder, writer: TextWriter) -> None:
-        self._normalizer, self._embedder, self._writer = normalizer, embedder, writer
+    def __init__(self, db: Database, normalizer: SkillNormalizer, embedder: Embedder, writer: TextWriter) -> None:
+        self._db, self._normalizer, self._embedder, self._writer = db, normalizer, embedder, writer
 
     async def EmbedTexts(self, request, context):
         _check_texts(request.texts)
@@ -126,6 +127,31 @@ class EnrichmentInternalApi(enrichment_pb2_grpc.EnrichmentInternalServiceService
             model_id=self._embedder.model_id,
             dimensions=self._embedder.dimensions,
             embeddings=[enrichment_pb2.Embedding(values=vector) for vector in vectors.tolist()],
+        )
+
+    async def ListProfileEmbeddings(self, request, context):
+        if not 0 <= request.page_size <= MAX_EMBEDDINGS_PAGE:
+            raise errors.invalid_field("page_size", f"must be 1-{MAX_EMBEDDINGS_PAGE}")
+        model_id = request.model_id or self._embedder.model_id
+        size = request.page_size or DEFAULT_EMBEDDINGS_PAGE
+        after = _page_after(request.page_token)
+        async with self._db.transaction(None) as tx:
+            await store.enter_paging(tx)
+            rows = await store.page_vectors(tx, model_id, after, size + 1)
+        users: dict[str, enrichment_pb2.StoredProfileEmbedding] = {}
+        for row in rows:
+            user_id = str(row["user_id"])
+            stored = users.setdefault(
+                user_id,
+                enrichment_pb2.StoredProfileEmbedding(
+                    user_id=user_id, model_id=model_id, dimensions=row["dimensions"], profile_version=0
+                ),
+            )
+            stored.profile_version = max(stored.profile_version, row["profile_version"])
+            getattr(stored, f"{row['kind']}_embedding").extend(row["embedding"])
+        page = list(users.values())
+        return enrichment_pb2.ListProfileEmbeddingsResponse(
+            embeddings=page[:size], next_page_token=page[size - 1].user_id if len(page) > size else ""
         )
 
     async def GenerateMatchNarrative(self, request, context):
@@ -231,6 +257,16 @@ def job_proto(row, suggestions=()) -> enrichment_pb2.EnrichmentJob:
     if "resume" in result:
         json_format.ParseDict(result["resume"], job.resume, ignore_unknown_fields=True)
     return job
+
+
+def _page_after(token: str) -> str | None:
+    """The user id a ListProfileEmbeddings page token continues after."""
+    if not token:
+        return None
+    try:
+        return str(uuid.UUID(token))
+    except ValueError:
+        raise errors.invalid_field("page_token", "is not a token this service issued") from None
 
 
 def _job_id(value: str, field: str = "job_id") -> str:

@@ -134,7 +134,7 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
     def register(server: grpc.aio.Server) -> list[str]:
         enrichment_pb2_grpc.add_SkillsServiceServicer_to_server(SkillsApi(taxonomy, normalizer), server)
         enrichment_pb2_grpc.add_EnrichmentInternalServiceServicer_to_server(
-            EnrichmentInternalApi(normalizer, embedder, writer), server
+            EnrichmentInternalApi(db, normalizer, embedder, writer), server
         )
         enrichment_pb2_grpc.add_EnrichmentServiceServicer_to_server(
             EnrichmentApi(db, runner, notifications, ProfileReader(profile), writer, settings.stream_heartbeat),

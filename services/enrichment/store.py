@@ -411,6 +411,31 @@ async def get_vectors(tx: Tx, user_id: str) -> list[dict]:
     return [dict(row) for row in rows]
 
 
+async def enter_paging(tx: Tx) -> None:
+    """Declares this transaction a service's paging of every user's vectors (RLS)."""
+    await tx.execute("SELECT set_config('app.paging', 'on', true)")
+
+
+async def page_vectors(tx: Tx, model_id: str, after: str | None, users: int) -> list[dict]:
+    """The model's vectors of the next `users` users after `after`, in user id order (inside
+    enter_paging): one row per user and kind."""
+    rows = await tx.fetch(
+        """
+        WITH page AS (
+          SELECT DISTINCT user_id FROM enrichment.profile_vectors
+          WHERE model_id = $1 AND ($2::uuid IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3
+        )
+        SELECT v.user_id, v.kind, v.dimensions, v.embedding::real[] AS embedding, v.profile_version
+        FROM enrichment.profile_vectors v JOIN page USING (user_id)
+        WHERE v.model_id = $1 ORDER BY v.user_id, v.kind
+        """,
+        model_id,
+        after,
+        users,
+    )
+    return [dict(row) for row in rows]
+
+
 async def export_user(tx: Tx, user_id: str) -> dict:
     """JSON-ready sections: the embedded texts and the vectors (with their model and version), the
     jobs (without their documents), suggestions and imported GitHub data."""

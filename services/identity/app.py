@@ -91,9 +91,10 @@ class IdentitySettings(ServiceSettings):
     profile_addr: str = Field("127.0.0.1:50061", validation_alias="PROFILE_ADDR")
     # Comma list of the services that store user data (UserDataService): ExportMyData and
     # DeleteMe call each at <NAME>_ADDR.
-    user_data_peers: str = Field("profile,enrichment,messaging", validation_alias="OPENHR_USER_DATA_PEERS")
+    user_data_peers: str = Field("profile,enrichment,messaging,matching", validation_alias="OPENHR_USER_DATA_PEERS")
     enrichment_addr: str = Field("127.0.0.1:50064", validation_alias="ENRICHMENT_ADDR")
     messaging_addr: str = Field("127.0.0.1:50063", validation_alias="MESSAGING_ADDR")
+    matching_addr: str = Field("127.0.0.1:50062", validation_alias="MATCHING_ADDR")
 
 
 def peer_addresses(settings: IdentitySettings) -> dict[str, str]:
@@ -102,6 +103,7 @@ def peer_addresses(settings: IdentitySettings) -> dict[str, str]:
         "profile": settings.profile_addr,
         "enrichment": settings.enrichment_addr,
         "messaging": settings.messaging_addr,
+        "matching": settings.matching_addr,
     }
     addresses = {}
     for name in filter(None, (part.strip() for part in settings.user_data_peers.split(","))):

@@ -7,9 +7,8 @@ from google.protobuf import timestamp_pb2
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 from services.common import errors
 from services.common.auth import current_principal
-from services.common.cancellation import raise_if_cancelled
 from services.common.db import Database, Tx
-from services.common.fanout import StreamFanout, SubscriberOverflow
+from services.common.fanout import StreamFanout, events_or_heartbeats
 from services.common.logging import current_request_id
 from services.common.outbox import add_event, new_event
 from services.profile import rules, store
@@ -24,6 +23,7 @@ from services.profile.validation import (
 
 SERVICE = "profile"
 MAX_BATCH = 500
+DEFAULT_DISCOVERY_PAGE, MAX_DISCOVERY_PAGE = 500, 1000
 
 
 def _caller() -> str:
@@ -83,11 +83,14 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
 
     async def GetProfile(self, request, context):
         profile_id = parse_uuid(request.profile_id, "profile_id")
-        async with self._db.transaction(_caller()) as tx:
+        caller = _caller()
+        async with self._db.transaction(caller) as tx:
             profile = await store.get_by_id(tx, profile_id)
-        if profile is None:
-            raise errors.not_found("profile")
-        return profile_pb2.GetProfileResponse(profile=profile)
+            if profile is None:
+                raise errors.not_found("profile")
+            connected = await store.connected_to(tx, caller, [profile.user_id])
+        view = rules.view_for(profile, caller, bool(connected))
+        return profile_pb2.GetProfileResponse(profile=rules.shown(profile, view), view=view)
 
     async def UpdateProfile(self, request, context):
         paths = validate_update_mask(request.update_mask)
@@ -110,12 +113,7 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
                 raise errors.not_found("profile (create it with POST /v1/profiles)")
             yield profile_pb2.WatchMyProfileResponse(profile=profile)
             sent = profile
-            while True:
-                raise_if_cancelled()  # the client went away
-                try:
-                    event = await changes.next(self._heartbeat)
-                except SubscriberOverflow:
-                    raise errors.unavailable("the stream fell behind; reconnect") from None
+            async for event in events_or_heartbeats(changes, self._heartbeat):
                 if event is None:
                     yield profile_pb2.WatchMyProfileResponse(heartbeat=_now())
                     continue
@@ -183,7 +181,7 @@ class ProfileApi(profile_pb2_grpc.ProfileServiceServicer):
             owner = await store.skill_owner(tx, profile_id, skill_id)
             if owner is None:
                 raise errors.not_found("skill")
-            rules.ensure_may_endorse(owner, caller)
+            rules.ensure_may_endorse(owner, caller, bool(await store.connected_to(tx, caller, [owner])))
             endorsement = await store.insert_endorsement(
                 tx,
                 profile_id=profile_id,
@@ -209,9 +207,25 @@ class ProfileInternalApi(profile_pb2_grpc.ProfileInternalServiceServicer):
         if len(request.user_ids) > MAX_BATCH:
             raise errors.invalid_field("user_ids", f"at most {MAX_BATCH}")
         user_ids = [parse_uuid(u, f"user_ids[{i}]") for i, u in enumerate(request.user_ids)]
-        async with self._db.transaction(_caller()) as tx:
+        caller = _caller()
+        async with self._db.transaction(caller) as tx:
             found = await store.get_many_by_user(tx, user_ids)
-        return profile_pb2.BatchGetProfilesResponse(profiles=found)
+            connected = await store.connected_to(tx, caller, [p.user_id for p in found]) if caller else set()
+        return profile_pb2.BatchGetProfilesResponse(
+            profiles=[rules.shown(p, rules.view_for(p, caller, p.user_id in connected)) for p in found]
+        )
+
+    async def ListDiscoverableProfiles(self, request, context):
+        if not 0 <= request.page_size <= MAX_DISCOVERY_PAGE:
+            raise errors.invalid_field("page_size", f"must be 1-{MAX_DISCOVERY_PAGE}")
+        size = request.page_size or DEFAULT_DISCOVERY_PAGE
+        after = parse_uuid(request.page_token, "page_token") if request.page_token else None
+        async with self._db.transaction(None) as tx:
+            await store.enter_discovery(tx)
+            page = await store.discoverable_page(tx, after, size + 1)
+        return profile_pb2.ListDiscoverableProfilesResponse(
+            profiles=page[:size], next_page_token=page[size - 1].user_id if len(page) > size else ""
+        )
 
     async def MergeEnrichedSkills(self, request, context):
         """For enrichment's background jobs, under its service token (surface.INTERNAL_CALLERS:

@@ -78,6 +78,40 @@ def ensure_enriched_sources(skills) -> None:
         raise errors.invalid_argument(*bad)
 
 
-def ensure_may_endorse(owner_user_id: str, endorser_user_id: str) -> None:
+def ensure_may_endorse(owner_user_id: str, endorser_user_id: str, connected: bool) -> None:
+    """Only matched users endorse each other (RLS checks it again)."""
     if owner_user_id == endorser_user_id:
         raise errors.permission_denied("you cannot endorse your own skills")
+    if not connected:
+        raise errors.permission_denied("only people you matched with can be endorsed")
+
+
+# What a viewer who is not matched with the owner sees: name, avatar, role, headline, city and
+# country, timezone, top skills and what they look for (as on a match card).
+LIMITED_FIELDS = ("profile_id", "user_id", "role", "display_name", "headline", "timezone", "looking_for",
+                  "visibility", "avatar_url", "version", "create_time", "update_time")
+TOP_SKILLS = 8
+
+
+def view_for(profile: profile_pb2.Profile, caller: str, connected: bool) -> int:
+    if profile.user_id == caller:
+        return profile_pb2.PROFILE_VIEW_OWNER
+    return profile_pb2.PROFILE_VIEW_MATCHED if connected else profile_pb2.PROFILE_VIEW_LIMITED
+
+
+def shown(profile: profile_pb2.Profile, view: int) -> profile_pb2.Profile:
+    """The profile as `view` shows it: the limited view keeps only LIMITED_FIELDS, the city and
+    country (never the coordinates) and the strongest skills."""
+    if view != profile_pb2.PROFILE_VIEW_LIMITED:
+        return profile
+    limited = profile_pb2.Profile()
+    for name in LIMITED_FIELDS:
+        field = profile_pb2.Profile.DESCRIPTOR.fields_by_name[name]
+        if field.message_type is None:
+            setattr(limited, name, getattr(profile, name))
+        elif profile.HasField(name):
+            getattr(limited, name).CopyFrom(getattr(profile, name))
+    limited.location.city = profile.location.city
+    limited.location.country_code = profile.location.country_code
+    limited.skills.extend(profile.skills[:TOP_SKILLS])
+    return limited

@@ -11,7 +11,7 @@ from google.protobuf import json_format, timestamp_pb2
 
 from openhr.common.v1 import common_pb2
 from openhr.profile.v1 import profile_pb2
-from services.common.db import Tx
+from services.common.db import Tx, rows_affected
 
 SCHEMA = "profile"
 
@@ -351,6 +351,32 @@ async def list_endorsements(tx: Tx, profile_id: str) -> list[profile_pb2.Endorse
     return [_endorsement(row) for row in rows]
 
 
+async def connected_to(tx: Tx, user_id: str, others: list[str]) -> set[str]:
+    """Which of `others` are matched with `user_id`."""
+    rows = await tx.fetch(
+        "SELECT other_user_id FROM profile.connections WHERE user_id = $1 AND other_user_id = ANY($2::uuid[])",
+        user_id,
+        others,
+    )
+    return {str(row["other_user_id"]) for row in rows}
+
+
+async def enter_discovery(tx: Tx) -> None:
+    """Declares this transaction a service's paging of every discoverable profile (RLS)."""
+    await tx.execute("SELECT set_config('app.discovery', 'on', true)")
+
+
+async def discoverable_page(tx: Tx, after: str | None, limit: int) -> list[profile_pb2.Profile]:
+    """PUBLIC and MATCHES_ONLY profiles in user id order, after `after` (inside enter_discovery)."""
+    rows = await tx.fetch(
+        _PROFILES + "WHERE p.visibility <> 'VISIBILITY_PRIVATE' AND ($1::uuid IS NULL OR p.user_id > $1) "
+        "ORDER BY p.user_id LIMIT $2",
+        after,
+        limit,
+    )
+    return [_profile(row) for row in rows]
+
+
 async def add_connection(tx: Tx, user_id: str, other_user_id: str) -> None:
     await tx.execute(
         "INSERT INTO profile.connections (user_id, other_user_id) VALUES ($1, $2), ($2, $1) ON CONFLICT DO NOTHING",
@@ -379,13 +405,13 @@ async def export_user(tx: Tx, user_id: str) -> dict:
     }
 
 
-def _count(status: str) -> int:
-    """Rows affected, from a command status such as 'DELETE 3'."""
-    return int(status.rsplit(" ", 1)[-1])
-
 
 async def delete_user(tx: Tx, user_id: str) -> dict[str, int]:
     given = await tx.execute("DELETE FROM profile.endorsements WHERE endorser_user_id = $1", user_id)
     connections = await tx.execute("DELETE FROM profile.connections WHERE user_id = $1 OR other_user_id = $1", user_id)
     removed = await tx.execute("DELETE FROM profile.profiles WHERE user_id = $1", user_id)
-    return {"profiles": _count(removed), "endorsements_given": _count(given), "connections": _count(connections)}
+    return {
+        "profiles": rows_affected(removed),
+        "endorsements_given": rows_affected(given),
+        "connections": rows_affected(connections),
+    }

@@ -238,7 +238,8 @@ def test_network_policies_allow_exactly_the_calls_the_code_makes(overlay: str) -
     assert deny_all, "no default deny"
     envoy = pod_labels(one(overlay, "Deployment", "envoy"))
     callers = _callers()
-    assert callers["profile"] == {"identity", "enrichment"} and callers["enrichment"] == {"profile", "identity"}
+    assert callers["profile"] == {"identity", "enrichment", "matching"}
+    assert callers["enrichment"] == {"profile", "identity", "matching"}
     for name in SERVICES:
         callee = one(overlay, "Deployment", name)
         labels, port = pod_labels(callee), _service_port(callee)

@@ -29,6 +29,7 @@ from jwt.algorithms import OKPAlgorithm
 
 from deploy.local.ephemeral import AUDIENCE, ISSUER, Mesh
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
+from tests.connections import connect
 from tests.users import User, new_user, rest_violations
 
 # The limits, as stated in services/profile/validation.py and the proto comments.
@@ -358,6 +359,7 @@ async def test_limits_are_inclusive(mesh: Mesh, rest) -> None:
     )
     assert len(profile["displayName"]) == MAX_DISPLAY_NAME
     await create_profile(rest, endorser)
+    await connect(rest, owner.headers, endorser.headers)  # only matched users endorse each other
     skill = await add_skill(rest, owner, profile["profileId"], name="k" * MAX_SKILL_NAME, proficiency=5)
     assert len(skill["name"]) == MAX_SKILL_NAME
     low = await add_skill(rest, owner, profile["profileId"], name="Go", proficiency=1)
@@ -411,6 +413,7 @@ async def test_endorsement_note_too_long(mesh: Mesh, rest, stub, db) -> None:
     owner, endorser = new_user(mesh, "bad-input"), new_user(mesh, "bad-input")
     profile = await create_profile(rest, owner)
     await create_profile(rest, endorser)
+    await connect(rest, owner.headers, endorser.headers)  # only matched users endorse each other
     skill = await add_skill(rest, owner, profile["profileId"])
     before = await snapshot(db, owner, endorser)
     note = "n" * (MAX_NOTE + 1)

@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from deploy.local.ephemeral import Mesh
 from openhr.events.v1 import events_pb2
 from services.common.devkeys import user_id_for
+from tests.connections import connect
 from tests.waiting import eventually
 
 
@@ -36,6 +37,7 @@ async def test_each_change_emits_one_event_with_what_changed(mesh: Mesh, rest) -
     await rest.post("/v1/profiles", json={"displayName": "Endorser"}, headers=endorser)
     profile = (await rest.post("/v1/profiles", json={"displayName": "Eve"}, headers=owner)).json()["profile"]
     base = f"/v1/profiles/{profile['profileId']}"
+    await connect(rest, owner, endorser)  # only matched users endorse each other
     await rest.patch(base, params={"updateMask": "headline"}, json={"headline": "Hello"}, headers=owner)
     skill = (await rest.post(f"{base}/skills", json={"name": "SQL", "proficiency": 4}, headers=owner)).json()["skill"]
     await rest.post(f"{base}/endorsements", json={"skillId": skill["skillId"]}, headers=endorser)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from deploy.local.ephemeral import Mesh
+from tests.connections import connect
 from tests.users import User, new_user, rest_violations
 
 
@@ -24,7 +25,15 @@ async def _profile(rest, user: User, visibility: str, **fields) -> dict:
 async def test_an_endorsement_names_its_endorser_only_to_who_may_see_them(mesh: Mesh, rest, visibility: str) -> None:
     owner, endorser, stranger = new_user(mesh, "owner"), new_user(mesh, "endorser"), new_user(mesh, "stranger")
     pid = (await _profile(rest, owner, "VISIBILITY_PUBLIC"))["profileId"]
-    await _profile(rest, endorser, visibility)
+    endorser_pid = (await _profile(rest, endorser, "VISIBILITY_PUBLIC"))["profileId"]
+    await connect(rest, owner.headers, endorser.headers)  # only matched users endorse each other
+    hidden = await rest.patch(
+        f"/v1/profiles/{endorser_pid}",
+        params={"updateMask": "visibility"},
+        json={"visibility": visibility},
+        headers=endorser.headers,
+    )
+    assert hidden.status_code == 200, hidden.text
     skill = await rest.post(
         f"/v1/profiles/{pid}/skills", json={"name": "Rust", "proficiency": 4}, headers=owner.headers
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from deploy.local.ephemeral import Mesh
+from tests.connections import connect
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -117,6 +118,7 @@ async def test_endorsement_once_and_never_of_oneself(mesh: Mesh, rest) -> None:
     owner, endorser = bearer(mesh.token()), bearer(mesh.token())
     profile = (await rest.post("/v1/profiles", json=ALICE, headers=owner)).json()["profile"]
     await rest.post("/v1/profiles", json={**ALICE, "displayName": "Bob"}, headers=endorser)
+    await connect(rest, owner, endorser)  # only matched users endorse each other
     skill = (
         await rest.post(
             f"/v1/profiles/{profile['profileId']}/skills", json={"name": "Python", "proficiency": 5}, headers=owner

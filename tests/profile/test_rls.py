@@ -17,6 +17,7 @@ import pytest
 
 from deploy.local.ephemeral import Mesh
 from services.common.db import Database
+from tests.connections import connect
 from tests.users import User, new_user
 
 APP_ROLE = "profile_app"
@@ -135,6 +136,7 @@ async def owner_with_skill(mesh: Mesh, rest, db, visibility: str) -> Setup:
     skill = await add_skill(rest, owner, pid)
     await create_profile(rest, other, "VISIBILITY_PUBLIC")
     await create_profile(rest, endorser, "VISIBILITY_PUBLIC")
+    await connect(rest, owner.headers, endorser.headers)  # only matched users endorse each other
     endorsed = await rest.post(
         f"/v1/profiles/{pid}/endorsements", json={"skillId": skill["skillId"]}, headers=endorser.headers
     )
@@ -157,7 +159,8 @@ async def owner_with_skill(mesh: Mesh, rest, db, visibility: str) -> Setup:
 VISIBILITIES = [
     pytest.param("VISIBILITY_PRIVATE", False, id="private"),
     pytest.param("VISIBILITY_PUBLIC", True, id="public"),
-    pytest.param("VISIBILITY_MATCHES_ONLY", False, id="matches_only_unmatched"),
+    # Signed-in users read it (the service shows them the limited view).
+    pytest.param("VISIBILITY_MATCHES_ONLY", True, id="matches_only_unmatched"),
 ]
 
 
@@ -252,21 +255,24 @@ async def test_a_skill_cannot_be_attached_to_someone_elses_profile(
 
 
 @pytest.mark.parametrize(
-    "visibility",
+    ("visibility", "status"),
     [
-        pytest.param("VISIBILITY_PRIVATE", id="private"),
-        pytest.param("VISIBILITY_MATCHES_ONLY", id="matches_only_unmatched"),
+        pytest.param("VISIBILITY_PRIVATE", 404, id="private"),
+        pytest.param("VISIBILITY_MATCHES_ONLY", 403, id="matches_only_unmatched"),
     ],
 )
-async def test_an_invisible_skill_cannot_be_endorsed(mesh: Mesh, rest, db, visibility: str) -> None:
-    """Endorsing needs the skill to be visible: the API checks it (CreateEndorsement answers
-    NOT_FOUND), and the insert policy must too."""
+async def test_an_invisible_or_unmatched_skill_cannot_be_endorsed(
+    mesh: Mesh, rest, db, visibility: str, status: int
+) -> None:
+    """Endorsing needs the skill to be visible and its owner matched with the endorser: the API
+    checks it (CreateEndorsement answers NOT_FOUND for an invisible skill, PERMISSION_DENIED
+    for someone not matched), and the insert policy must too."""
     s = await owner_with_skill(mesh, rest, db, visibility)
     a_pid, skill_id = s.profile["profileId"], s.skill["skillId"]
     over_api = await rest.post(
         f"/v1/profiles/{a_pid}/endorsements", json={"skillId": skill_id, "note": "hi"}, headers=s.other.headers
     )
-    assert over_api.status_code == 404, over_api.text
+    assert over_api.status_code == status, over_api.text
 
     async with as_user(db, s.other.user_id) as conn:
         endorsed = await outcome(
@@ -353,6 +359,8 @@ async def test_a_pooled_connection_carries_no_role_or_caller_into_the_next_trans
 
 USERS = 20
 BATCH = 5
+# What a user not matched with the owner reads of a profile (the rest is left out).
+LIMITED_KEYS = ("profileId", "userId", "displayName", "headline", "visibility", "version", "timezone", "lookingFor")
 
 
 async def in_batches(coroutines: list, size: int = BATCH) -> list:
@@ -383,7 +391,8 @@ async def probe(i: int, me: User, created: list[dict], rest) -> list[str]:
                 headers=me.headers,
             )
             actual = (got.status_code, skills.status_code, patched.status_code)
-            expected = (200, 200, 403) if profile["visibility"] == "VISIBILITY_PUBLIC" else (404, 404, 404)
+            # Signed-in users read PUBLIC and MATCHES_ONLY profiles (in the limited view).
+            expected = (200, 200, 403) if profile["visibility"] != "VISIBILITY_PRIVATE" else (404, 404, 404)
             if (
                 patched.status_code in (403, 404)
                 and patched.json().get("code") != {403: 7, 404: 5}[patched.status_code]
@@ -391,8 +400,12 @@ async def probe(i: int, me: User, created: list[dict], rest) -> list[str]:
                 surprises.append(f"user {i} -> profile {j}: PATCH body {patched.text}")
         if actual != expected:
             surprises.append(f"user {i} -> profile {j} ({profile['visibility']}): {actual} != {expected}")
-        if got.status_code == 200 and got.json()["profile"] != profile:
+        if got.status_code == 200 and i == j and got.json()["profile"] != profile:
             surprises.append(f"user {i} -> profile {j}: read {got.json()['profile']} != {profile}")
+        if got.status_code == 200 and i != j:
+            read = got.json()["profile"]
+            if got.json()["view"] != "PROFILE_VIEW_LIMITED" or any(read[k] != profile[k] for k in LIMITED_KEYS):
+                surprises.append(f"user {i} -> profile {j}: read {got.json()} instead of the limited view")
     return surprises
 
 

@@ -1,0 +1,3 @@
+from services.common.migrations import run_migrations
+
+run_migrations("matching")
