@@ -8,6 +8,7 @@ own code; importing anything else (grpc_tools, the local stack's binaries, test 
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import re
 import runpy
 import sys
@@ -44,8 +45,24 @@ class RuntimeOnly(MetaPathFinder):
         return None
 
 
+def hide_from_probes(blocked: set[str]) -> None:
+    """Libraries probe optional packages with importlib.util.find_spec (transformers asks for
+    psutil, faiss, ...): in the image those are absent, so the probe answers None here too
+    instead of raising, and only a real import fails."""
+    find_spec = importlib.util.find_spec
+
+    def probe(name, package=None):
+        if name.partition(".")[0] in blocked:
+            return None
+        return find_spec(name, package)
+
+    importlib.util.find_spec = probe
+
+
 if __name__ == "__main__":
     module = sys.argv[1]
-    sys.meta_path.insert(0, RuntimeOnly(blocked_modules(runtime_distributions())))
+    blocked = blocked_modules(runtime_distributions())
+    hide_from_probes(blocked)
+    sys.meta_path.insert(0, RuntimeOnly(blocked))
     sys.argv = [module, *sys.argv[2:]]
     runpy.run_module(module, run_name="__main__", alter_sys=True)

@@ -5,9 +5,6 @@ out; the same events signed by their producer do."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import grpc
 import pytest
 from redis.asyncio import Redis
@@ -18,6 +15,7 @@ from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 from services.common.outbox import new_event
 from tests.events import signed_entry
 from tests.users import User, new_user
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -61,11 +59,11 @@ async def _create_profile(rest, user: User, visibility: str) -> str:
     return response.json()["profile"]["profileId"]
 
 
-async def _until(predicate, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not await predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
+async def _view(rest, profile_id: str, viewer: User) -> str:
+    """Which view of the profile the viewer gets (a stranger: the limited one; matched: all of it)."""
+    answer = await rest.get(f"/v1/profiles/{profile_id}", headers=viewer.headers)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["view"]
 
 
 async def test_a_forged_match_created_opens_no_matches_only_profile(mesh: Mesh, rest, redis: Redis) -> None:
@@ -73,7 +71,7 @@ async def test_a_forged_match_created_opens_no_matches_only_profile(mesh: Mesh, 
     control_owner, control_match = new_user(mesh, "owner"), new_user(mesh, "match")
     profile_id = await _create_profile(rest, owner, "VISIBILITY_MATCHES_ONLY")
     control_id = await _create_profile(rest, control_owner, "VISIBILITY_MATCHES_ONLY")
-    assert (await rest.get(f"/v1/profiles/{profile_id}", headers=stranger.headers)).status_code == 404
+    assert await _view(rest, profile_id, stranger) == "PROFILE_VIEW_LIMITED"
 
     forged = _forgeries(mesh, _match_created(owner, stranger))
     for fields in forged:
@@ -81,12 +79,11 @@ async def test_a_forged_match_created_opens_no_matches_only_profile(mesh: Mesh, 
     # Then a MatchCreated matching signed: once it is applied, the forgeries before it were read.
     await redis.xadd("events.matching", signed_entry(mesh, "matching", _match_created(control_owner, control_match)))
 
-    async def control_visible() -> bool:
-        answer = await rest.get(f"/v1/profiles/{control_id}", headers=control_match.headers)
-        return answer.status_code == 200
+    async def control_matched() -> bool:
+        return await _view(rest, control_id, control_match) == "PROFILE_VIEW_MATCHED"
 
-    await _until(control_visible)
-    assert (await rest.get(f"/v1/profiles/{profile_id}", headers=stranger.headers)).status_code == 404
+    await eventually(control_matched, message="the signed MatchCreated applied")
+    assert await _view(rest, profile_id, stranger) == "PROFILE_VIEW_LIMITED"
     # Every consumer group of the stream (profile's, messaging's) sets each forgery aside.
     groups = len(await redis.xinfo_groups("events.matching"))
 
@@ -96,7 +93,7 @@ async def test_a_forged_match_created_opens_no_matches_only_profile(mesh: Mesh, 
             sum(fields[b"event_id"] == forged[0]["event_id"].encode() for _id, fields in dead) == len(forged) * groups
         )
 
-    await _until(all_dead)
+    await eventually(all_dead, message="every forgery in every group's dead letters")
 
 
 async def test_a_forged_user_deleted_locks_nobody_out(mesh: Mesh, profile_channel, redis: Redis) -> None:
@@ -113,5 +110,5 @@ async def test_a_forged_user_deleted_locks_nobody_out(mesh: Mesh, profile_channe
             return error.code() == grpc.StatusCode.UNAUTHENTICATED and error.details() == "account deleted"
         return False
 
-    await _until(lambda: refused(control))
+    await eventually(lambda: refused(control), message="the signed UserDeleted applied")
     assert not await refused(victim)
