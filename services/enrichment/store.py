@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from services.common.db import Tx
+from services.common.db import Tx, rows_affected
 from services.enrichment.profile_texts import ProfileTexts
 
 SCHEMA = "enrichment"
@@ -482,5 +482,5 @@ async def delete_user(tx: Tx, user_id: str) -> dict[str, int]:
     deleted = {}
     for table in ("profile_vectors", "profile_texts", "github_imports", "suggestions", "jobs"):
         status = await tx.execute(f"DELETE FROM enrichment.{table} WHERE user_id = $1", user_id)
-        deleted[table] = int(status.split()[-1])
+        deleted[table] = rows_affected(status)
     return deleted

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from asyncpg import Record
 
-from services.common.db import Tx
+from services.common.db import Tx, rows_affected
 
 SCHEMA = "identity"
 
@@ -238,7 +238,7 @@ async def purge_expired(tx: Tx) -> dict[str, int]:
     deleted = {}
     for table, grace in PURGE_AFTER.items():
         status = await tx.execute(f"DELETE FROM identity.{table} WHERE expires_at < now() - $1::interval", grace)
-        deleted[table] = int(status.split()[-1])
+        deleted[table] = rows_affected(status)
     return deleted
 
 

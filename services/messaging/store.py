@@ -14,7 +14,7 @@ from asyncpg import Record
 from google.protobuf import timestamp_pb2
 
 from openhr.messaging.v1 import messaging_pb2
-from services.common.db import Tx
+from services.common.db import Tx, rows_affected
 from services.messaging.rules import DELETED_USER
 
 SCHEMA = "messaging"
@@ -24,11 +24,6 @@ def timestamp(value: datetime) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(value)
     return stamp
-
-
-def _count(status: str) -> int:
-    """Rows affected, from a command status such as 'DELETE 3'."""
-    return int(status.rsplit(" ", 1)[-1])
 
 
 # --- people (ProfileChanged) -------------------------------------------------------------
@@ -413,7 +408,7 @@ async def insert_notification(
         conversation_id,
         created,
     )
-    if _count(status) == 0:
+    if rows_affected(status) == 0:
         return None
     return messaging_pb2.Notification(
         notification_id=str(notification_id),
@@ -572,8 +567,8 @@ async def delete_user(tx: Tx, user_id: str) -> dict[str, int]:
     digests = await tx.execute("DELETE FROM messaging.digests WHERE user_id = $1", user_id)
     events = await tx.execute("DELETE FROM messaging.stream_events WHERE user_id = $1", user_id)
     return {
-        "messages_redacted": _count(redacted),
-        "notifications": _count(notifications),
-        "email_digests": _count(digests),
-        "stream_events": _count(events),
+        "messages_redacted": rows_affected(redacted),
+        "notifications": rows_affected(notifications),
+        "email_digests": rows_affected(digests),
+        "stream_events": rows_affected(events),
     }
