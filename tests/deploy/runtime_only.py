@@ -62,6 +62,8 @@ def hide_from_probes(blocked: set[str]) -> None:
 if __name__ == "__main__":
     module = sys.argv[1]
     blocked = blocked_modules(runtime_distributions())
+    if module.partition(".")[0] in blocked:  # runpy would only say "No module named ..."
+        raise ModuleNotFoundError(f"{module.partition('.')[0]} is not a runtime requirement (requirements.lock)")
     hide_from_probes(blocked)
     sys.meta_path.insert(0, RuntimeOnly(blocked))
     sys.argv = [module, *sys.argv[2:]]
