@@ -48,7 +48,7 @@ class GitHubError(Exception):
 
 
 class GitHubNotFound(GitHubError):
-    pass
+    """The login or repository does not exist (or is not public)."""
 
 
 class GitHubUnavailable(GitHubError):

@@ -23,6 +23,7 @@ from services.common.outbox import new_event
 from services.common.revocations import Revocations
 from services.common.service_auth import ensure_service_key
 from services.identity.ratelimit import Counters
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -117,10 +118,10 @@ async def test_profile_consumes_signed_events_and_every_service_reads_revocation
     consumer = EventConsumer(clients["profile"], "matching", "profile", "p1", handler, verifier=verifier, block_ms=50)
     task = asyncio.create_task(consumer.run())
     try:
-        for _ in range(200):
-            if handled and await admin.xlen("events.matching.dead") == 1:
-                break
-            await asyncio.sleep(0.05)
+        async def settled() -> bool:
+            return bool(handled) and await admin.xlen("events.matching.dead") == 1
+
+        await eventually(settled, message="the signed event handled and the forged one dead-lettered")
         assert [e.event_id for e in handled] == [signed.event_id]
         assert await admin.xlen("events.matching.dead") == 1
     finally:
