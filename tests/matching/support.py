@@ -72,7 +72,7 @@ async def publish_embeddings(
             event_ids.append(event.event_id)
         relay = OutboxRelay(db, redis, "enrichment", EventSigner(mesh.config.data_dir / "service-keys", "enrichment"))
         while await relay.publish_batch():
-            pass
+            pass  # until the outbox is empty
     finally:
         await redis.aclose()
         await db.close()

@@ -43,7 +43,7 @@ async def test_unusable_cursors_get_a_resync_signal(mesh: Mesh, channel_a, chann
     for i in range(8):
         await send(channel_a, alice, conversation_id, f"m{i}")
     async with reading(channel_b, bob, cursor="1") as too_old:
-        pass
+        pass  # opened with a cursor older than the kept events: what it got is checked below
     (resync,) = too_old.of("resync")
     assert "too old" in resync.reason
     assert too_old.events[0].WhichOneof("event") == "resync" and too_old.texts == []
@@ -55,7 +55,7 @@ async def test_unusable_cursors_get_a_resync_signal(mesh: Mesh, channel_a, chann
         async for _ in stub(channel_a).StreamEvents(
             messaging_pb2.StreamEventsRequest(cursor="abc"), metadata=bob.metadata
         ):
-            pass
+            pass  # no event may arrive: the call must fail on its cursor
     assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 

@@ -134,7 +134,7 @@ def _handler(server: LlmServer) -> type[BaseHTTPRequestHandler]:
         protocol_version = "HTTP/1.1"
 
         def log_message(self, format, *args) -> None:
-            pass
+            """Quiet: request lines do not belong in the test output."""
 
         def _send(self, status: int, body: dict) -> None:
             data = json.dumps(body).encode()

@@ -18,7 +18,7 @@ class Clock:
 
 
 class Boom(Exception):
-    pass
+    """The guarded call's failure."""
 
 
 async def _fail(breaker: CircuitBreaker) -> None:
@@ -29,7 +29,7 @@ async def _fail(breaker: CircuitBreaker) -> None:
 
 async def _succeed(breaker: CircuitBreaker) -> None:
     async with breaker.guard():
-        pass
+        pass  # a call that succeeds
 
 
 async def _held_call(breaker: CircuitBreaker, finish: asyncio.Event) -> asyncio.Task:
