@@ -13,6 +13,7 @@ from email.utils import formatdate, make_msgid
 
 import aiosmtplib
 import structlog
+from prometheus_client import Counter
 
 from services.common.cancellation import raise_if_cancelled
 from services.common.db import Database
@@ -20,6 +21,8 @@ from services.messaging import store
 
 log = structlog.get_logger("digest")
 SEND_TIMEOUT = 10.0
+ROUNDS = Counter("openhr_digest_rounds_total", "Rounds of the digest loop, by outcome.", ["outcome"])
+SENT = Counter("openhr_digests_sent_total", "Digest mails sent.")
 
 
 def compose(sender: str, to: str, public_url: str, unread: list) -> EmailMessage:
@@ -66,6 +69,7 @@ class DigestSender:
                         await smtp.connect()
                     await smtp.send_message(compose(self._sender, email, self._public_url, unread))
                     await store.digest_sent(tx, user_id)
+                    SENT.inc()
                     sent += 1
         finally:
             if smtp is not None and smtp.is_connected:
@@ -79,8 +83,10 @@ class DigestSender:
             raise_if_cancelled()
             try:
                 await self.send_due()
+                ROUNDS.labels("ok").inc()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # SMTP or Postgres down: try again next round
+                ROUNDS.labels("failed").inc()
                 log.warning("digest round failed", error=type(exc).__name__)
             await asyncio.sleep(self._interval / 4)

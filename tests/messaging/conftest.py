@@ -8,15 +8,28 @@ import grpc
 import pytest
 
 from deploy.local.ephemeral import Mesh
+from deploy.local.infra import free_port
+from tests.messaging.support import DIGEST_INTERVAL
 
 
 @pytest.fixture(scope="session")
-def second_replica(mesh: Mesh) -> str:
+def second_replica_metrics() -> int:
+    """The metrics port of the second replica."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def second_replica(mesh: Mesh, second_replica_metrics: int) -> str:
     """The target of a second messaging replica (small event log, fast digests and heartbeats)."""
     target = mesh.start_replica(
         "messaging",
         "messaging-b",
-        {"OPENHR_DIGEST_INTERVAL": "2", "OPENHR_STREAM_KEEP_EVENTS": "5", "OPENHR_STREAM_HEARTBEAT": "1"},
+        {
+            "OPENHR_DIGEST_INTERVAL": str(DIGEST_INTERVAL),
+            "OPENHR_STREAM_KEEP_EVENTS": "5",
+            "OPENHR_STREAM_HEARTBEAT": "1",
+            "MESSAGING_METRICS_PORT": str(second_replica_metrics),
+        },
     )
     yield target
     mesh.stop_process("messaging-b")

@@ -17,6 +17,7 @@ from tests.users import User, new_user
 from tests.waiting import eventually
 
 WAIT = 60.0  # generous: CI shares 2 cores with the whole mesh
+DIGEST_INTERVAL = 2.0  # seconds, on the second replica only (the mesh's own replica mails hourly)
 
 
 def stub(channel: grpc.aio.Channel) -> messaging_pb2_grpc.MessagingServiceStub:
