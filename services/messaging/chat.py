@@ -85,6 +85,10 @@ async def send_message(
             raise errors.already_exists("a different message with this client_message_id")
         if conversation.blocked_by is not None:
             raise errors.failed_precondition("this conversation is blocked: no one can send to it")
+        deleted = await store.deleted_among(tx, conversation.user_ids)
+        if deleted:
+            whose = "your" if sender in deleted else "the other participant's"
+            raise errors.failed_precondition(f"{whose} account is deleted: no one can send to this conversation")
         seq = await store.next_seq(tx, conversation_id)
         try:
             message = await store.insert_message(tx, conversation_id, seq, sender, client_message_id, text)

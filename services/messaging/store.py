@@ -201,6 +201,14 @@ async def find_conversation(tx: Tx, conversation_id: str, *, lock: bool = False)
     )
 
 
+async def deleted_among(tx: Tx, user_ids: list[str]) -> list[str]:
+    """Those of `user_ids` who deleted their account (UserDataService.DeleteUserData)."""
+    rows = await tx.fetch(
+        "SELECT user_id FROM messaging.people WHERE user_id = ANY($1::uuid[]) AND deleted", user_ids
+    )
+    return [str(r["user_id"]) for r in rows]
+
+
 async def next_seq(tx: Tx, conversation_id: str) -> int:
     """The next message seq; the conversation row is locked until commit, so seqs have no gaps."""
     return await tx.fetchval(
@@ -552,7 +560,13 @@ async def export_user(tx: Tx, user_id: str) -> dict:
 
 async def delete_user(tx: Tx, user_id: str) -> dict[str, int]:
     """Erases the user's texts, name, notifications, digest address and event log; their
-    conversations stay for the other side, who sees a "deleted user"."""
+    conversations stay for the other side, who sees a "deleted user".
+    The user's conversations are locked first: a send under way commits before (and its text
+    is redacted here), a later one finds the user deleted and is refused."""
+    await tx.execute(
+        "SELECT 1 FROM messaging.conversations WHERE user_ids @> ARRAY[$1::uuid] ORDER BY conversation_id FOR UPDATE",
+        user_id,
+    )
     redacted = await tx.execute(
         "UPDATE messaging.messages SET text = '', redacted = true WHERE sender_id = $1 AND NOT redacted", user_id
     )

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from deploy.local.ephemeral import Mesh
 from openhr.messaging.v1 import messaging_pb2, messaging_pb2_grpc
@@ -18,6 +20,16 @@ from tests.waiting import eventually
 
 WAIT = 60.0  # generous: CI shares 2 cores with the whole mesh
 DIGEST_INTERVAL = 2.0  # seconds, on the second replica only (the mesh's own replica mails hourly)
+
+
+def error_reason(error: grpc.aio.AioRpcError) -> str:
+    """The reason of the google.rpc.ErrorInfo an error carries (openhr.common.v1.ErrorReason)."""
+    for detail in rpc_status.from_call(error).details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info.reason
+    return ""
 
 
 def stub(channel: grpc.aio.Channel) -> messaging_pb2_grpc.MessagingServiceStub:

@@ -17,7 +17,7 @@ from openhr.common.v1 import user_data_pb2, user_data_pb2_grpc
 from openhr.events.v1 import events_pb2
 from openhr.messaging.v1 import messaging_pb2, messaging_pb2_grpc
 from services.common.service_auth import ServiceTokenIssuer
-from tests.messaging.support import WAIT, conversations, matched_pair, reading, send, stub
+from tests.messaging.support import WAIT, conversations, error_reason, matched_pair, reading, send, stub
 from tests.metrics import scrape
 from tests.waiting import eventually
 
@@ -199,6 +199,26 @@ async def test_export_and_delete_leave_a_deleted_user_behind(mesh: Mesh, rest, c
     assert conversation.last_message.text == ""
     again = await privacy.DeleteUserData(user_data_pb2.DeleteUserDataRequest(user_id=alice.user_id), metadata=identity)
     assert again.deleted["messages_redacted"] == 0
+
+
+async def test_nobody_can_send_to_a_deleted_account(mesh: Mesh, rest, db, channel_a, channel_b) -> None:
+    """DELETE /v1/me: identity has messaging erase the user's data (DeleteUserData marks them
+    deleted) before it refuses their tokens; from then on no replica takes a message to them."""
+    alice, bob, conversation_id = await matched_pair(mesh, channel_a, rest)
+    await send(channel_a, alice, conversation_id, "still there?")
+    deleted = await rest.delete("/v1/me", headers=bob.headers)
+    assert deleted.status_code == 200, deleted.text
+    for channel in (channel_a, channel_b):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await send(channel, alice, conversation_id, "hello?")
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert refused.value.details().startswith("the other participant's account is deleted")
+        assert error_reason(refused.value) == "ERROR_REASON_FAILED_PRECONDITION"
+    stored = await db.fetch("SELECT text FROM messaging.messages WHERE conversation_id = $1", conversation_id)
+    assert [r["text"] for r in stored] == ["still there?"]
+    assert await db.fetchval("SELECT count(*) FROM messaging.notifications WHERE user_id = $1", bob.user_id) == 0
+    (conversation,) = await conversations(channel_a, alice)
+    assert (conversation.last_message.seq, conversation.unread_count) == (1, 0)
 
 
 async def _named(channel, viewer, user_id: str, name: str) -> bool:
