@@ -49,13 +49,29 @@ async def conversations(channel: grpc.aio.Channel, user: User) -> list[messaging
 async def matched_pair(mesh: Mesh, channel: grpc.aio.Channel, rest=None) -> tuple[User, User, str]:
     """Two fresh users (with profiles when `rest` is given), matched by a MatchCreated event;
     returns them and their conversation id once it is open."""
-    alice, bob = new_user(mesh, "alice"), new_user(mesh, "bob")
+    (pair,) = await matched_pairs(mesh, channel, 1, rest)
+    return pair
+
+
+async def matched_pairs(mesh: Mesh, channel: grpc.aio.Channel, count: int, rest=None) -> list[tuple[User, User, str]]:
+    """`count` matched pairs, their matches published at once (one wait for all to open)."""
+    pairs = [(new_user(mesh, "alice"), new_user(mesh, "bob")) for _ in range(count)]
     if rest is not None:
-        await create_profile(rest, alice, "Alice")
-        await create_profile(rest, bob, "Bob")
-    await publish_match(mesh, alice.user_id, bob.user_id)
-    found = await eventually(lambda: conversations(channel, bob), message="the conversation to open", within=WAIT)
-    return alice, bob, found[0].conversation_id
+        for alice, bob in pairs:
+            await create_profile(rest, alice, "Alice")
+            await create_profile(rest, bob, "Bob")
+    for alice, bob in pairs:
+        await publish_match(mesh, alice.user_id, bob.user_id)
+    opened: dict[str, str] = {}
+
+    async def all_open() -> bool:
+        for _alice, bob in pairs:
+            if bob.user_id not in opened and (found := await conversations(channel, bob)):
+                opened[bob.user_id] = found[0].conversation_id
+        return len(opened) == count
+
+    await eventually(all_open, message=lambda: f"{count - len(opened)} conversations to open", within=WAIT)
+    return [(alice, bob, opened[bob.user_id]) for alice, bob in pairs]
 
 
 async def send(channel, user: User, conversation_id: str, text: str, client_id: str | None = None):

@@ -12,7 +12,7 @@ import pytest
 from deploy.local.ephemeral import Mesh
 from openhr.messaging.v1 import messaging_pb2
 from tests.grpcweb import DATA, call_headers, frame, frames
-from tests.messaging.support import WAIT, matched_pair, reading, send, stub
+from tests.messaging.support import WAIT, matched_pair, matched_pairs, reading, send, stub
 from tests.users import new_user
 from tests.waiting import eventually
 
@@ -129,49 +129,57 @@ class ResilientReader:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
-async def test_killing_a_replica_loses_duplicates_and_reorders_nothing(mesh: Mesh, channel_a) -> None:
-    doomed_target = mesh.start_replica("messaging", "messaging-doomed")
-    pairs = [await matched_pair(mesh, channel_a) for _ in range(6)]  # 12 clients
-    per_sender = 12
-    killed = asyncio.Event()
-    async with grpc.aio.insecure_channel(doomed_target) as doomed:
-        readers = [ResilientReader([doomed, channel_a], bob) for _alice, bob, _c in pairs]
-        await eventually(lambda: all(r.live.is_set() for r in readers), message="every stream to open", within=WAIT)
-        acknowledged: dict[str, list[str]] = {}
+CLIENTS = 50  # users, two to a conversation, each streaming and sending
 
-        async def sender(index: int, alice, bob, conversation_id: str) -> None:
-            done = acknowledged.setdefault(bob.user_id, [])
-            for i in range(per_sender):
-                text, client_id = f"{index}:{i}", str(uuid.uuid4())
-                if index == 0 and i == per_sender // 3:
+
+async def test_killing_a_replica_loses_duplicates_and_reorders_nothing(mesh: Mesh, channel_a) -> None:
+    """50 clients stream from and send through a replica that is killed mid-conversation: the
+    sends retry on the other replica with their client_message_id, the streams reconnect there
+    with their cursor, and every client ends with exactly its conversation's acknowledged
+    messages in seq order. All clients share one channel per replica, as a process would."""
+    doomed_target = mesh.start_replica("messaging", "messaging-doomed")
+    pairs = await matched_pairs(mesh, channel_a, CLIENTS // 2)
+    per_client, kill_at = 6, 2
+    killed = asyncio.Event()
+    acknowledged: dict[str, dict[int, str]] = {conversation_id: {} for _a, _b, conversation_id in pairs}
+    clients = [(user, conversation_id) for alice, bob, conversation_id in pairs for user in (alice, bob)]
+    async with grpc.aio.insecure_channel(doomed_target) as doomed:
+        readers = [ResilientReader([doomed, channel_a], user) for user, _c in clients]
+        await eventually(lambda: all(r.live.is_set() for r in readers), message="every stream to open", within=WAIT)
+
+        async def client(index: int, user, conversation_id: str) -> None:
+            for i in range(per_client):
+                if index == 0 and i == kill_at:  # while the others' sends are under way
                     process = mesh.processes.pop("messaging-doomed")
                     process.kill()
                     process.wait()
                     killed.set()
+                text, client_id = f"{index}:{i}", str(uuid.uuid4())
                 for channel in (doomed, channel_a):  # the same client_message_id on retry
                     try:
-                        await send(channel, alice, conversation_id, text, client_id)
+                        message = await send(channel, user, conversation_id, text, client_id)
                     except grpc.aio.AioRpcError:
                         continue
-                    done.append(text)
+                    acknowledged[conversation_id][message.seq] = text
                     break
-                if index != 0 and i == per_sender // 3:
+                if index != 0 and i == kill_at:
                     await killed.wait()
 
-        await asyncio.gather(*(sender(i, alice, bob, c) for i, (alice, bob, c) in enumerate(pairs)))
+        await asyncio.gather(*(client(i, user, c) for i, (user, c) in enumerate(clients)))
+        expected = {c: [texts[seq] for seq in sorted(texts)] for c, texts in acknowledged.items()}
         try:
             await eventually(
-                lambda: all(len(r.texts) >= len(acknowledged[r.user.user_id]) for r in readers),
-                message="every acknowledged message at its recipient",
+                lambda: all(len(r.texts) >= len(expected[c]) for r, (_u, c) in zip(readers, clients, strict=True)),
+                message="every acknowledged message at both participants",
                 within=WAIT,
             )
         finally:
             for reader in readers:
                 await reader.close()
-    for reader in readers:
-        assert reader.texts == acknowledged[reader.user.user_id]
-    assert all(len(texts) == per_sender for texts in acknowledged.values())
-    assert sum(r.reconnects for r in readers) == len(readers)
+    for reader, (_user, conversation_id) in zip(readers, clients, strict=True):
+        assert reader.texts == expected[conversation_id]
+    assert all(sorted(texts) == list(range(1, 2 * per_client + 1)) for texts in acknowledged.values())
+    assert [r.reconnects for r in readers] == [1] * CLIENTS
 
 
 async def test_heartbeats_keep_an_idle_stream_alive(mesh: Mesh, channel_b) -> None:
