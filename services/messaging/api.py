@@ -68,6 +68,8 @@ class MessagingApi(messaging_pb2_grpc.MessagingServiceServicer):
             total = await store.total_unread(tx, caller)
             more = len(conversations) > limit
             conversations = conversations[:limit]
+            for conversation in conversations:
+                conversation.suggested_openers.extend(rules.suggested_openers(conversation, caller))
             next_token = (
                 _key_token(await store.activity_key(tx, conversations[-1].conversation_id)) if more else ""
             )

@@ -18,6 +18,12 @@ MAX_NOTICE_TITLE, MAX_NOTICE_USERS = 200, 1000
 DEFAULT_PAGE, MAX_CONVERSATIONS_PAGE, MAX_MESSAGES_PAGE = 50, 100, 200
 # The name a participant who deleted their account shows under.
 DELETED_USER = "deleted user"
+# First messages suggested in a conversation without any ({name}: the other participant's).
+OPENERS = (
+    "Hi {name}! What are you building at the moment?",
+    "Hi {name}, what made you start looking for a co-founder?",
+    "Hello {name}: which part of a company would you most like to own, and which would you hand over?",
+)
 
 
 def parse_uuid(value: str, field: str) -> str:
@@ -85,3 +91,14 @@ def decode_token(token: str, keys: tuple[str, ...], field: str = "page_token") -
     if not isinstance(data, dict) or set(data) != set(keys):
         raise errors.invalid_field(field, "is not a token this service returned")
     return data
+
+
+def suggested_openers(conversation, caller: str) -> list[str]:
+    """OPENERS addressed to the caller's counterpart, for a conversation (a messaging_pb2.
+    Conversation) without messages that one can still send to; none otherwise."""
+    if conversation.HasField("last_message") or conversation.blocked:
+        return []
+    others = [p for p in conversation.participants if p.user_id != caller]
+    if not others or others[0].deleted:
+        return []
+    return [opener.format(name=others[0].display_name or "there") for opener in OPENERS]

@@ -221,3 +221,28 @@ async def test_conversations_are_listed_by_last_activity(mesh: Mesh, channel_a) 
     )
     assert [c.conversation_id for c in rest_page.conversations] == [first]
     assert rest_page.conversations[0].last_message.text == "newer"
+
+
+async def test_a_new_conversation_suggests_first_messages(mesh: Mesh, rest, channel_a) -> None:
+    alice, bob, conversation_id = await matched_pair(mesh, channel_a, rest)
+
+    async def openers(user) -> list[str]:  # over REST, as the web app reads them
+        response = await rest.get("/v1/conversations", headers=user.headers)
+        assert response.status_code == 200, response.text
+        return response.json()["conversations"][0].get("suggestedOpeners", [])
+
+    # Names arrive by ProfileChanged: addressed by name once messaging has it.
+    for user, other in ((bob, "Alice"), (alice, "Bob")):
+        suggested = await eventually(
+            lambda u=user, o=other: _addressed(openers(u), o), message=f"openers for {other}", within=WAIT
+        )
+        assert len(suggested) >= 2 and len(set(suggested)) == len(suggested)
+    await send(channel_a, alice, conversation_id, "hello")
+    assert await openers(bob) == [] and await openers(alice) == []
+    (conversation,) = await conversations(channel_a, bob)
+    assert not conversation.suggested_openers
+
+
+async def _addressed(openers, name: str) -> list[str]:
+    found = await openers
+    return found if found and all(name in opener for opener in found) else []
