@@ -30,6 +30,7 @@ from bench.cpu import CpuMeter
 from deploy.local.ephemeral import Mesh
 from openhr.messaging.v1 import messaging_pb2, messaging_pb2_grpc
 from services.common.devkeys import user_id_for
+from services.common.event_auth import SIGNATURE_FIELD, EventSigner
 from services.common.outbox import new_event, stream_name
 
 GOAL_P99_MS = 50.0
@@ -119,8 +120,10 @@ async def redis_floor(url: str, rate: float, seconds: float) -> dict:
 
 
 async def _open_conversations(mesh: Mesh, users: list[User], log) -> None:
-    """Matches the pairs by MatchCreated events (as the matching service would) and waits until
-    messaging opened every conversation."""
+    """Matches the pairs by MatchCreated events, signed with matching's key as the matching
+    service publishes them (messaging refuses unsigned ones), and waits until messaging opened
+    every conversation."""
+    signer = EventSigner(mesh.config.service_keys, "matching")
     redis = Redis.from_url(mesh.redis.url)
     match_ids = []
     async with redis.pipeline(transaction=False) as pipe:
@@ -129,7 +132,11 @@ async def _open_conversations(mesh: Mesh, users: list[User], log) -> None:
             event.match_created.match_id = str(uuid.uuid4())
             event.match_created.user_ids.extend([first.user_id, second.user_id])
             match_ids.append(event.match_created.match_id)
-            pipe.xadd(stream_name("matching"), {"event_id": event.event_id, "data": event.SerializeToString()})
+            data = event.SerializeToString()
+            pipe.xadd(
+                stream_name("matching"),
+                {"event_id": event.event_id, "data": data, SIGNATURE_FIELD: signer.sign("matching", data)},
+            )
         await pipe.execute()
     await redis.aclose()
     pool = await asyncpg.create_pool(mesh.config.database_url, min_size=1, max_size=1)
