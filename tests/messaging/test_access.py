@@ -111,3 +111,15 @@ async def test_postgres_itself_hides_other_peoples_conversations(mesh: Mesh, db,
             eve.user_id,
             uuid.uuid4(),
         )
+
+
+async def test_postgres_itself_refuses_messages_to_a_deleted_account(mesh: Mesh, rest, db, channel_a) -> None:
+    alice, bob, conversation_id = await matched_pair(mesh, channel_a)
+    insert = (
+        "INSERT INTO messaging.messages (conversation_id, seq, sender_id, client_message_id, text) "
+        "VALUES ($1, 99, $2, $3, 'past the servicer') RETURNING seq"
+    )
+    assert await _as(db, alice.user_id, insert, conversation_id, alice.user_id, uuid.uuid4())  # rolled back
+    assert (await rest.delete("/v1/me", headers=bob.headers)).status_code == 200
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        await _as(db, alice.user_id, insert, conversation_id, alice.user_id, uuid.uuid4())
