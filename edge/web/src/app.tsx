@@ -1,9 +1,10 @@
 // The app shell: resumes the session from the refresh cookie, picks the screen from the URL,
-// keeps the live stream open while signed in, and shows the navigation with unread badges and
+// keeps the live streams (messages, match feed) open while signed in, and shows the navigation with unread badges and
 // the stream's state.
 import { useEffect, useState } from "preact/hooks";
 import { Code, ConnectError, messaging, profiles } from "./api";
 import { loadConversations, startLive, stopLive } from "./live";
+import { startFeed, stopFeed } from "./feed";
 import { navigate, onLinkClick, useLocation } from "./router";
 import { session } from "./session";
 import { resetState, setState, useStore } from "./store";
@@ -52,9 +53,11 @@ export function App() {
   useEffect(() => {
     if (signedIn) {
       startLive();
+      startFeed();
       void loadSignedInState();
     } else {
       stopLive();
+      stopFeed();
       resetState();
     }
   }, [signedIn]);
@@ -142,7 +145,8 @@ function Page({ nav, children }: { nav?: boolean; children: preact.ComponentChil
 function Nav() {
   const unread = useStore((s) => s.conversations.reduce((sum, c) => sum + c.unreadCount, 0));
   const notifications = useStore((s) => s.unreadNotifications);
-  const stream = useStore((s) => s.stream);
+  // Both live streams (messages, match feed) as one state: the worse of the two.
+  const stream = useStore((s) => (["reconnecting", "connecting", "offline", "live"] as const).find((x) => x === s.stream || x === s.feedStream));
   const path = useLocation().pathname;
   const link = (href: string, text: string, count = 0) => (
     <li>
