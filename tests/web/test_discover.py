@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 
 import asyncpg
-import pytest
 from playwright.async_api import expect
 
 from tests.identity.support import next_link
@@ -18,13 +17,6 @@ from tests.web.support import basic_info, finish_onboarding, messages, new_email
 
 # A country no other suite's profiles live in, so that the Country filter shows just these two.
 COUNTRY = "IS"
-
-
-@pytest.fixture
-async def db(mesh):
-    pool = await asyncpg.create_pool(mesh.config.database_url, min_size=1, max_size=2)
-    yield pool
-    await pool.close()
 
 
 async def discoverable(db: asyncpg.Pool, user_ids: list[str]) -> bool:

@@ -16,8 +16,12 @@ const feed = new Resumable<StreamMatchFeedResponse>({
   cursorOf: (event) => event.cursor,
   handle,
   status: (feedStream) => setState({ feedStream }),
-  // A new snapshot follows: it replaces the candidates held.
-  connected: () => setState({ feed: [], feedLoaded: false }),
+  // A new snapshot follows: it replaces the candidates held. The cursor replays only the
+  // matches after the last one this tab saw: reload the list for those made before it.
+  connected: (again) => {
+    setState({ feed: [], feedLoaded: false });
+    if (again) void loadMatches();
+  },
 });
 
 export function startFeed(): void {

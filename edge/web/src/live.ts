@@ -14,6 +14,8 @@ const events = new Resumable<StreamEventsResponse>({
   handle,
   status: (stream) => setState({ stream }),
   connected: (again) => {
+    // A tab that said "away" (hidden, or a reload's unload) and shows now is online again.
+    if (!document.hidden) reportPresence();
     if (again) void refreshAfterReconnect();
   },
 });
@@ -23,11 +25,13 @@ export function startLive(): void {
 }
 
 // The people one chats with see "away" while this tab is hidden (an open stream is "online").
-document.addEventListener("visibilitychange", () => {
+function reportPresence(): void {
   if (!session.signedIn()) return;
   const state = document.hidden ? PresenceState.AWAY : PresenceState.ONLINE;
   void messaging.setPresence({ state }).catch(() => undefined);
-});
+}
+
+document.addEventListener("visibilitychange", reportPresence);
 
 export function stopLive(): void {
   events.stop();

@@ -67,6 +67,7 @@ function NewMatchNotice() {
 }
 
 export function Discover() {
+  const profile = useStore((s) => s.profile);
   const feed = useStore((s) => s.feed);
   const feedLoaded = useStore((s) => s.feedLoaded);
   const gone = useStore((s) => s.gone);
@@ -222,7 +223,17 @@ export function Discover() {
       {cards === null ? (
         <p role="status">Loading matches…</p>
       ) : cards.length === 0 ? (
-        <p>No candidates right now. Complete your profile or widen the filters; new people show up here as they join.</p>
+        <p>
+          No candidates right now.{" "}
+          {profile && !profile.lookingFor.trim() && !profile.preferences?.rolesSought?.roles.length ? (
+            <>
+              Matches start from who you are looking for: <a href="/app/onboarding/3">choose the roles you seek</a> or{" "}
+              <a href="/app/onboarding/4">describe them</a>.
+            </>
+          ) : (
+            "Widen the filters, or come back later: new people show up here as they join."
+          )}
+        </p>
       ) : (
         <ul class="cards grid" aria-label="Candidates">
           {cards.map((card) => (
