@@ -73,6 +73,10 @@ async def test_discover_like_match_and_chat(mesh, rest, db, people, screenshot_d
     await expect(score).to_have_text(re.compile(r"^\d{1,3}%$"))
     await expect(card.locator(".why")).to_contain_text("Why you matched:")
     await expect(card.locator(".why")).not_to_have_text("Why you matched: ")
+    # The breakdown explains the score: the narrative and the skills he adds.
+    await card.get_by_text("Score breakdown").click()
+    await expect(card.get_by_text(re.compile(r"^Skills they add: .*fundraising", re.IGNORECASE))).to_be_visible()
+    await expect(card.locator(".narrative")).not_to_be_empty()
     await check_screen(ines.page, "discover", screenshot_dir)
     await card.get_by_role("button", name="Like Jon").click()
     await expect(ines.page.get_by_text("You liked Jon.")).to_be_visible()

@@ -5,15 +5,16 @@
 import { useEffect, useState } from "preact/hooks";
 import { errorText, matching } from "../api";
 import { FEED_SIZE, forget, loadMatches, matched } from "../feed";
-import type { Match, MatchCard } from "../gen/openhr/matching/v1/matching_pb";
+import type { Explanation, Match, MatchCard } from "../gen/openhr/matching/v1/matching_pb";
 import { Factor } from "../gen/openhr/matching/v1/matching_pb";
 import type { Conversation } from "../gen/openhr/messaging/v1/messaging_pb";
-import type { Role, StartupStage } from "../gen/openhr/profile/v1/profile_pb";
-import { ROLES, STAGES, label } from "../labels";
+import type { Commitment, Role, StartupStage } from "../gen/openhr/profile/v1/profile_pb";
+import { COMMITMENTS, ROLES, STAGES, label } from "../labels";
 import { loadConversations } from "../live";
 import { useStore } from "../store";
 import { Avatar, Field, Heading, Notice } from "../ui";
 import { other } from "./chat";
+import { Checks } from "./onboarding";
 
 const FACTORS: Record<number, string> = {
   [Factor.SKILL_FIT]: "Skills",
@@ -25,16 +26,37 @@ const FACTORS: Record<number, string> = {
 interface Filters {
   roles: Role[];
   stages: StartupStage[];
+  commitments: Commitment[];
+  /** Hours of working time shared at least (0-12, the contract's range). */
+  overlap: string;
   minScore: number;
   remoteOnly: boolean;
   country: string;
   skills: string;
 }
 
-const NO_FILTERS: Filters = { roles: [], stages: [], minScore: 0, remoteOnly: false, country: "", skills: "" };
+const NO_FILTERS: Filters = {
+  roles: [],
+  stages: [],
+  commitments: [],
+  overlap: "",
+  minScore: 0,
+  remoteOnly: false,
+  country: "",
+  skills: "",
+};
 
 function filtering(f: Filters): boolean {
-  return f.roles.length > 0 || f.stages.length > 0 || f.minScore > 0 || f.remoteOnly || f.country !== "" || f.skills.trim() !== "";
+  return (
+    f.roles.length > 0 ||
+    f.stages.length > 0 ||
+    f.commitments.length > 0 ||
+    Number(f.overlap) > 0 ||
+    f.minScore > 0 ||
+    f.remoteOnly ||
+    f.country !== "" ||
+    f.skills.trim() !== ""
+  );
 }
 
 function skillList(text: string): string[] {
@@ -93,6 +115,8 @@ export function Discover() {
         pageSize: FEED_SIZE,
         roles: filters.roles,
         stages: filters.stages,
+        commitments: filters.commitments,
+        minTimezoneOverlapHours: Number(filters.overlap) || 0,
         minScore: filters.minScore / 100,
         remoteOnly: filters.remoteOnly,
         countryCode: filters.country.trim().toUpperCase(),
@@ -149,42 +173,23 @@ export function Discover() {
             void apply();
           }}
         >
-          <fieldset>
-            <legend>Roles</legend>
-            {ROLES.map(([value, text]) => (
-              <label>
-                <input
-                  type="checkbox"
-                  checked={filters.roles.includes(value)}
-                  onChange={(e) =>
-                    set({ roles: (e.target as HTMLInputElement).checked ? [...filters.roles, value] : filters.roles.filter((r) => r !== value) })
-                  }
-                />
-                {text}
-              </label>
-            ))}
-          </fieldset>
-          <fieldset>
-            <legend>Stages</legend>
-            {STAGES.map(([value, text]) => (
-              <label>
-                <input
-                  type="checkbox"
-                  checked={filters.stages.includes(value)}
-                  onChange={(e) =>
-                    set({
-                      stages: (e.target as HTMLInputElement).checked
-                        ? [...filters.stages, value]
-                        : filters.stages.filter((s) => s !== value),
-                    })
-                  }
-                />
-                {text}
-              </label>
-            ))}
-          </fieldset>
+          <Checks legend="Roles" options={ROLES} values={filters.roles} onChange={(roles) => set({ roles })} />
+          <Checks legend="Stages" options={STAGES} values={filters.stages} onChange={(stages) => set({ stages })} />
+          <Checks
+            legend="Commitment"
+            options={COMMITMENTS.filter(([value]) => value !== 0)}
+            values={filters.commitments}
+            onChange={(commitments) => set({ commitments })}
+          />
           <Field label="Country code" value={filters.country} onInput={(country) => set({ country })} maxLength={2} hint="Two letters, e.g. DE." />
           <Field label="Skills" value={filters.skills} onInput={(skills) => set({ skills })} hint="Any of these, separated by commas." />
+          <Field
+            label="Shared working hours, at least"
+            type="number"
+            value={filters.overlap}
+            onInput={(overlap) => set({ overlap })}
+            hint="0 to 12 hours a day."
+          />
           <label>
             Minimum score: {filters.minScore}%
             <input
@@ -247,6 +252,20 @@ export function Discover() {
 
 function CandidateCard({ card, act }: { card: MatchCard; act: (card: MatchCard, like: boolean) => Promise<void> }) {
   const percent = Math.round(card.score * 100);
+  const [explanation, setExplanation] = useState<Explanation | null>(null);
+  const [error, setError] = useState("");
+
+  /** The narrative and the skills behind the score, asked for when the breakdown first opens. */
+  async function explain() {
+    if (explanation) return;
+    try {
+      const response = await matching.getMatchExplanation({ profileId: card.profileId });
+      setExplanation(response.explanation ?? null);
+    } catch (e) {
+      setError(errorText(e));
+    }
+  }
+
   return (
     <li class="card match" aria-labelledby={`card-${card.profileId}`}>
       <header>
@@ -274,7 +293,7 @@ function CandidateCard({ card, act }: { card: MatchCard; act: (card: MatchCard, 
       <p class="why">
         <strong>Why you matched:</strong> {card.summary}
       </p>
-      <details>
+      <details onToggle={(e) => (e.target as HTMLDetailsElement).open && void explain()}>
         <summary>Score breakdown</summary>
         <ul>
           {card.factors.map((f) => (
@@ -283,6 +302,7 @@ function CandidateCard({ card, act }: { card: MatchCard; act: (card: MatchCard, 
             </li>
           ))}
         </ul>
+        <Explained explanation={explanation} error={error} />
       </details>
       <div class="actions">
         <button type="button" class="primary" onClick={() => void act(card, true)}>
@@ -293,6 +313,18 @@ function CandidateCard({ card, act }: { card: MatchCard; act: (card: MatchCard, 
         </button>
       </div>
     </li>
+  );
+}
+
+function Explained({ explanation, error }: { explanation: Explanation | null; error: string }) {
+  if (error) return <Notice error={error} />;
+  if (!explanation) return <p role="status">Loading the explanation…</p>;
+  return (
+    <>
+      <p class="narrative">{explanation.narrative}</p>
+      {explanation.sharedSkills.length > 0 && <p>Skills you share: {explanation.sharedSkills.join(", ")}</p>}
+      {explanation.complementarySkills.length > 0 && <p>Skills they add: {explanation.complementarySkills.join(", ")}</p>}
+    </>
   );
 }
 

@@ -298,7 +298,8 @@ function ImportanceChoice(props: { legend: string; value: Importance; onChange: 
   );
 }
 
-function Checks<T>(props: { legend: string; options: [T, string][]; values: T[]; onChange: (v: T[]) => void }) {
+/** A group of checkboxes choosing some of `options`. */
+export function Checks<T>(props: { legend: string; options: [T, string][]; values: T[]; onChange: (v: T[]) => void }) {
   return (
     <fieldset class="checks">
       <legend>{props.legend}</legend>
