@@ -47,6 +47,8 @@ async def test_sign_up_verify_and_onboard(mesh, people, screenshot_dir):
     # Step 1: basic info (the session came back from the refresh cookie after the mail link).
     await ada.goto("/app/onboarding/1")
     await expect(page.get_by_text("Step 1 of 4")).to_be_visible()
+    # The chat stream is live; the match feed waits for a profile instead of "reconnecting".
+    await expect(page.get_by_role("status").filter(has_text=re.compile(r"^Live$"))).to_be_visible()
     await check_screen(page, "onboarding-1-basic", screenshot_dir)
     await basic_info(ada, "Ada Lovelace", "Compilers, now fintech")
 

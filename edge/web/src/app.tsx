@@ -53,14 +53,19 @@ export function App() {
   useEffect(() => {
     if (signedIn) {
       startLive();
-      startFeed();
       void loadSignedInState();
     } else {
       stopLive();
-      stopFeed();
       resetState();
     }
   }, [signedIn]);
+
+  // The match feed ranks the caller's profile: it starts once there is one (onboarding step 1).
+  const hasProfile = useStore((s) => s.profile !== null);
+  useEffect(() => {
+    if (signedIn && hasProfile) startFeed();
+    else stopFeed();
+  }, [signedIn, hasProfile]);
 
   if (!resumed) {
     return (
@@ -145,8 +150,12 @@ function Page({ nav, children }: { nav?: boolean; children: preact.ComponentChil
 function Nav() {
   const unread = useStore((s) => s.conversations.reduce((sum, c) => sum + c.unreadCount, 0));
   const notifications = useStore((s) => s.unreadNotifications);
-  // Both live streams (messages, match feed) as one state: the worse of the two.
-  const stream = useStore((s) => (["reconnecting", "connecting", "offline", "live"] as const).find((x) => x === s.stream || x === s.feedStream));
+  // Both live streams (messages, match feed) as one state: the worse of the two (the feed only
+  // runs once there is a profile).
+  const stream = useStore((s) => {
+    const states = s.feedStream === "offline" ? [s.stream] : [s.stream, s.feedStream];
+    return (["reconnecting", "connecting", "offline", "live"] as const).find((x) => states.includes(x));
+  });
   const path = useLocation().pathname;
   const link = (href: string, text: string, count = 0) => (
     <li>

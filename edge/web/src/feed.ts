@@ -2,7 +2,7 @@
 // candidates, then candidates entering, moving in or leaving the top and new mutual matches as
 // they happen. It resumes from the cursor of the last mutual match it got (resumable.ts), so a
 // match made while the tab was offline still arrives; the snapshot is re-sent on every connect.
-import { matching } from "./api";
+import { Code, matching } from "./api";
 import type { Match, MatchCard, StreamMatchFeedResponse } from "./gen/openhr/matching/v1/matching_pb";
 import { loadConversations } from "./live";
 import { Resumable } from "./resumable";
@@ -16,6 +16,8 @@ const feed = new Resumable<StreamMatchFeedResponse>({
   cursorOf: (event) => event.cursor,
   handle,
   status: (feedStream) => setState({ feedStream }),
+  // A profile matching has not heard of yet (just created): it will be, shortly.
+  notYet: (error) => error.code === Code.FailedPrecondition,
   // A new snapshot follows: it replaces the candidates held. The cursor replays only the
   // matches after the last one this tab saw: reload the list for those made before it.
   connected: (again) => {

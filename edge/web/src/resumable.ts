@@ -18,11 +18,15 @@ export interface ResumableOptions<T> {
   status: (status: StreamStatus) => void;
   /** The first event of a new connection arrived (`again`: not the first connection). */
   connected?: (again: boolean) => void;
+  /** A refusal that only means "not yet" (retried, shown as connecting, not as a drop). */
+  notYet?: (error: ConnectError) => boolean;
 }
 
 export class Resumable<T> {
   private cursor = "";
   private running = false;
+  // Each start() runs its own loop; one left over from before a stop() ends at its next turn.
+  private generation = 0;
   private abort: AbortController | null = null;
   private wake: (() => void) | null = null;
 
@@ -35,7 +39,7 @@ export class Resumable<T> {
     if (this.running) return;
     this.running = true;
     this.cursor = "";
-    void this.loop();
+    void this.loop(++this.generation);
   }
 
   stop(): void {
@@ -51,15 +55,17 @@ export class Resumable<T> {
     this.wake?.();
   }
 
-  private async loop(): Promise<void> {
+  private async loop(generation: number): Promise<void> {
     const o = this.options;
+    const current = () => this.running && generation === this.generation;
     let backoff = 500;
     let first = true;
-    while (this.running) {
+    while (current()) {
       o.status(first ? "connecting" : "reconnecting");
       const abort = (this.abort = new AbortController());
       let silence = window.setTimeout(() => abort.abort(), SILENCE_MS);
       let live = false;
+      let waiting = false;
       try {
         for await (const event of o.open(this.cursor, abort.signal)) {
           window.clearTimeout(silence);
@@ -79,16 +85,18 @@ export class Resumable<T> {
         // The stream ended: network, server restart or our own abort: reconnect below. Refused
         // for the token (it expired while the tab slept): refresh it first, or stop when the
         // session is gone.
-        if (ConnectError.from(error).code === Code.Unauthenticated) {
+        const refused = ConnectError.from(error);
+        waiting = !live && first && (o.notYet?.(refused) ?? false);
+        if (refused.code === Code.Unauthenticated) {
           await session.refresh();
           if (!session.accessToken()) this.running = false;
         }
       } finally {
         window.clearTimeout(silence);
       }
-      if (!this.running) break;
-      first = false;
-      o.status("reconnecting");
+      if (!current()) break;
+      if (!waiting) first = false;
+      o.status(first ? "connecting" : "reconnecting");
       await new Promise<void>((resolve) => {
         this.wake = resolve;
         window.setTimeout(resolve, navigator.onLine ? backoff : MAX_BACKOFF_MS);
