@@ -49,6 +49,9 @@ async def test_sign_up_verify_and_onboard(mesh, people, screenshot_dir):
     await expect(page.get_by_text("Step 1 of 4")).to_be_visible()
     # The chat stream is live; the match feed waits for a profile instead of "reconnecting".
     await expect(page.get_by_role("status").filter(has_text=re.compile(r"^Live$"))).to_be_visible()
+    # The timezone chosen is the browser's own, even where the browser's list of zones lacks it.
+    zone = await page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone")
+    await expect(page.get_by_label("Timezone")).to_have_value(zone)
     await check_screen(page, "onboarding-1-basic", screenshot_dir)
     await basic_info(ada, "Ada Lovelace", "Compilers, now fintech")
 
