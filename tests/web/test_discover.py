@@ -6,6 +6,7 @@ matches (the second like reaches the first person live, over the match feed), an
 from __future__ import annotations
 
 import re
+import time
 
 import asyncpg
 from playwright.async_api import expect
@@ -65,7 +66,9 @@ async def test_discover_like_match_and_chat(mesh, rest, db, people, screenshot_d
     await join(jon, mesh, "Jon", jon_email, business, tech, ["B2B Sales", "Fundraising", "Product Management"])
     # The real model embeds both (what they offer and what they seek) before they can be ranked.
     ids = [await user_id(rest, ines_email), await user_id(rest, jon_email)]
+    started = time.monotonic()
     await eventually(lambda: discoverable(db, ids), within=120, message="both embedded and discoverable")
+    print(f"\nboth discoverable {1000 * (time.monotonic() - started):.0f} ms after Jon finished onboarding")
 
     # Ines finds Jon with a score and why they matched, and likes him: he leaves her grid.
     card = await find_on_discover(ines, "Jon")
