@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import asyncpg
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
@@ -49,6 +50,14 @@ def screenshot_dir(tmp_path_factory) -> Path:
     path = Path(given) if given else tmp_path_factory.mktemp("screenshots")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture
+async def db(mesh: Mesh):
+    """Superuser connections, to check what the services stored behind the app."""
+    pool = await asyncpg.create_pool(mesh.config.database_url, min_size=1, max_size=2)
+    yield pool
+    await pool.close()
 
 
 class Person:

@@ -28,16 +28,46 @@ async def sign_up(person: Person, name: str, email: str) -> None:
     await page.wait_for_url("**/app/onboarding/1")
 
 
-async def basic_info(person: Person, name: str, headline: str = "Building things") -> None:
+async def basic_info(
+    person: Person,
+    name: str,
+    headline: str = "Building things",
+    *,
+    role: str = "Technical co-founder",
+    city: str = "Berlin",
+    country: str = "DE",
+) -> None:
     """Onboarding step 1: creates the profile."""
     page = person.page
     await page.get_by_label("Name", exact=True).fill(name)
-    await page.get_by_label("Role").select_option(label="Technical co-founder")
+    await page.get_by_label("Role").select_option(label=role)
     await page.get_by_label("Headline").fill(headline)
-    await page.get_by_label("City").fill("Berlin")
-    await page.get_by_label("Country code").fill("DE")
+    await page.get_by_label("City").fill(city)
+    await page.get_by_label("Country code").fill(country)
     await page.get_by_role("button", name="Save and continue").click()
     await page.wait_for_url("**/app/onboarding/2")
+
+
+async def finish_onboarding(
+    person: Person, skills: list[str], stage: str, seeking: str, summary: str, looking_for: str
+) -> None:
+    """Onboarding steps 2-4 after basic_info: skills (each typed, then Enter), the stage and the
+    role sought, a summary and what they look for; the app then opens Discover."""
+    page = person.page
+    box = page.get_by_role("combobox", name="Skill")
+    for skill in skills:
+        await box.fill(skill)
+        await box.press("Enter")
+        await expect(page.get_by_role("button", name=f"Remove {skill}")).to_be_visible()
+    await page.get_by_role("button", name="Continue").click()
+    await page.get_by_role("checkbox", name=stage).check()
+    await page.get_by_role("group", name="Roles you are looking for").get_by_role("checkbox", name=seeking).check()
+    await page.get_by_role("button", name="Save and continue").click()
+    await page.wait_for_url("**/app/onboarding/4")
+    await page.get_by_label("Summary").fill(summary)
+    await page.get_by_label("What you are looking for").fill(looking_for)
+    await page.get_by_role("button", name="Finish").click()
+    await page.wait_for_url("**/app/discover")
 
 
 async def user_id(rest: httpx.AsyncClient, email: str) -> str:

@@ -22,6 +22,7 @@ from tests.web.support import (
     new_email,
     send,
     sign_up,
+    user_id,
 )
 
 
@@ -46,6 +47,11 @@ async def test_sign_up_verify_and_onboard(mesh, people, screenshot_dir):
     # Step 1: basic info (the session came back from the refresh cookie after the mail link).
     await ada.goto("/app/onboarding/1")
     await expect(page.get_by_text("Step 1 of 4")).to_be_visible()
+    # The chat stream is live; the match feed waits for a profile instead of "reconnecting".
+    await expect(page.get_by_role("status").filter(has_text=re.compile(r"^Live$"))).to_be_visible()
+    # The timezone chosen is the browser's own, even where the browser's list of zones lacks it.
+    zone = await page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone")
+    await expect(page.get_by_label("Timezone")).to_have_value(zone)
     await check_screen(page, "onboarding-1-basic", screenshot_dir)
     await basic_info(ada, "Ada Lovelace", "Compilers, now fintech")
 
@@ -85,7 +91,7 @@ async def test_sign_up_verify_and_onboard(mesh, people, screenshot_dir):
     await check_screen(page, "onboarding-4-about", screenshot_dir)
     await page.get_by_role("button", name="Finish").click()
     await page.wait_for_url("**/app/discover")
-    await check_screen(page, "discover", screenshot_dir)
+    await check_screen(page, "discover-first-visit", screenshot_dir)
 
     # A reload keeps the session (access token in memory only: it comes back from the cookie).
     await page.reload()
@@ -115,6 +121,9 @@ async def test_chat_live_typing_receipts_and_a_network_drop(mesh, rest, people, 
     await expect(typing).to_be_visible()
     await check_screen(alice.page, "conversation", screenshot_dir)
     await expect(typing).to_be_hidden()
+    # Bob reloads: his stream closes and opens again, and Alice hears he is online.
+    await bob.page.reload()
+    await expect(alice.page.get_by_role("status").filter(has_text=re.compile(r"^Online$"))).to_be_visible()
     await send(bob, "Hi Alice")
     await expect(messages(alice).filter(has_text="Hi Alice")).to_have_count(1)
 
@@ -158,7 +167,7 @@ async def test_chat_live_typing_receipts_and_a_network_drop(mesh, rest, people, 
     await expect(bob.page.get_by_role("heading", name="Sign in to OpenHR")).to_be_visible()
 
 
-async def test_resume_import_progress_review_and_account_deletion(mesh, rest, people, screenshot_dir):
+async def test_resume_import_progress_review_and_account_deletion(mesh, rest, db, people, screenshot_dir):
     cleo = await people()
     email = new_email("cleo")
     await sign_up(cleo, "Cleo", email)
@@ -186,15 +195,45 @@ async def test_resume_import_progress_review_and_account_deletion(mesh, rest, pe
     await cleo.goto("/app/settings")
     await page.get_by_role("radio", name="Private: only you; not offered as a match").check()
     await expect(page.get_by_text("Visibility saved.")).to_be_visible()
+    # The email digest of unread messages: on with an address, then off (messaging forgets it).
+    digest = page.get_by_role("form", name="Email digest")
+    await digest.get_by_label("Send the digest to").fill(email)
+    await digest.get_by_role("button", name="Turn the digest on").click()
+    await expect(digest.get_by_role("status")).to_have_text(f"The digest is on: unread messages are mailed to {email}.")
+    uid = await user_id(rest, email)
+    assert await db.fetchval("SELECT email FROM messaging.digests WHERE user_id = $1 AND enabled", uid) == email
     async with page.expect_download() as download:
         await page.get_by_role("button", name="Export my data").click()
     assert (await download.value).suggested_filename == "openhr-export.json"
     await check_screen(page, "settings", screenshot_dir)
+    await digest.get_by_role("button", name="Turn the digest off").click()
+    await expect(digest.get_by_role("status")).to_have_text("The digest is off.")
+    assert await db.fetchval("SELECT count(*) FROM messaging.digests WHERE user_id = $1", uid) == 0
     await page.get_by_role("button", name="Delete my account").click()
     await page.get_by_role("button", name="Delete for good").click()
     await expect(page.get_by_role("heading", name="Sign in to OpenHR")).to_be_visible()
     response = await rest.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert response.status_code == 401
+
+
+async def test_resend_verification_email_from_the_verify_page(mesh, people, screenshot_dir):
+    """A lost or expired link: the verify page mails a new one to the signed-in person."""
+    dan = await people()
+    page = dan.page
+    email = new_email("dan")
+    await sign_up(dan, "Dan", email)
+    first = await next_link(mesh, email, "verify-email")
+    await dan.goto("/verify-email?token=expired-or-mistyped")
+    await expect(page.get_by_role("alert")).to_be_visible()
+    await page.get_by_role("button", name="Resend verification email").click()
+    await expect(page.get_by_text("A new link is on its way: check your inbox.")).to_be_visible()
+    await check_screen(page, "verify-email-resend", screenshot_dir)
+    second = await next_link(mesh, email, "verify-email", seen={first})
+    await dan.goto(f"/verify-email?token={second}")
+    await expect(page.get_by_role("status")).to_have_text("Your email address is verified.")
+    await dan.goto("/verify-email")
+    await page.get_by_role("button", name="Resend verification email").click()
+    await expect(page.get_by_text("Your email address is already verified.")).to_be_visible()
 
 
 async def test_mail_links_and_oauth_callback_pages(people, screenshot_dir):

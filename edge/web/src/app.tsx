@@ -1,9 +1,10 @@
 // The app shell: resumes the session from the refresh cookie, picks the screen from the URL,
-// keeps the live stream open while signed in, and shows the navigation with unread badges and
+// keeps the live streams (messages, match feed) open while signed in, and shows the navigation with unread badges and
 // the stream's state.
 import { useEffect, useState } from "preact/hooks";
 import { Code, ConnectError, messaging, profiles } from "./api";
 import { loadConversations, startLive, stopLive } from "./live";
+import { startFeed, stopFeed } from "./feed";
 import { navigate, onLinkClick, useLocation } from "./router";
 import { session } from "./session";
 import { resetState, setState, useStore } from "./store";
@@ -58,6 +59,13 @@ export function App() {
       resetState();
     }
   }, [signedIn]);
+
+  // The match feed ranks the caller's profile: it starts once there is one (onboarding step 1).
+  const hasProfile = useStore((s) => s.profile !== null);
+  useEffect(() => {
+    if (signedIn && hasProfile) startFeed();
+    else stopFeed();
+  }, [signedIn, hasProfile]);
 
   if (!resumed) {
     return (
@@ -142,7 +150,12 @@ function Page({ nav, children }: { nav?: boolean; children: preact.ComponentChil
 function Nav() {
   const unread = useStore((s) => s.conversations.reduce((sum, c) => sum + c.unreadCount, 0));
   const notifications = useStore((s) => s.unreadNotifications);
-  const stream = useStore((s) => s.stream);
+  // Both live streams (messages, match feed) as one state: the worse of the two (the feed only
+  // runs once there is a profile).
+  const stream = useStore((s) => {
+    const states = s.feedStream === "offline" ? [s.stream] : [s.stream, s.feedStream];
+    return (["reconnecting", "connecting", "offline", "live"] as const).find((x) => states.includes(x));
+  });
   const path = useLocation().pathname;
   const link = (href: string, text: string, count = 0) => (
     <li>

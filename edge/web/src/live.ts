@@ -1,86 +1,40 @@
 // The caller's live event stream (MessagingService.StreamEvents over grpc-web): messages,
-// receipts, typing, new matches, notifications. After a network drop, a server restart or a
-// silent stream it reconnects with the cursor of the last event it got, so the server replays
-// what was missed; messages are merged by seq, so each shows once and in order.
+// receipts, typing, presence, new matches, notifications. It resumes from the last cursor after
+// a drop (resumable.ts); messages are merged by seq, so each shows once and in order.
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, messaging } from "./api";
+import { messaging } from "./api";
+import { PresenceState, type StreamEventsResponse } from "./gen/openhr/messaging/v1/messaging_pb";
+import { Resumable } from "./resumable";
 import { session } from "./session";
-import type { StreamEventsResponse } from "./gen/openhr/messaging/v1/messaging_pb";
 import { getState, mergeMessages, setState } from "./store";
 
-// The server heartbeats every 15 s: a stream silent for longer than this is dead.
-const SILENCE_MS = 40_000;
-const MAX_BACKOFF_MS = 10_000;
-
-let cursor = "";
-let running = false;
-let abort: AbortController | null = null;
-let wake: (() => void) | null = null;
+const events = new Resumable<StreamEventsResponse>({
+  open: (cursor, signal) => messaging.streamEvents({ cursor }, { signal }),
+  cursorOf: (event) => event.cursor,
+  handle,
+  status: (stream) => setState({ stream }),
+  connected: (again) => {
+    // A tab that said "away" (hidden, or a reload's unload) and shows now is online again.
+    if (!document.hidden) reportPresence();
+    if (again) void refreshAfterReconnect();
+  },
+});
 
 export function startLive(): void {
-  if (running) return;
-  running = true;
-  cursor = "";
-  void loop();
+  events.start();
 }
+
+// The people one chats with see "away" while this tab is hidden (an open stream is "online").
+function reportPresence(): void {
+  if (!session.signedIn()) return;
+  const state = document.hidden ? PresenceState.AWAY : PresenceState.ONLINE;
+  void messaging.setPresence({ state }).catch(() => undefined);
+}
+
+document.addEventListener("visibilitychange", reportPresence);
 
 export function stopLive(): void {
-  running = false;
-  abort?.abort();
-  wake?.();
-  setState({ stream: "offline" });
-}
-
-/** Drops the current connection and reconnects at once (the browser came back online). */
-function reconnectNow(): void {
-  abort?.abort();
-  wake?.();
-}
-
-window.addEventListener("offline", () => abort?.abort());
-window.addEventListener("online", reconnectNow);
-
-async function loop(): Promise<void> {
-  let backoff = 500;
-  let first = true;
-  while (running) {
-    setState({ stream: first ? "connecting" : "reconnecting" });
-    abort = new AbortController();
-    let silence = window.setTimeout(() => abort?.abort(), SILENCE_MS);
-    try {
-      for await (const event of messaging.streamEvents({ cursor }, { signal: abort.signal })) {
-        window.clearTimeout(silence);
-        silence = window.setTimeout(() => abort?.abort(), SILENCE_MS);
-        if (getState().stream !== "live") {
-          setState({ stream: "live" });
-          if (!first) void refreshAfterReconnect();
-          first = false;
-          backoff = 500;
-        }
-        if (event.cursor) cursor = event.cursor;
-        handle(event);
-      }
-    } catch (error) {
-      // The stream ended: network, server restart or our own abort: reconnect below. Refused
-      // for the token (it expired while the tab slept): refresh it first, or stop when the
-      // session is gone.
-      if (ConnectError.from(error).code === Code.Unauthenticated) {
-        await session.refresh();
-        if (!session.accessToken()) running = false;
-      }
-    } finally {
-      window.clearTimeout(silence);
-    }
-    if (!running) break;
-    first = false;
-    setState({ stream: "reconnecting" });
-    await new Promise<void>((resolve) => {
-      wake = resolve;
-      window.setTimeout(resolve, navigator.onLine ? backoff : MAX_BACKOFF_MS);
-    });
-    wake = null;
-    backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
-  }
+  events.stop();
 }
 
 /** Unread counts may have moved while we were away (replayed events carry the new ones). */
@@ -165,6 +119,9 @@ function handle(event: StreamEventsResponse): void {
       if (e.case === "resync") {
         setState({ messages: {} });
       }
+      return;
+    case "presence":
+      setState((s) => ({ presence: { ...s.presence, [e.value.userId]: e.value.state } }));
       return;
     case "notification":
       setState((s) => ({

@@ -3,7 +3,8 @@
 // re-render when it changes.
 import { useEffect, useState } from "preact/hooks";
 import type { Profile } from "./gen/openhr/profile/v1/profile_pb";
-import type { Conversation, Message, Notification } from "./gen/openhr/messaging/v1/messaging_pb";
+import type { Conversation, Message, Notification, PresenceState } from "./gen/openhr/messaging/v1/messaging_pb";
+import type { Match, MatchCard } from "./gen/openhr/matching/v1/matching_pb";
 
 export type StreamStatus = "offline" | "connecting" | "live" | "reconnecting";
 
@@ -17,7 +18,21 @@ export interface State {
   typing: Record<string, Record<string, number>>;
   notifications: Notification[];
   unreadNotifications: number;
+  /** user id -> their presence, as last heard on the stream (unknown until it changes). */
+  presence: Record<string, PresenceState>;
   stream: StreamStatus;
+  /** The match feed's current top candidates, best first (StreamMatchFeed). */
+  feed: MatchCard[];
+  /** The feed's snapshot arrived (before that, `feed` may be partial). */
+  feedLoaded: boolean;
+  /** Profiles that left discovery since the screen loaded (passed, liked, matched, hidden). */
+  gone: Set<string>;
+  /** Mutual matches, newest first. */
+  matches: Match[];
+  matchesLoaded: boolean;
+  /** The newest match made while this tab was open, for a notice. */
+  newMatch: Match | null;
+  feedStream: StreamStatus;
 }
 
 const initial = (): State => ({
@@ -28,7 +43,15 @@ const initial = (): State => ({
   typing: {},
   notifications: [],
   unreadNotifications: 0,
+  presence: {},
   stream: "offline",
+  feed: [],
+  feedLoaded: false,
+  gone: new Set(),
+  matches: [],
+  matchesLoaded: false,
+  newMatch: null,
+  feedStream: "offline",
 });
 
 let state: State = initial();

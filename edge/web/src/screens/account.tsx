@@ -1,4 +1,5 @@
-// Notifications, and settings: visibility, export my data, delete my account, sign out.
+// Notifications, and settings: visibility, the email digest, export my data, delete my
+// account, sign out.
 import { useEffect, useState } from "preact/hooks";
 import { toJsonString } from "@bufbuild/protobuf";
 import { errorText, messaging, privacy } from "../api";
@@ -8,7 +9,7 @@ import { VISIBILITY } from "../labels";
 import { navigate } from "../router";
 import { session } from "../session";
 import { setState, useStore } from "../store";
-import { Dialog, Heading, Notice } from "../ui";
+import { Dialog, Field, Heading, Notice } from "../ui";
 import { saveProfile } from "./onboarding";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 
@@ -125,6 +126,7 @@ export function Settings() {
           </label>
         ))}
       </fieldset>
+      <EmailDigest />
       <h2>Your data</h2>
       <p>
         <button type="button" onClick={() => void exportData()}>
@@ -159,5 +161,44 @@ export function Settings() {
         </div>
       </Dialog>
     </main>
+  );
+}
+
+/** The opt-in digest of unread messages (messaging mails it at most once per interval).
+ * messaging offers no way to read the setting back, so the form says what it last did. */
+function EmailDigest() {
+  const [email, setEmail] = useState("");
+  const [result, setResult] = useState<{ ok?: string; error?: string }>({});
+
+  async function save(enabled: boolean) {
+    try {
+      await messaging.setEmailDigest({ enabled, email: enabled ? email.trim() : "" });
+      setResult({
+        ok: enabled ? `The digest is on: unread messages are mailed to ${email.trim()}.` : "The digest is off.",
+      });
+    } catch (e) {
+      setResult({ error: errorText(e) });
+    }
+  }
+
+  return (
+    <form
+      aria-labelledby="digest-heading"
+      onSubmit={(e) => {
+        e.preventDefault();
+        void save(true);
+      }}
+    >
+      <h2 id="digest-heading">Email digest</h2>
+      <p>Get one email now and then listing the messages you have not read yet.</p>
+      <Field label="Send the digest to" type="email" value={email} onInput={setEmail} required autoComplete="email" />
+      <Notice {...result} />
+      <div class="actions">
+        <button type="submit">Turn the digest on</button>
+        <button type="button" onClick={() => void save(false)}>
+          Turn the digest off
+        </button>
+      </div>
+    </form>
   );
 }

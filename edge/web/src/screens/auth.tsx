@@ -2,7 +2,7 @@
 // Google), the links mailed by identity (/verify-email, /reset-password) and the OAuth
 // callback (/auth/callback).
 import { useEffect, useState } from "preact/hooks";
-import { COOKIE_MODE, errorText, identity } from "../api";
+import { Code, COOKIE_MODE, ConnectError, errorText, identity } from "../api";
 import { webConfig } from "../config";
 import { navigate } from "../router";
 import { session } from "../session";
@@ -101,7 +101,7 @@ export function VerifyEmail({ token }: { token: string }) {
   const [result, setResult] = useState<{ ok?: string; error?: string }>({});
   useEffect(() => {
     if (!token) {
-      setResult({ error: "This link has no token. Open the link from the email again." });
+      setResult({ error: "This link has no token. Open the link from the email again, or ask for a new one." });
       return;
     }
     identity.verifyEmail({ token }).then(
@@ -114,10 +114,48 @@ export function VerifyEmail({ token }: { token: string }) {
       <Heading>Verify your email</Heading>
       {!result.ok && !result.error && <p role="status">Checking your link…</p>}
       <Notice {...result} />
+      {result.error && <ResendVerification />}
       <p>
         <a href={session.signedIn() ? "/app" : "/"}>Continue to OpenHR</a>
       </p>
     </main>
+  );
+}
+
+/** Mails a new verification link to the signed-in person (the session resumes from the cookie). */
+function ResendVerification() {
+  const [result, setResult] = useState<{ ok?: string; error?: string }>({});
+  const [busy, setBusy] = useState(false);
+
+  async function resend() {
+    setBusy(true);
+    try {
+      if (!session.signedIn() && !(await session.refresh())) {
+        setResult({ error: "Sign in first, then ask for a new link here." });
+        return;
+      }
+      const response = await identity.resendVerificationEmail({});
+      setResult(
+        response.verificationSent
+          ? { ok: "A new link is on its way: check your inbox." }
+          : { error: "The email could not be sent right now. Please try again later." },
+      );
+    } catch (e) {
+      const code = ConnectError.from(e).code;
+      setResult(code === Code.FailedPrecondition ? { ok: "Your email address is already verified." } : { error: errorText(e) });
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <section aria-label="New link">
+      <p>Link expired or lost?</p>
+      <button type="button" onClick={() => void resend()} disabled={busy}>
+        Resend verification email
+      </button>
+      <Notice {...result} />
+    </section>
   );
 }
 

@@ -5,7 +5,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { enrichment, errorText, messaging } from "../api";
 import { TextPurpose } from "../gen/openhr/enrichment/v1/enrichment_pb";
-import type { Conversation } from "../gen/openhr/messaging/v1/messaging_pb";
+import { type Conversation, PresenceState } from "../gen/openhr/messaging/v1/messaging_pb";
 import { loadConversations, loadMessages } from "../live";
 import { session } from "../session";
 import { mergeMessages, setState, useStore } from "../store";
@@ -148,7 +148,10 @@ function ConversationView({ conversationId }: { conversationId: string }) {
     <section class="conversation" aria-labelledby="conversation-heading">
       <header>
         <Avatar name={person?.displayName ?? ""} url={person?.avatarUrl} />
-        <h2 id="conversation-heading">{person?.displayName ?? "Conversation"}</h2>
+        <div>
+          <h2 id="conversation-heading">{person?.displayName ?? "Conversation"}</h2>
+          <Presence userId={person?.userId ?? ""} />
+        </div>
         <div class="actions">
           <button type="button" onClick={() => void block()} disabled={conversation?.blocked}>
             Block
@@ -227,5 +230,24 @@ function ReportDialog(props: { conversationId: string; open: boolean; onClose: (
         </div>
       </form>
     </Dialog>
+  );
+}
+
+const PRESENCE: Record<number, string> = {
+  [PresenceState.ONLINE]: "Online",
+  [PresenceState.AWAY]: "Away",
+  [PresenceState.OFFLINE]: "Offline",
+};
+
+/** The other person's presence as last heard on the stream (nothing until it first changes:
+ * messaging sends changes only, no current state). */
+function Presence({ userId }: { userId: string }) {
+  const state = useStore((s) => s.presence[userId]);
+  const text = state === undefined ? "" : PRESENCE[state];
+  if (!text) return null;
+  return (
+    <p class={`presence ${text.toLowerCase()}`} role="status">
+      {text}
+    </p>
   );
 }

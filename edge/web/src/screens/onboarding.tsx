@@ -86,9 +86,12 @@ function useSave(onDone: () => void) {
   return { error, busy, run };
 }
 
-function timezones(): string[] {
+/** The browser's IANA zones, with `current` first when the list lacks it (Chromium's has no
+ * "UTC", a browser's own zone when none is set): the select must show what will be saved. */
+function timezones(current: string): string[] {
   const supported = (Intl as unknown as { supportedValuesOf?: (key: string) => string[] }).supportedValuesOf;
-  return supported ? supported("timeZone") : ["UTC"];
+  const zones = supported ? supported("timeZone") : [];
+  return zones.includes(current) ? zones : [current, ...zones];
 }
 
 function BasicInfo({ profile, onDone }: { profile: Profile | null; onDone: () => void }) {
@@ -101,7 +104,7 @@ function BasicInfo({ profile, onDone }: { profile: Profile | null; onDone: () =>
   const [years, setYears] = useState(String(profile?.yearsExperience ?? 0));
   const [github, setGithub] = useState(profile?.links?.githubUsername ?? "");
   const { error, busy, run } = useSave(onDone);
-  const zones = timezones();
+  const zones = timezones(timezone);
 
   return (
     <form
@@ -298,7 +301,8 @@ function ImportanceChoice(props: { legend: string; value: Importance; onChange: 
   );
 }
 
-function Checks<T>(props: { legend: string; options: [T, string][]; values: T[]; onChange: (v: T[]) => void }) {
+/** A group of checkboxes choosing some of `options`. */
+export function Checks<T>(props: { legend: string; options: [T, string][]; values: T[]; onChange: (v: T[]) => void }) {
   return (
     <fieldset class="checks">
       <legend>{props.legend}</legend>
