@@ -227,13 +227,18 @@ class Accounts:
             raise errors.unauthenticated(BAD_REFRESH)
         return self._session(key, user.user_id, user.email_verified, rotation.issued)
 
-    async def logout(self, token: str) -> None:
-        """Revokes the token's family; an unknown token is no error (sign-out is idempotent)."""
+    async def logout(self, token: str, everywhere: bool = False) -> None:
+        """Revokes the token's family (`everywhere`: every family of its user); an unknown token
+        is no error (sign-out is idempotent)."""
         validate_token(token, "refresh_token")
         async with self._db.transaction(None) as tx:
             revoked = await sessions.revoke(tx, token)
-            if revoked is not None:
-                await store.audit(tx, "signed_out", user_id=revoked[0], request_id=current_request_id())
+            if revoked is None:
+                return
+            user_id = revoked[0]
+            if everywhere:
+                await store.revoke_families_of_user(tx, user_id)
+            await store.audit(tx, "signed_out", user_id=user_id, request_id=current_request_id())
 
     async def _link_owner(self, token: str, purpose: str) -> str:
         """The user a live link token belongs to (read only); INVALID_ARGUMENT otherwise."""

@@ -84,7 +84,8 @@ class IdentityApi(identity_pb2_grpc.IdentityServiceServicer):
     async def Logout(self, request, context):
         transport = _transport(context)
         by_cookie = not request.refresh_token
-        await self._accounts.logout(request.refresh_token or transport.refresh_from_cookie(self._csrf_key))
+        token = request.refresh_token or transport.refresh_from_cookie(self._csrf_key)
+        await self._accounts.logout(token, everywhere=request.everywhere)
         if by_cookie:
             await context.send_initial_metadata(cookies.clear())
         return identity_pb2.LogoutResponse()

@@ -141,6 +141,17 @@ async def test_logout_revokes_the_session(rest, db) -> None:
     assert (await _audit(db, account.user_id)).count("signed_out") == 2
 
 
+async def test_logout_everywhere_ends_every_session_of_the_user(rest) -> None:
+    account = await sign_up(rest)
+    laptop = (await login(rest, account)).json()["tokens"]["refreshToken"]
+    someone_else = await sign_up(rest)
+    signed_out = await rest.post("/v1/auth/logout", json={"refreshToken": account.refresh_token, "everywhere": True})
+    assert signed_out.status_code == 200, signed_out.text
+    assert (await refresh(rest, account.refresh_token)).status_code == 401
+    assert (await refresh(rest, laptop)).status_code == 401, "the other device is signed out too"
+    assert (await refresh(rest, someone_else.refresh_token)).status_code == 200, "nobody else is"
+
+
 async def test_password_reset_link_works_once_and_signs_out_everywhere(mesh: Mesh, rest, db) -> None:
     account = await sign_up(rest)
     assert (await rest.post("/v1/auth/password:forgot", json={"email": account.email.lower()})).status_code == 200

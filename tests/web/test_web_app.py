@@ -307,3 +307,21 @@ async def test_keyboard_only_sign_in_follows_the_visual_order(rest, people):
     await page.keyboard.type(PASSWORD)
     await page.keyboard.press("Enter")
     await page.wait_for_url("**/app/onboarding/1")
+
+
+async def test_sign_out_on_every_device(people):
+    email = new_email("devices")
+    laptop, phone = await people(), await people()
+    await sign_up(laptop, "Dana", email)
+    await basic_info(laptop, "Dana")
+    await phone.goto("/")
+    await phone.page.get_by_label("Email").fill(email)
+    await phone.page.get_by_label("Password").fill(PASSWORD)
+    await phone.page.keyboard.press("Enter")
+    await phone.page.wait_for_url("**/app/**")
+    await phone.goto("/app/settings")
+    await phone.page.get_by_role("button", name="Sign out on every device").click()
+    await expect(phone.page.get_by_role("heading", name="Sign in to OpenHR")).to_be_visible()
+    # The laptop's session (another browser, its own cookie) cannot be resumed any more.
+    await laptop.page.reload()
+    await expect(laptop.page.get_by_role("heading", name="Sign in to OpenHR")).to_be_visible()

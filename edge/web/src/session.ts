@@ -85,10 +85,11 @@ class Session {
     return this.inflight;
   }
 
-  /** Ends the session at identity (its refresh token is revoked) and in every tab. */
-  async signOut(): Promise<void> {
+  /** Ends the session at identity (its refresh token is revoked; `everywhere`: every session
+   * of the user, on every device) and in every tab of this browser. */
+  async signOut(everywhere = false): Promise<void> {
     try {
-      await this.identity!.logout({}, { headers: this.cookieHeaders() });
+      await this.identity!.logout({ everywhere }, { headers: this.cookieHeaders() });
     } finally {
       this.clear();
       channel?.postMessage("signed-out");

@@ -142,6 +142,14 @@ export function Settings() {
           }}
         >
           Sign out in every tab
+        </button>{" "}
+        <button
+          type="button"
+          onClick={() => {
+            void session.signOut(true).then(() => navigate("/", true));
+          }}
+        >
+          Sign out on every device
         </button>
       </p>
       <h2>Delete account</h2>
