@@ -293,9 +293,14 @@ def restart_matching(mesh: Mesh, index: str) -> float:
     return round(time.perf_counter() - started, 1)
 
 
-def serving_ef_search() -> int:
-    """The service's default hnsw.ef_search (MATCHING_HNSW_EF_SEARCH): what the bench measures."""
-    return MatchingSettings.model_fields["hnsw_ef_search"].default
+def _default(setting: str) -> int:
+    return MatchingSettings.model_fields[setting].default
+
+
+def pgvector_index(ef_search: int | None = None) -> PgVectorIndex:
+    """The service's pgvector index with its default settings (MATCHING_HNSW_*), or another ef_search."""
+    ef_search = _default("hnsw_ef_search") if ef_search is None else ef_search
+    return PgVectorIndex(MODEL_ID, ef_search, _default("hnsw_max_scan_tuples"))
 
 
 async def run_matching(mesh: Mesh, config: MatchingConfig, log) -> dict:
@@ -305,21 +310,22 @@ async def run_matching(mesh: Mesh, config: MatchingConfig, log) -> dict:
     tokens = [mesh.token(_email(i)) for i in range(0, config.profiles, max(1, config.profiles // 64))]
     host, port = "127.0.0.1", mesh.config.edge_port
     result = {"config": vars(config) | {"concurrencies": list(config.concurrencies)}, "phrases_embedded": phrases}
-    result["config"]["ef_search"] = serving_ef_search()
+    result["config"]["ef_search"] = _default("hnsw_ef_search")
+    result["config"]["max_scan_tuples"] = _default("hnsw_max_scan_tuples")
     result["build"] = timings
     db = Database(mesh.config.database_url, app_role=app_role(store.SCHEMA), pool_size=8)
     rng = np.random.default_rng(3)
     sample = [int(i) for i in rng.choice(config.profiles, size=config.recall_users, replace=False)]
     recompute_sample = [int(i) for i in rng.choice(config.profiles, size=config.recompute_users, replace=False)]
     try:
-        indexes = {"pgvector": PgVectorIndex(MODEL_ID, serving_ef_search())}
+        indexes = {"pgvector": pgvector_index()}
         faiss = FaissIndex(db, MODEL_ID, DIMENSIONS)
         started = time.perf_counter()
         await faiss.load()
         result["build"]["faiss_load_s"] = round(time.perf_counter() - started, 1)
         indexes["faiss"] = faiss
         result["recall_at_20"] = {}
-        sweep = {f"pgvector_ef{ef}": PgVectorIndex(MODEL_ID, ef) for ef in config.ef_search_sweep}
+        sweep = {f"pgvector_ef{ef}": pgvector_index(ef) for ef in config.ef_search_sweep}
         for name, index in (*indexes.items(), *sweep.items()):
             for filtered in (False, True):
                 key = f"{name}_filtered" if filtered else name
@@ -377,7 +383,8 @@ def markdown(result: dict, machine_md: str) -> str:
         f"- ListMatches: `GET /v1/matches?pageSize=20` through Envoy (REST, jwt_authn), closed loop, "
         f"{len(cfg['concurrencies'])} loads, {cfg['seconds']} s per cell after {cfg['warmup_seconds']} s warm-up, "
         "64 users' tokens round robin; the matching service with MATCHING_INDEX=pgvector "
-        f"(hnsw.ef_search {cfg['ef_search']}, iterative scan), then restarted with faiss. Each call: one "
+        f"(hnsw.ef_search {cfg['ef_search']}, iterative scan up to {cfg['max_scan_tuples']:,} rows), then restarted "
+        "with faiss. Each call: one "
         "statement searching both directions (100 neighbours each, filters and exclusions in SQL), the 200 "
         "candidates' rows, the 4-factor ranking in Python, the snapshot written to Redis.",
         f"- Recall@20: {cfg['recall_users']} random users, both directions (their seek against every offer, their "

@@ -58,10 +58,15 @@ class VectorIndex(Protocol):
 class PgVectorIndex:
     name = "pgvector"
 
-    def __init__(self, model_id: str, ef_search: int) -> None:
+    def __init__(self, model_id: str, ef_search: int, max_scan_tuples: int) -> None:
         self._model_id = model_id
-        # HNSW keeps scanning until LIMIT rows pass the filters and RLS (else it returns too few).
-        self.settings = {"hnsw.iterative_scan": "relaxed_order", "hnsw.ef_search": str(ef_search)}
+        # HNSW keeps scanning until LIMIT rows pass the filters and RLS (else it returns too few),
+        # up to max_scan_tuples visited rows.
+        self.settings = {
+            "hnsw.iterative_scan": "relaxed_order",
+            "hnsw.ef_search": str(ef_search),
+            "hnsw.max_scan_tuples": str(max_scan_tuples),
+        }
 
     async def nearest(self, tx: Tx, me: str, queries: list[Query], limit: int, filters: Filters) -> list[list[str]]:
         return await store.nearest(tx, self._model_id, me, queries, limit, filters)
