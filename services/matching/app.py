@@ -60,6 +60,9 @@ class MatchingSettings(ServiceSettings):
     snapshot_size: int = Field(100, validation_alias="MATCHING_SNAPSHOT_SIZE")
     snapshot_ttl: int = Field(900, validation_alias="MATCHING_SNAPSHOT_TTL")
     hnsw_ef_search: int = Field(100, validation_alias="MATCHING_HNSW_EF_SEARCH")
+    # How far an iterative HNSW scan goes to find enough candidates that pass the filters (pgvector's
+    # own default, 20,000, leaves narrow filters short at 100,000 profiles: bench/results/matching_findings.md).
+    hnsw_max_scan_tuples: int = Field(100_000, validation_alias="MATCHING_HNSW_MAX_SCAN_TUPLES")
     # Candidate generation slower than this serves the last ranking, marked stale.
     search_timeout_ms: int = Field(2000, validation_alias="MATCHING_SEARCH_TIMEOUT_MS")
     # "enrichment": narratives from enrichment's GenerateMatchNarrative (LLM or its template);
@@ -85,7 +88,7 @@ def build(settings: MatchingSettings) -> ServiceSpec:
     index: VectorIndex = (
         FaissIndex(db, settings.embedding_model, DIMENSIONS[settings.embedding_model])
         if settings.index == "faiss"
-        else PgVectorIndex(settings.embedding_model, settings.hnsw_ef_search)
+        else PgVectorIndex(settings.embedding_model, settings.hnsw_ef_search, settings.hnsw_max_scan_tuples)
     )
     ranker = Ranker(
         db,

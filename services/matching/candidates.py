@@ -94,18 +94,15 @@ class Ranker:
         user_id = me.candidate.person.user_id
         if me.offer is None and me.seek is None:
             return await store.recent(tx, user_id, self._pool_size, filters)
-        ids: dict[str, None] = {}
-        for column, query in (("offer", me.seek), ("seek", me.offer)):
-            if query is not None:
-                hits = await self._index.nearest(tx, user_id, column, query, self._pool_size, filters)
-                ids.update(dict.fromkeys(hits))
-        return list(ids)
+        queries = [(column, query) for column, query in (("offer", me.seek), ("seek", me.offer)) if query is not None]
+        found = await self._index.nearest(tx, user_id, queries, self._pool_size, filters)
+        return list(dict.fromkeys(user for hits in found for user in hits))
 
     async def rank(self, user_id: str, request: matching_pb2.ListMatchesRequest) -> list[Ranked]:
         """Eligible candidates for `user_id`, best first."""
         try:
             async with self._db.transaction(user_id) as tx:
-                await tx.execute("SELECT set_config('statement_timeout', $1, true)", str(self._timeout_ms))
+                await store.configure(tx, {"statement_timeout": str(self._timeout_ms), **self._index.settings})
                 me = await self.viewer(tx, user_id)
                 filters = filters_for(me.candidate.person, request)
                 pool = await store.get_candidates(tx, self.model_id, await self._pool(tx, me, filters), me)

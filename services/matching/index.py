@@ -30,12 +30,17 @@ class IndexUnavailable(Exception):
     """The index cannot answer now (not loaded yet)."""
 
 
+# (column, query vector): search `column`'s vectors for those nearest to the query.
+Query = tuple[str, np.ndarray]
+
+
 class VectorIndex(Protocol):
     name: str
+    # Settings for the transaction that searches (store.configure).
+    settings: dict[str, str]
 
-    async def nearest(
-        self, tx: Tx, me: str, column: str, query: np.ndarray, limit: int, filters: Filters
-    ) -> list[str]: ...
+    async def nearest(self, tx: Tx, me: str, queries: list[Query], limit: int, filters: Filters) -> list[list[str]]:
+        """For each query, the ids of the `limit` nearest eligible candidates, nearest first."""
 
     def changed(self, user_id: str) -> None:
         """The user's vectors or visibility changed (from a matching.feed event)."""
@@ -53,12 +58,18 @@ class VectorIndex(Protocol):
 class PgVectorIndex:
     name = "pgvector"
 
-    def __init__(self, model_id: str, ef_search: int) -> None:
-        self._model_id, self._ef_search = model_id, ef_search
+    def __init__(self, model_id: str, ef_search: int, max_scan_tuples: int) -> None:
+        self._model_id = model_id
+        # HNSW keeps scanning until LIMIT rows pass the filters and RLS (else it returns too few),
+        # up to max_scan_tuples visited rows.
+        self.settings = {
+            "hnsw.iterative_scan": "relaxed_order",
+            "hnsw.ef_search": str(ef_search),
+            "hnsw.max_scan_tuples": str(max_scan_tuples),
+        }
 
-    async def nearest(self, tx: Tx, me: str, column: str, query: np.ndarray, limit: int, filters: Filters) -> list[str]:
-        await store.use_iterative_scan(tx, self._ef_search)
-        return await store.nearest(tx, self._model_id, me, column, query, limit, filters)
+    async def nearest(self, tx: Tx, me: str, queries: list[Query], limit: int, filters: Filters) -> list[list[str]]:
+        return await store.nearest(tx, self._model_id, me, queries, limit, filters)
 
     def changed(self, user_id: str) -> None:
         """Nothing to do: Postgres is the index."""
@@ -106,6 +117,7 @@ class _Flat:
 
 class FaissIndex:
     name = "faiss"
+    settings: dict[str, str] = {}
 
     def __init__(self, db: Database, model_id: str, dimensions: int, *, page: int = 5000) -> None:
         import faiss
@@ -184,9 +196,14 @@ class FaissIndex:
                 await asyncio.sleep(1.0)
                 self._pending.put_nowait(user_id)
 
-    async def nearest(self, tx: Tx, me: str, column: str, query: np.ndarray, limit: int, filters: Filters) -> list[str]:
+    async def nearest(self, tx: Tx, me: str, queries: list[Query], limit: int, filters: Filters) -> list[list[str]]:
         if not self._loaded:
             raise IndexUnavailable
+        return [await self._nearest(tx, me, column, query, limit, filters) for column, query in queries]
+
+    async def _nearest(
+        self, tx: Tx, me: str, column: str, query: np.ndarray, limit: int, filters: Filters
+    ) -> list[str]:
         flat = self._flats[column]
         fetch = limit * 4
         while True:

@@ -12,8 +12,9 @@ weights that add up to 1 (skill fit 40 %, timezone overlap 20 %, equity / salary
 - Stage: how close the startup stages each wants are.
 
 Must-have preferences filter (`meets_must_haves`); nice-to-have ones weigh inside the factor
-they belong to (roles in skill fit, timezone in overlap, compensation and commitment in equity,
-stages in stage)."""
+they belong to (roles in skill fit, timezone and work mode in overlap, compensation and commitment
+in equity, stages and industries in stage): an unmet one scales its factor by UNMET_NICE_TO_HAVE,
+and the factor's sentence says what was met or missed."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ ROLE_CATEGORIES: dict[int, frozenset[str]] = {
     P.ROLE_DESIGN_COFOUNDER: frozenset({"design", "product"}),
 }
 ALL_CATEGORIES = frozenset().union(*ROLE_CATEGORIES.values())
+MODE_NAMES = {P.WORK_MODE_REMOTE: "remote", P.WORK_MODE_IN_PERSON: "in person", P.WORK_MODE_HYBRID: "hybrid"}
 STAGE_NAMES = {v: P.StartupStage.Name(v).removeprefix("STARTUP_STAGE_").replace("_", " ").lower() for v in range(1, 7)}
 MIX_NAMES = {
     P.COMPENSATION_MIX_EQUITY_ONLY: "equity only",
@@ -98,6 +100,12 @@ class Person:
     @cached_property
     def skill_keys(self) -> frozenset[str]:
         return frozenset(s.name.casefold() for s in self.skills)
+
+    @cached_property
+    def industries(self) -> dict[str, str]:
+        """The industries they want to work in, casefolded, with the words they used."""
+        named = (name.strip() for name in self.preferences.industries.industries)
+        return {name.casefold(): name for name in named if name}
 
 
 # Cosines of a pair's embeddings (unit vectors): my seek with their offer, their seek with my
@@ -265,6 +273,25 @@ def timezone_overlap(me: Person, them: Person, at: datetime) -> tuple[float, str
     return _clamp(score), f"{shown} hour{'' if hours == 1 else 's'} of overlapping working time", hours
 
 
+def _mode_words(modes: Iterable[int]) -> str:
+    return " or ".join(MODE_NAMES[m] for m in sorted(modes) if m in MODE_NAMES)
+
+
+def working_together(me: Person, them: Person, at: datetime) -> tuple[float, str, float | None]:
+    """The timezone overlap factor with my work-mode preference: unmet when we share no mode
+    (a nice-to-have scales the factor, a must-have was filtered in SQL); (score, detail, hours)."""
+    score, detail, hours = timezone_overlap(me, them, at)
+    mine, theirs = set(me.preferences.work_mode.modes) - {0}, set(them.preferences.work_mode.modes) - {0}
+    if not mine or not theirs:
+        return score, detail, hours
+    shared = mine & theirs
+    if shared:
+        return score, f"{detail}; you both work {_mode_words(shared)}", hours
+    if not _important(me.preferences.work_mode.importance):
+        score *= UNMET_NICE_TO_HAVE
+    return score, f"{detail}; they work {_mode_words(theirs)}, you want {_mode_words(mine)}", hours
+
+
 # --- equity / salary ---------------------------------------------------------------------
 
 
@@ -298,7 +325,7 @@ def equity_alignment(me: Person, them: Person) -> tuple[float, str]:
 # --- stage -------------------------------------------------------------------------------
 
 
-def stage_alignment(me: Person, them: Person) -> tuple[float, str]:
+def _stages(me: Person, them: Person) -> tuple[float, str]:
     mine = [s for s in me.preferences.stage.stages if s]
     theirs = [s for s in them.preferences.stage.stages if s]
     if not mine or not theirs:
@@ -311,13 +338,32 @@ def stage_alignment(me: Person, them: Person) -> tuple[float, str]:
     return score, detail
 
 
+def stage_alignment(me: Person, them: Person) -> tuple[float, str]:
+    """The venture each wants: how close the stages are, with my industry preference (unmet when
+    we name no common industry: a nice-to-have scales the factor, a must-have filters)."""
+    score, detail = _stages(me, them)
+    mine, theirs = me.industries, them.industries
+    if not mine or not theirs:
+        return score, detail
+    shared = [mine[key] for key in mine if key in theirs]
+    if shared:
+        return score, f"{detail}, in {', '.join(shared[:2])}"
+    if not _important(me.preferences.industries.importance):
+        score *= UNMET_NICE_TO_HAVE
+    wanted, offered = ", ".join(list(mine.values())[:2]), ", ".join(list(theirs.values())[:2])
+    return score, f"{detail}; they want {offered}, you {wanted}"
+
+
 # --- must-haves and the whole ------------------------------------------------------------
 
 
 def meets_must_haves(me: Person, them: Person, at: datetime) -> bool:
     """My must-have preferences that SQL does not check (roles, stages, commitment and work
-    modes are filtered there, see candidates.filters_for): timezone overlap and compensation."""
+    modes are filtered there, see candidates.filters_for): timezone overlap, compensation and
+    industries."""
     prefs = me.preferences
+    if _important(prefs.industries.importance) and me.industries and not me.industries.keys() & them.industries:
+        return False
     if _important(prefs.timezone.importance) and prefs.timezone.min_overlap_hours:
         _score, _detail, hours = timezone_overlap(me, them, at)
         if hours is None or hours < prefs.timezone.min_overlap_hours:
@@ -333,7 +379,7 @@ def fit(me: Person, them: Person, weights: Weights, at: datetime, cosines: Cosin
     """How well `them` fits `me`, from my point of view (my preferences weigh)."""
     words = skill_words(me, them)
     skill_score, skill_detail = skill_fit(me, them, semantic_fit(cosines), words)
-    tz_score, tz_detail, _hours = timezone_overlap(me, them, at)
+    tz_score, tz_detail, _hours = working_together(me, them, at)
     equity_score, equity_detail = equity_alignment(me, them)
     stage_score, stage_detail = stage_alignment(me, them)
     factors = (

@@ -284,37 +284,42 @@ def _conditions(filters: Filters, params: list) -> str:
     return "".join(f"\n  AND {p}" for p in parts)
 
 
-async def use_iterative_scan(tx: Tx, ef_search: int) -> None:
-    """HNSW keeps scanning until LIMIT rows pass the filters and RLS (else it returns too few)."""
-    await tx.execute(
-        "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true), set_config('hnsw.ef_search', $1, true)",
-        str(ef_search),
-    )
+async def configure(tx: Tx, settings: dict[str, str]) -> None:
+    """Sets these settings for the rest of the transaction, in one round trip."""
+    if settings:
+        calls = ", ".join(f"set_config(${2 * i + 1}, ${2 * i + 2}, true)" for i in range(len(settings)))
+        await tx.execute(f"SELECT {calls}", *(v for item in settings.items() for v in item))
 
 
 async def nearest(
-    tx: Tx, model_id: str, me: str, column: str, query: np.ndarray, limit: int, filters: Filters
-) -> list[str]:
-    """User ids of the `limit` candidates whose `column` vector is nearest to `query` (cosine),
-    after filters and exclusions; nearest first."""
-    if column not in VECTOR_COLUMNS:
-        raise ValueError(column)
-    params: list = [model_id, me, query.tolist(), limit]
+    tx: Tx, model_id: str, me: str, queries: list[tuple[str, np.ndarray]], limit: int, filters: Filters
+) -> list[list[str]]:
+    """For each (column, query): user ids of the `limit` candidates whose `column` vector is
+    nearest to `query` (cosine), after filters and exclusions, nearest first. One statement for
+    all queries (one round trip); each is its own index scan."""
+    params: list = [model_id, me, limit]
     conditions = _conditions(filters, params)
-    rows = await tx.fetch(
-        f"""
-        WITH hits AS MATERIALIZED (
-          SELECT v.user_id, v.{column} <=> $3::real[]::vector AS distance
-          FROM matching.vectors v JOIN matching.candidates c ON c.user_id = v.user_id
-          WHERE v.discoverable AND v.model_id = $1 AND v.{column} IS NOT NULL {_EXCLUSIONS} {conditions}
-          ORDER BY v.{column} <=> $3::real[]::vector
-          LIMIT $4
+    scans = []
+    for n, (column, query) in enumerate(queries):
+        if column not in VECTOR_COLUMNS:
+            raise ValueError(column)
+        params.append(query.tolist())
+        vector = f"${len(params)}::real[]::vector"
+        scans.append(
+            f"""hits{n} AS MATERIALIZED (
+              SELECT {n} AS query, v.user_id, v.{column} <=> {vector} AS distance
+              FROM matching.vectors v JOIN matching.candidates c ON c.user_id = v.user_id
+              WHERE v.discoverable AND v.model_id = $1 AND v.{column} IS NOT NULL {_EXCLUSIONS} {conditions}
+              ORDER BY v.{column} <=> {vector}
+              LIMIT $3
+            )"""
         )
-        SELECT user_id FROM hits ORDER BY distance, user_id
-        """,
-        *params,
-    )
-    return [str(row["user_id"]) for row in rows]
+    union = " UNION ALL ".join(f"SELECT * FROM hits{n}" for n in range(len(queries)))
+    rows = await tx.fetch(f"WITH {', '.join(scans)} {union} ORDER BY query, distance, user_id", *params)
+    found: list[list[str]] = [[] for _ in queries]
+    for row in rows:
+        found[row["query"]].append(str(row["user_id"]))
+    return found
 
 
 async def keep_eligible(tx: Tx, me: str, user_ids: list[str], filters: Filters) -> set[str]:

@@ -136,3 +136,50 @@ def test_score_is_the_weighted_sum_and_ties_order_by_user_id() -> None:
     assert first.score == pytest.approx(sum(f.score * f.weight for f in first.factors))
     assert [f.weight for f in first.factors] == [0.4, 0.2, 0.2, 0.2]
     assert ranking.rank(me, [(p, ranking.NO_COSINES) for p in twins], Weights(), WINTER, min_score=0.99) == []
+
+
+def test_a_nice_to_have_work_mode_weighs_in_the_overlap_factor_and_is_explained() -> None:
+    def works(*modes: int, importance: int = P.IMPORTANCE_UNSPECIFIED) -> P.Preferences:
+        return prefs(work_mode=P.WorkModePreference(modes=modes, importance=importance))
+
+    me = person("me", timezone="Europe/Berlin", preferences=works(P.WORK_MODE_REMOTE))
+    remote = person("remote", timezone="Europe/Berlin", preferences=works(P.WORK_MODE_REMOTE, P.WORK_MODE_HYBRID))
+    office = person("office", timezone="Europe/Berlin", preferences=works(P.WORK_MODE_IN_PERSON))
+    unstated = person("unstated", timezone="Europe/Berlin")
+    met, unmet = (factor(ranking.fit(me, them, Weights(), WINTER), matching_pb2.FACTOR_TIMEZONE_OVERLAP)
+                  for them in (remote, office))  # fmt: skip
+    assert met.score == 1.0
+    assert unmet.score == pytest.approx(ranking.UNMET_NICE_TO_HAVE)
+    assert met.detail == "9 hours of overlapping working time; you both work remote"
+    assert unmet.detail == "9 hours of overlapping working time; they work in person, you want remote"
+    # Only what both stated is compared; the whole score follows the factor.
+    assert ranking.working_together(me, unstated, WINTER)[:2] == (1.0, "9 hours of overlapping working time")
+    ranked = ranking.rank(me, [(office, ranking.NO_COSINES), (remote, ranking.NO_COSINES)], Weights(), WINTER)
+    assert [f.user_id for f in ranked] == ["remote", "office"]
+    # A must-have is a filter (in SQL, candidates.filters_for), so it does not weigh here too.
+    strict = person("me", timezone="Europe/Berlin", preferences=works(P.WORK_MODE_REMOTE, importance=ranking.MUST))
+    assert factor(ranking.fit(strict, office, Weights(), WINTER), matching_pb2.FACTOR_TIMEZONE_OVERLAP).score == 1.0
+
+
+def test_a_nice_to_have_industry_weighs_in_the_stage_factor_and_a_must_have_filters() -> None:
+    def wants(*industries: str, importance: int = P.IMPORTANCE_UNSPECIFIED) -> P.Preferences:
+        return prefs(
+            stage=P.StagePreference(stages=[P.STARTUP_STAGE_SEED]),
+            industries=P.IndustryPreference(industries=industries, importance=importance),
+        )
+
+    me = person("me", preferences=wants("Fintech", "climate"))
+    fintech = person("fintech", preferences=wants("fintech"))
+    retail = person("retail", preferences=wants("retail"))
+    met, unmet = ranking.stage_alignment(me, fintech), ranking.stage_alignment(me, retail)
+    assert met == (1.0, "You both want the seed stage, in Fintech")
+    assert unmet == (ranking.UNMET_NICE_TO_HAVE, "You both want the seed stage; they want retail, you Fintech, climate")
+    ranked = ranking.rank(me, [(retail, ranking.NO_COSINES), (fintech, ranking.NO_COSINES)], Weights(), WINTER)
+    assert [f.user_id for f in ranked] == ["fintech", "retail"]
+    assert ranked[0].score - ranked[1].score == pytest.approx(0.2 * (1 - ranking.UNMET_NICE_TO_HAVE))
+    strict = person("me", preferences=wants("fintech", importance=ranking.MUST))
+    assert ranking.meets_must_haves(strict, fintech, WINTER)
+    assert not ranking.meets_must_haves(strict, retail, WINTER)
+    assert not ranking.meets_must_haves(strict, person(), WINTER)
+    assert ranking.meets_must_haves(me, retail, WINTER)
+    assert [f.user_id for f in ranking.rank(strict, [(retail, ranking.NO_COSINES)], Weights(), WINTER)] == []
