@@ -156,7 +156,7 @@ async def test_export_and_delete_leave_a_deleted_user_behind(mesh: Mesh, rest, c
         user_data_pb2.ExportUserDataRequest(user_id=alice.user_id), metadata=identity
     )
     assert exported.service == "messaging"
-    assert [m["text"] for m in exported.data["messages_sent"]] == ["my words"]
+    assert [m["text"] for m in exported.data["messagesSent"]] == ["my words"]
     for user in (bob, alice):
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await privacy.DeleteUserData(
