@@ -122,7 +122,8 @@ def run(
         "FUZZ_USER_ID": user_id,
         "PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'gen' / 'python'}",
     }
-    result = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    # In the report directory: schemathesis keeps its crash cache (.schemathesis/) in the working directory.
+    result = subprocess.run(argv, cwd=report_dir, env=env, capture_output=True, text=True)
     return FuzzRun(result.returncode, result.stdout + result.stderr, *_read_events(ndjson))
 
 

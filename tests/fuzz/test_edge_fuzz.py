@@ -26,6 +26,6 @@ def test_generated_requests_answer_as_documented(mesh: Mesh, tmp_path) -> None:
     result = run(mesh, examples=EXAMPLES, report_dir=tmp_path, phases="fuzzing,stateful", seed=14)
     assert result.failures == [], result.output[-6000:]
     assert result.returncode == 0, result.output[-6000:]
-    assert set(result.requests) == _operations()
+    assert _operations() <= set(result.requests)  # and the stateful phase's chains
     assert result.cases >= 300
     assert not [status for status in result.statuses if status >= 500]
