@@ -2,7 +2,7 @@
 cases generated for every public REST route, sent with a valid token of a real account that
 has a profile and a skill. Checks: no 5xx, every response as the document declares it (status,
 content type, schema, headers), and nothing stored by a refused request (tests/fuzz/hooks.py).
-`DELETE /v1/me` is left out: it would end the token's account halfway (tests/identity covers it).
+`DELETE /v1/me` runs last, on its own: it ends the token's account.
 
 tests/fuzz/test_edge_fuzz.py runs a CI-sized sample inside `make test`; the full size (>= 10,000
 cases) is `make fuzz`, i.e. `python -m tests.fuzz.edge_fuzz --examples 200` on a throwaway mesh."""
@@ -34,7 +34,8 @@ CHECKS = (
     "response_schema_conformance",
     "nothing_stored_when_refused",
 )
-LEFT_OUT = ("PrivacyService_DeleteMe",)
+# Run last, on its own: it ends the token's account.
+LAST = "PrivacyService_DeleteMe"
 PASSWORD = "violet-kettle-harbour"
 PHASES = "coverage,fuzzing,stateful"
 
@@ -78,12 +79,19 @@ def fuzz_user(mesh: Mesh) -> tuple[str, str]:
 def run(
     mesh: Mesh, *, examples: int, report_dir: Path, phases: str = PHASES, seed: int | None = None
 ) -> FuzzRun:
-    """One schemathesis run: `examples` generated cases per operation in the fuzzing phase, plus
-    the coverage phase's boundary cases and the stateful phase's chains (when in `phases`)."""
+    """Schemathesis over every operation but LAST: `examples` generated cases per operation in the
+    fuzzing phase, plus the coverage phase's boundary cases and the stateful phase's chains (when
+    in `phases`); then LAST, which ends the account (its repeats answer 401 "account deleted")."""
     user_id, token = fuzz_user(mesh)
     report_dir.mkdir(parents=True, exist_ok=True)
-    ndjson = report_dir / "events.ndjson"
-    argv = [
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks",
+        "FUZZ_DATABASE_URL": mesh.config.database_url,
+        "FUZZ_USER_ID": user_id,
+        "PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'gen' / 'python'}",
+    }
+    common = [
         str(Path(sys.executable).with_name("schemathesis")),
         "run",
         str(DOCUMENT),
@@ -93,12 +101,8 @@ def run(
         f"Authorization: Bearer {token}",
         "--checks",
         ",".join(CHECKS),
-        "--max-examples",
-        str(examples),
         "--workers",
         "1",
-        "--phases",
-        phases,
         "--request-timeout",
         "30",
         "--suppress-health-check",
@@ -106,25 +110,33 @@ def run(
         "--generation-database",
         "none",
         "--continue-on-failure",
-        "--report",
-        "ndjson",
-        "--report-ndjson-path",
-        str(ndjson),
         "--output-truncate",
         "false",
-        *(arg for operation in LEFT_OUT for arg in ("--exclude-operation-id", operation)),
+        "--report",
+        "ndjson",
         *(("--seed", str(seed)) if seed is not None else ()),
     ]
-    env = {
-        **os.environ,
-        "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks",
-        "FUZZ_DATABASE_URL": mesh.config.database_url,
-        "FUZZ_USER_ID": user_id,
-        "PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'gen' / 'python'}",
-    }
-    # In the report directory: schemathesis keeps its crash cache (.schemathesis/) in the working directory.
-    result = subprocess.run(argv, cwd=report_dir, env=env, capture_output=True, text=True)
-    return FuzzRun(result.returncode, result.stdout + result.stderr, *_read_events(ndjson))
+    rounds = [
+        ("events.ndjson", ["--max-examples", str(examples), "--phases", phases, "--exclude-operation-id", LAST]),
+        ("last.ndjson", ["--max-examples", "5", "--phases", "fuzzing", "--include-operation-id", LAST]),
+    ]
+    returncode, output = 0, ""
+    requests: Counter[str] = Counter()
+    statuses: Counter[int] = Counter()
+    failures: list[str] = []
+    for report, arguments in rounds:
+        # In the report directory: schemathesis keeps its crash cache (.schemathesis/) in the working directory.
+        result = subprocess.run(
+            [*common, "--report-ndjson-path", str(report_dir / report), *arguments],
+            cwd=report_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        returncode, output = returncode or result.returncode, output + result.stdout + result.stderr
+        more_requests, more_statuses, more_failures = _read_events(report_dir / report)
+        requests, statuses, failures = requests + more_requests, statuses + more_statuses, failures + more_failures
+    return FuzzRun(returncode, output, requests, statuses, failures)
 
 
 def _read_events(ndjson: Path) -> tuple[Counter[str], Counter[int], list[str]]:
