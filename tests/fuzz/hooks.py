@@ -38,7 +38,7 @@ FINGERPRINT = " || ".join(
 )
 
 _local = threading.local()
-_before: dict[int, str] = {}
+_before: dict[str, str] = {}
 
 
 def fingerprint() -> str:
@@ -51,13 +51,13 @@ def fingerprint() -> str:
 @schemathesis.hook
 def before_call(context, case, kwargs) -> None:
     if case.method.upper() != "GET":
-        _before[id(case)] = fingerprint()
+        _before[case.id] = fingerprint()
 
 
 @schemathesis.check
 def nothing_stored_when_refused(ctx, response, case) -> None:
     """A 4xx answer to a request that may write left every stored row of the user as it was."""
-    before = _before.pop(id(case), None)
+    before = _before.pop(case.id, None)
     if before is None or not 400 <= response.status_code < 500:
         return
     if fingerprint() != before:
