@@ -531,9 +531,7 @@ async def export_user(tx: Tx, user_id: str) -> dict:
         user_id,
     )
     notifications = await tx.fetch(
-        "SELECT kind, title, body, created_at AS create_time, read_at AS read_time FROM messaging.notifications"
-        " WHERE user_id = $1",
-        user_id,
+        f"SELECT {_NOTIFICATION_COLUMNS} FROM messaging.notifications WHERE user_id = $1 ORDER BY created_at", user_id
     )
     digest = await tx.fetchrow("SELECT email, enabled FROM messaging.digests WHERE user_id = $1", user_id)
     reports = await tx.fetch(
@@ -543,7 +541,7 @@ async def export_user(tx: Tx, user_id: str) -> dict:
     return {
         "conversations": [dict(r) for r in conversations],
         "messages_sent": [dict(r) for r in messages],
-        "notifications": [dict(r) for r in notifications],
+        "notifications": [_notification(r) for r in notifications],  # as ListNotifications answers them
         "email_digest": dict(digest) if digest else None,
         "reports_filed": [dict(r) for r in reports],
     }
