@@ -26,12 +26,13 @@ PROTOS := $(shell find protos -name '*.proto')
 MODELS_DIR := $(VENV)/share/openhr-models
 MPNET := $(MODELS_DIR)/all-mpnet-base-v2
 
-.PHONY: help install models protos web browser lint run test bench token migrate lock manifests sdk clean
+.PHONY: help install models protos web browser lint run test bench fuzz token migrate lock manifests sdk clean
 
 help:
 	@echo "make run    - install what is missing, start the whole mesh, print the edge URL"
 	@echo "make test   - install what is missing, run every test suite"
 	@echo "make bench  - run the benchmarks (results in bench/results/)"
+	@echo "make fuzz   - Schemathesis against a throwaway mesh's edge, full size (EXAMPLES=200 per route)"
 	@echo "make token USER=you@example.com - print a local access token (local mode only)"
 	@echo "make protos - regenerate code from protos/ ; make lint - buf lint + ruff"
 	@echo "make web    - build the browser app (edge/web/dist) the edge serves"
@@ -147,6 +148,12 @@ manifests: protos
 
 bench: protos models
 	$(PY) -m bench
+
+# The full-size edge fuzz (tests/fuzz/edge_fuzz.py; `make test` runs a CI-sized sample): over
+# 10,000 generated requests; the report lands in .data/fuzz/.
+EXAMPLES ?= 200
+fuzz: protos models web
+	$(PY) -m tests.fuzz.edge_fuzz --examples $(EXAMPLES)
 
 clean:
 	rm -rf $(GEN) .pytest_cache $(DEPLOY_VENV) build dist *.egg-info $(WEB)/dist $(WEB)/src/gen

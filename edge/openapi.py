@@ -73,6 +73,23 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
     "google.protobuf.Int64Value": {**_INT64, "type": ["string", "integer", "null"]},
     "google.protobuf.UInt64Value": {**_UINT64, "type": ["string", "integer", "null"]},
 }
+# The errors any operation may answer (HTTP status -> response name, what it means), each a
+# google.rpc.Status body: the gRPC codes the services use, as Envoy's transcoder maps them, and
+# what the edge answers itself (body too large, rate limited).
+ERRORS: dict[str, tuple[str, str]] = {
+    "400": (
+        "BadRequest",
+        "INVALID_ARGUMENT, FAILED_PRECONDITION or OUT_OF_RANGE: a google.rpc.BadRequest names each bad field.",
+    ),
+    "401": ("Unauthenticated", "UNAUTHENTICATED: a missing, expired or refused token, or wrong credentials."),
+    "403": ("PermissionDenied", "PERMISSION_DENIED: the caller may not do this (another user's resource)."),
+    "404": ("NotFound", "NOT_FOUND: no such resource (or path)."),
+    "409": ("Conflict", "ALREADY_EXISTS or ABORTED: a duplicate, or a concurrent change (retry)."),
+    "413": ("PayloadTooLarge", "The body is over the route's size limit."),
+    "429": ("RateLimited", "RESOURCE_EXHAUSTED: rate limited; RetryInfo says when to retry."),
+    "503": ("Unavailable", "UNAVAILABLE: a service is down or overloaded; retry with backoff."),
+    "504": ("DeadlineExceeded", "DEADLINE_EXCEEDED: the request took too long; retry."),
+}
 _PATH_VARIABLE = re.compile(r"\{([^}=]+)(?:=[^}]*)?\}")
 
 
@@ -269,11 +286,7 @@ def _operation(schemas: _Schemas, comments: dict[str, str], rule: BodyRule, resp
     answer = {"type": "object"} if response.full_name == HTTP_BODY else schemas.ref(response)
     operation["responses"] = {
         "200": {"description": "OK", "content": {"application/json": {"schema": answer}}},
-        "default": {
-            "description": "An error: the gRPC status code, a message, and google.rpc details "
-            "(ErrorInfo with the reason; BadRequest naming each bad field; RetryInfo when limited).",
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{STATUS}"}}},
-        },
+        **{status: {"$ref": f"#/components/responses/{name}"} for status, (name, _) in ERRORS.items()},
     }
     if service == surface.IDENTITY_SERVICE and method in surface.IDENTITY_PUBLIC_METHODS:
         operation["security"] = []
@@ -282,6 +295,11 @@ def _operation(schemas: _Schemas, comments: dict[str, str], rule: BodyRule, resp
 
 def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _error_responses() -> dict[str, Any]:
+    status = {"application/json": {"schema": {"$ref": f"#/components/schemas/{STATUS}"}}}
+    return {name: {"description": meaning, "content": status} for name, meaning in ERRORS.values()}
 
 
 def _status_schema() -> dict[str, Any]:
@@ -336,6 +354,7 @@ def generate(descriptor_path: str | Path) -> dict[str, Any]:
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": dict(sorted(schemas.components.items())),
+            "responses": _error_responses(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
         },
         "security": [{"bearer": []}],

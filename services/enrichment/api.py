@@ -16,7 +16,7 @@ from openhr.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
 from services.common import errors
 from services.common.auth import current_principal
 from services.common.cancellation import raise_if_cancelled
-from services.common.db import Database
+from services.common.db import Database, Tx
 from services.common.errors import FieldViolation
 from services.common.skills import MAX_SKILL_NAME, category_enum, category_id
 from services.enrichment import store
@@ -257,6 +257,15 @@ def job_proto(row, suggestions=()) -> enrichment_pb2.EnrichmentJob:
     if "resume" in result:
         json_format.ParseDict(result["resume"], job.resume, ignore_unknown_fields=True)
     return job
+
+
+async def export_user(tx: Tx, user_id: str) -> dict:
+    """The user's enrichment data (UserDataService): jobs and suggestions as this API answers them."""
+    data = await store.export_user(tx, user_id)
+    return data | {
+        "jobs": [job_proto(row) for row in data["jobs"]],
+        "suggestions": [suggestion_proto(row) for row in data["suggestions"]],
+    }
 
 
 def _page_after(token: str) -> str | None:

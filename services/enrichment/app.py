@@ -25,7 +25,7 @@ from services.common.server import ServiceSpec, service_name
 from services.common.settings import DATA_DIR, ServiceSettings
 from services.common.user_data import UserDataApi
 from services.enrichment import handlers, store
-from services.enrichment.api import MAX_EMBED_TEXTS, EnrichmentApi, EnrichmentInternalApi, SkillsApi
+from services.enrichment.api import MAX_EMBED_TEXTS, EnrichmentApi, EnrichmentInternalApi, SkillsApi, export_user
 from services.enrichment.embedder import Embedder
 from services.enrichment.github import ETagCache, GitHubClient
 from services.enrichment.job_events import JobNotifications
@@ -141,7 +141,7 @@ def build(settings: EnrichmentSettings) -> ServiceSpec:
             server,
         )
         user_data_pb2_grpc.add_UserDataServiceServicer_to_server(
-            UserDataApi("enrichment", db, store.export_user, store.delete_user), server
+            UserDataApi("enrichment", db, export_user, store.delete_user), server
         )
         return [
             service_name(enrichment_pb2, "SkillsService"),

@@ -4,8 +4,6 @@ Vectors travel as real[] and are cast to pgvector's `vector` in SQL (no codec to
 
 from __future__ import annotations
 
-import datetime
-import uuid
 from dataclasses import dataclass
 
 import asyncpg
@@ -298,14 +296,6 @@ async def save_github_import(tx: Tx, *, user_id: str, login: str, job_id: str, d
     )
 
 
-def _plain(row: asyncpg.Record) -> dict:
-    """A row as JSON-ready values (ids and times as strings)."""
-    out = {}
-    for key, value in row.items():
-        if isinstance(value, uuid.UUID | datetime.datetime):
-            value = str(value) if isinstance(value, uuid.UUID) else value.isoformat()
-        out[key] = value
-    return out
 @dataclass(frozen=True)
 class StoredTexts:
     profile_id: str
@@ -437,8 +427,9 @@ async def page_vectors(tx: Tx, model_id: str, after: str | None, users: int) -> 
 
 
 async def export_user(tx: Tx, user_id: str) -> dict:
-    """JSON-ready sections: the embedded texts and the vectors (with their model and version), the
-    jobs (without their documents), suggestions and imported GitHub data."""
+    """The sections as stored (services/common/json_mapping.py maps them): the embedded texts and
+    the vectors (with their model and version), the jobs (without their documents), suggestions
+    (rows: services.enrichment.api.export_user answers them as the API does) and imported GitHub data."""
     texts = await get_texts(tx, user_id)
     jobs = await tx.fetch(
         f"SELECT {_JOB_COLUMNS} FROM enrichment.jobs WHERE user_id = $1 ORDER BY created_at", user_id
@@ -450,9 +441,9 @@ async def export_user(tx: Tx, user_id: str) -> dict:
         "SELECT login, job_id, data, imported_at FROM enrichment.github_imports WHERE user_id = $1", user_id
     )
     return {
-        "jobs": [_plain(r) for r in jobs],
-        "suggestions": [_plain(r) for r in suggestions],
-        "github_import": _plain(github) if github else None,
+        "jobs": jobs,
+        "suggestions": suggestions,
+        "github_import": dict(github) if github else None,
         "embedded_texts": []
         if texts is None
         else [
@@ -470,7 +461,7 @@ async def export_user(tx: Tx, user_id: str) -> dict:
                 "dimensions": row["dimensions"],
                 "profile_version": row["profile_version"],
                 "embedding": [float(value) for value in row["embedding"]],
-                "update_time": row["updated_at"].isoformat(),
+                "update_time": row["updated_at"],
             }
             for row in await get_vectors(tx, user_id)
         ],

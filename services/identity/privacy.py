@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from datetime import datetime
 
 import grpc
 import structlog
@@ -27,6 +26,7 @@ from openhr.common.v1 import user_data_pb2, user_data_pb2_grpc
 from services.common import errors
 from services.common.clients import channel
 from services.common.db import Database
+from services.common.json_mapping import to_json
 from services.common.logging import current_request_id
 from services.common.outbox import add_event, new_event
 from services.identity import store
@@ -36,10 +36,6 @@ log = structlog.get_logger("privacy")
 SERVICE = "identity"
 TOPIC = "identity"
 PEER_TIMEOUT = 10.0
-
-
-def _time(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 class Peers:
@@ -88,33 +84,33 @@ class Privacy:
                 "user_id": user_id,
                 "email": self._box.open(account["email_ciphertext"], email_context(user_id)).decode(),
                 "email_verified": account["email_verified"],
-                "email_verified_time": _time(account["email_verified_at"]),
+                "email_verified_time": account["email_verified_at"],
                 "display_name": account["display_name"],
                 "has_password": account["has_password"],
-                "password_change_time": _time(account["password_changed_at"]),
-                "create_time": _time(account["created_at"]),
+                "password_change_time": account["password_changed_at"],
+                "create_time": account["created_at"],
             },
             "providers": [
                 {
                     "provider": r["provider"],
                     "provider_user_id": r["provider_user_id"],
-                    "link_time": _time(r["created_at"]),
+                    "link_time": r["created_at"],
                 }
                 for r in identities
             ],
             "sessions": [
                 {
                     "session_id": str(r["family_id"]),
-                    "create_time": _time(r["created_at"]),
-                    "expire_time": _time(r["expires_at"]),
-                    "revoke_time": _time(r["revoked_at"]),
+                    "create_time": r["created_at"],
+                    "expire_time": r["expires_at"],
+                    "revoke_time": r["revoked_at"],
                     "refreshes": r["refreshes"],
                 }
                 for r in sessions
             ],
             "audit_log": [
                 {
-                    "time": _time(r["occurred_at"]),
+                    "time": r["occurred_at"],
                     "event": r["event"],
                     "provider": r["provider"],
                     "request_id": r["request_id"],
@@ -125,7 +121,7 @@ class Privacy:
 
     async def export(self, user_id: str) -> dict:
         """identity's sections and each peer's export, by service name."""
-        data = {SERVICE: await self._own_sections(user_id)}
+        data = {SERVICE: to_json(await self._own_sections(user_id))}
         stubs = self._peers.stubs()
         answers = await asyncio.gather(
             *(

@@ -14,6 +14,7 @@ from asyncpg import Record
 
 from openhr.profile.v1 import profile_pb2
 from services.common.db import Tx, rows_affected
+from services.common.skills import category_id, category_of_name
 from services.matching.ranking import NO_COSINES, Cosines, Person, Skill
 
 SCHEMA = "matching"
@@ -103,7 +104,11 @@ def candidate_values(profile: profile_pb2.Profile) -> tuple:
         profile.location.city,
         profile.location.country_code,
         profile.timezone,
-        [{"name": s.name, "category": s.category, "proficiency": s.proficiency} for s in skills],
+        # The ranking keeps the short category ids (services/common/skills.py).
+        [
+            {"name": s.name, "category": category_id(category_of_name(s.category)), "proficiency": s.proficiency}
+            for s in skills
+        ],
         sorted({skill_key(s.name) for s in skills}),
         prefs.SerializeToString(),
         [profile_pb2.StartupStage.Name(s) for s in prefs.stage.stages],
@@ -468,6 +473,7 @@ async def delete_user(tx: Tx, user_id: str) -> dict[str, int]:
 
 
 async def export_user(tx: Tx, user_id: str) -> dict:
+    """The sections as stored (services/common/json_mapping.py maps them to JSON)."""
     decisions = await tx.fetch(
         "SELECT target_user_id, kind, created_at FROM matching.decisions WHERE actor_user_id = $1 ORDER BY created_at",
         user_id,
@@ -475,7 +481,7 @@ async def export_user(tx: Tx, user_id: str) -> dict:
     matches = await list_matches(tx, user_id, None, 1_000_000)
     return {
         "decisions": [
-            {"target_user_id": str(r["target_user_id"]), "kind": r["kind"], "created_at": r["created_at"].isoformat()}
+            {"target_user_id": str(r["target_user_id"]), "kind": r["kind"], "create_time": r["created_at"]}
             for r in decisions
         ],
         "matches": [
@@ -484,7 +490,7 @@ async def export_user(tx: Tx, user_id: str) -> dict:
                 "user_ids": list(m.user_ids),
                 "score": m.score,
                 "conversation_id": m.conversation_id,
-                "created_at": m.created_at.isoformat(),
+                "create_time": m.created_at,
             }
             for m in matches
         ],

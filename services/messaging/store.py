@@ -5,7 +5,6 @@ notifications only for that user."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -528,34 +527,32 @@ async def digest_sent(tx: Tx, user_id: str) -> None:
 
 
 async def export_user(tx: Tx, user_id: str) -> dict:
+    """The sections as stored (services/common/json_mapping.py maps them to JSON)."""
     conversations = await tx.fetch(
-        "SELECT conversation_id, match_id, created_at FROM messaging.conversations WHERE user_ids @> ARRAY[$1::uuid]",
+        "SELECT conversation_id, match_id, created_at AS create_time FROM messaging.conversations"
+        " WHERE user_ids @> ARRAY[$1::uuid]",
         user_id,
     )
     messages = await tx.fetch(
-        "SELECT conversation_id, seq, text, created_at FROM messaging.messages WHERE sender_id = $1 AND NOT redacted "
-        "ORDER BY conversation_id, seq",
+        "SELECT conversation_id, seq, text, created_at AS create_time FROM messaging.messages"
+        " WHERE sender_id = $1 AND NOT redacted ORDER BY conversation_id, seq",
         user_id,
     )
     notifications = await tx.fetch(
-        "SELECT kind, title, body, created_at, read_at FROM messaging.notifications WHERE user_id = $1", user_id
+        f"SELECT {_NOTIFICATION_COLUMNS} FROM messaging.notifications WHERE user_id = $1 ORDER BY created_at", user_id
     )
     digest = await tx.fetchrow("SELECT email, enabled FROM messaging.digests WHERE user_id = $1", user_id)
     reports = await tx.fetch(
-        "SELECT conversation_id, reason, created_at FROM messaging.reports WHERE reporter_id = $1", user_id
+        "SELECT conversation_id, reason, created_at AS create_time FROM messaging.reports WHERE reporter_id = $1",
+        user_id,
     )
-    return json.loads(
-        json.dumps(
-            {
-                "conversations": [dict(r) for r in conversations],
-                "messages_sent": [dict(r) for r in messages],
-                "notifications": [dict(r) for r in notifications],
-                "email_digest": dict(digest) if digest else None,
-                "reports_filed": [dict(r) for r in reports],
-            },
-            default=str,
-        )
-    )
+    return {
+        "conversations": [dict(r) for r in conversations],
+        "messages_sent": [dict(r) for r in messages],
+        "notifications": [_notification(r) for r in notifications],  # as ListNotifications answers them
+        "email_digest": dict(digest) if digest else None,
+        "reports_filed": [dict(r) for r in reports],
+    }
 
 
 async def delete_user(tx: Tx, user_id: str) -> dict[str, int]:

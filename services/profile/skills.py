@@ -8,7 +8,7 @@ import grpc
 
 from openhr.enrichment.v1 import enrichment_pb2, enrichment_pb2_grpc
 from services.common import errors
-from services.common.skills import category_id
+from services.common.skills import category_name
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class NormalizedSkill:
 
 
 def _normalized(result: enrichment_pb2.NormalizeSkillResponse) -> NormalizedSkill:
-    return NormalizedSkill(name=result.name, taxonomy_id=result.taxonomy_id, category=category_id(result.category))
+    return NormalizedSkill(name=result.name, taxonomy_id=result.taxonomy_id, category=category_name(result.category))
 
 
 class SkillNormalizer:

@@ -397,7 +397,7 @@ async def export_user(tx: Tx, user_id: str) -> dict:
                 "skill_id": str(r["skill_id"]),
                 "profile_id": str(r["profile_id"]),
                 "note": r["note"],
-                "created_at": r["created_at"].isoformat(),
+                "create_time": r["created_at"],
             }
             for r in given
         ],

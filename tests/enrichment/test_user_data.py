@@ -33,10 +33,10 @@ async def test_export_then_delete_the_vectors(mesh: Mesh, rest, enrichment_chann
     exported = await stub.ExportUserData(request, metadata=identity, timeout=10)
     assert exported.service == "enrichment"
     data = exported.data
-    assert data["embedded_texts"][0]["offer_text"].endswith("Growth marketer")
-    kinds = {(v["kind"], v["model_id"], v["dimensions"]) for v in data["profile_vectors"]}
+    assert data["embeddedTexts"][0]["offerText"].endswith("Growth marketer")
+    kinds = {(v["kind"], v["modelId"], v["dimensions"]) for v in data["profileVectors"]}
     assert kinds == {("offer", "all-MiniLM-L6-v2", 384), ("seek", "all-MiniLM-L6-v2", 384)}
-    assert all(len(v["embedding"]) == 384 for v in data["profile_vectors"])
+    assert all(len(v["embedding"]) == 384 for v in data["profileVectors"])
 
     deleted = await stub.DeleteUserData(
         user_data_pb2.DeleteUserDataRequest(user_id=user.user_id), metadata=identity, timeout=10
@@ -89,7 +89,7 @@ async def test_account_export_and_deletion_include_the_vectors(mesh: Mesh, rest,
     created = (await rest.post("/v1/profiles", json=PROFILE, headers=user.headers)).json()["profile"]
     await wait_for_embedded(mesh, user.user_id, lambda e: e.profile_version == int(created["version"]))
     export = (await rest.get("/v1/me:export", headers=user.headers)).json()
-    assert len(export["data"]["enrichment"]["profile_vectors"]) == 2
+    assert len(export["data"]["enrichment"]["profileVectors"]) == 2
     assert (await rest.delete("/v1/me", headers=user.headers)).status_code == 200
     assert (
         await db.fetchval("SELECT count(*) FROM enrichment.profile_texts WHERE user_id = $1", uuid.UUID(user.user_id))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import sys
 import uuid
 
@@ -67,15 +68,21 @@ async def test_export_then_delete_everything(mesh: Mesh, rest, db) -> None:
     assert body["exportTime"]
     identity, profile_section = body["data"]["identity"], body["data"]["profile"]
     assert identity["account"]["email"] == account.email
-    assert identity["account"]["user_id"] == account.user_id
-    assert identity["account"]["email_verified"] is False
-    assert identity["account"]["create_time"]
+    assert identity["account"]["userId"] == account.user_id
+    assert identity["account"]["emailVerified"] is False
+    assert identity["account"]["createTime"]
     assert identity["providers"] == []
-    assert len(identity["sessions"]) == 1 and identity["sessions"][0]["revoke_time"] is None
-    assert "sign_up" in [row["event"] for row in identity["audit_log"]]
+    assert len(identity["sessions"]) == 1 and identity["sessions"][0]["revokeTime"] is None
+    assert "sign_up" in [row["event"] for row in identity["auditLog"]]
     assert profile_section["profile"]["profileId"] == profile["profileId"]
     assert profile_section["profile"]["displayName"] == "Dana Deleted"
     assert [skill["name"] for skill in profile_section["profile"]["skills"]]
+    # One JSON mapping for every section: the proto3 one, as every other REST body; a skill's
+    # category as enrichment names it.
+    assert _not_proto3_json(body) == []
+    assert {s["category"] for s in profile_section["profile"]["skills"]} == {"SKILL_CATEGORY_ENGINEERING"}
+    assert set(body["data"]) == {"identity", "profile", "enrichment", "matching", "messaging"}
+    assert profile_section["endorsementsGiven"] == [] and profile_section["endorsementsReceived"] == []
     # Secrets never leave: no hashes of any kind in the export.
     assert "hash" not in exported.text.lower() and account.refresh_token not in exported.text
 
@@ -132,6 +139,26 @@ async def test_export_then_delete_everything(mesh: Mesh, rest, db) -> None:
     # The address is free again: signing up with it makes a new account with a new id.
     again = await sign_up(rest, email=account.email)
     assert again.user_id != account.user_id
+
+
+_CAMEL = re.compile(r"^[a-z][A-Za-z0-9]*$")
+_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+
+
+def _not_proto3_json(value, path: str = "") -> list[str]:
+    """Where value strays from the proto3 JSON mapping: keys not lowerCamelCase, times not RFC 3339 `Z`."""
+    if isinstance(value, dict):
+        return [
+            problem
+            for key, item in value.items()
+            for problem in ([] if _CAMEL.match(key) else [f"{path}.{key}: not camelCase"])
+            + _not_proto3_json(item, f"{path}.{key}")
+        ]
+    if isinstance(value, list):
+        return [problem for i, item in enumerate(value) for problem in _not_proto3_json(item, f"{path}[{i}]")]
+    if isinstance(value, str) and _TIME.match(value) and not value.endswith("Z"):
+        return [f"{path}: {value} is not RFC 3339 UTC"]
+    return []
 
 
 async def _status(request) -> int:

@@ -82,8 +82,8 @@ async def test_deleted_users_vanish_and_erasure_takes_everything(
     )
     data = exported.data
     assert exported.service == "matching"
-    assert [d["target_user_id"] for d in data["decisions"]] == [me.user_id]
-    assert sorted(data["matches"][0]["user_ids"]) == sorted([me.user_id, leaving.user_id])
+    assert [d["targetUserId"] for d in data["decisions"]] == [me.user_id]
+    assert sorted(data["matches"][0]["userIds"]) == sorted([me.user_id, leaving.user_id])
     # DELETE /v1/me: identity fans out to every user data peer, matching among them.
     deleted = await rest.delete("/v1/me", headers=leaving.user.headers)
     assert deleted.status_code == 200, deleted.text

@@ -10,6 +10,7 @@ from email.utils import parsedate_to_datetime
 import asyncpg
 import grpc
 import pytest
+from google.protobuf import json_format
 from redis.asyncio import Redis
 
 from deploy.local.ephemeral import Mesh
@@ -181,7 +182,17 @@ async def test_export_and_delete_leave_a_deleted_user_behind(mesh: Mesh, rest, c
         user_data_pb2.ExportUserDataRequest(user_id=alice.user_id), metadata=identity
     )
     assert exported.service == "messaging"
-    assert [m["text"] for m in exported.data["messages_sent"]] == ["my words"]
+    assert [m["text"] for m in exported.data["messagesSent"]] == ["my words"]
+
+    async def notified() -> list[dict]:
+        """Bob's exported new-message notifications, as ListNotifications answers them."""
+        request = user_data_pb2.ExportUserDataRequest(user_id=bob.user_id)
+        notes = json_format.MessageToDict((await privacy.ExportUserData(request, metadata=identity)).data)
+        return [n for n in notes["notifications"] if n["kind"] == "NOTIFICATION_KIND_NEW_MESSAGE"]
+
+    (note,) = await eventually(notified, message="bob's notification", within=WAIT)
+    # proto3 JSON leaves the default `read: false` out, as the REST answers do.
+    assert note["notificationId"] and note["createTime"].endswith("Z") and "read" not in note
     for user in (bob, alice):
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await privacy.DeleteUserData(

@@ -90,8 +90,16 @@ def test_field_behavior_and_comments_are_carried(document: dict) -> None:
     assert document["paths"]["/v1/profiles"]["post"]["summary"].startswith("Creates the caller's profile")
 
 
-def test_every_error_is_a_google_rpc_status(document: dict) -> None:
+def test_every_error_is_a_declared_google_rpc_status(document: dict) -> None:
+    """Each error status is declared (no catch-all `default`), so a client and a fuzzer know
+    what to expect, and each has the google.rpc.Status body."""
+    responses = document["components"]["responses"]
     for _, _, op in _operations(document):
-        assert op["responses"]["default"]["content"]["application/json"]["schema"] == {
-            "$ref": "#/components/schemas/google.rpc.Status"
-        }
+        assert "default" not in op["responses"]
+        errors = {status: answer for status, answer in op["responses"].items() if status != "200"}
+        assert {"400", "401", "403", "404", "409", "429", "503"} <= errors.keys()
+        for answer in errors.values():
+            declared = responses[answer["$ref"].rsplit("/", 1)[1]]
+            assert declared["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/google.rpc.Status"
+            }
