@@ -81,6 +81,7 @@ def test_auth_and_rate_limits_come_with_the_identity_cluster() -> None:
         "grpc_web",
         "jwt_authn",
         "ratelimit",
+        "query_validation",
         "ext_proc",
         "grpc_json_transcoder",
         "router",
