@@ -442,25 +442,27 @@ def test_extractor_is_tolerant(text: str, field: str, description: str | None) -
         assert violation.description == description
 
 
-def test_proto_path(rules: Rules) -> None:
-    profile = rules.match("POST", "/v1/profiles").body_message
-    assert proto_path(profile, "yearsExperience") == "years_experience"
-    assert proto_path(profile, "preferences.stage.stagez") == "preferences.stage.stagez"
-    assert proto_path(profile, "skills[3].endorsementCount") == "skills[3].endorsement_count"
-    assert proto_path(profile, "bogus.deeper") == "bogus.deeper"
-    assert proto_path(profile, "") == ""
-
-
-def test_json_path(rules: Rules) -> None:
-    """The one renaming of field paths for REST callers (services' errors and the validator's)."""
+@pytest.mark.parametrize(
+    ("path", "proto", "json"),
+    [
+        ("profile.years_experience", "profile.years_experience", "profile.yearsExperience"),
+        ("profile.yearsExperience", "profile.years_experience", "profile.yearsExperience"),
+        (
+            "profile.skills[3].endorsementCount",
+            "profile.skills[3].endorsement_count",
+            "profile.skills[3].endorsementCount",
+        ),
+        ("profile.preferences.stage.stagez", "profile.preferences.stage.stagez", "profile.preferences.stage.stagez"),
+        ("request_id", "request_id", "requestId"),
+        ("bogus.deeper_name", "bogus.deeper_name", "bogus.deeper_name"),  # unknown: kept as written
+        ("", "", ""),
+    ],
+)
+def test_field_paths_in_both_spellings(rules: Rules, path: str, proto: str, json: str) -> None:
+    """The one renaming of field paths: proto names for gRPC callers, JSON names for REST ones
+    (the services' errors and the validator's)."""
     create = rules.match("POST", "/v1/profiles").request
-    assert json_path(create, "profile.years_experience") == "profile.yearsExperience"
-    assert json_path(create, "profile.yearsExperience") == "profile.yearsExperience"
-    assert json_path(create, "profile.skills[3].endorsement_count") == "profile.skills[3].endorsementCount"
-    assert json_path(create, "profile.preferences.stage.stagez") == "profile.preferences.stage.stagez"
-    assert json_path(create, "request_id") == "requestId"
-    assert json_path(create, "bogus.deeper_name") == "bogus.deeper_name"
-    assert json_path(create, "") == ""
+    assert (proto_path(create, path), json_path(create, path)) == (proto, json)
 
 
 # --------------------------------------------------------------------------- the servicer
