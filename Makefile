@@ -26,7 +26,7 @@ PROTOS := $(shell find protos -name '*.proto')
 MODELS_DIR := $(VENV)/share/openhr-models
 MPNET := $(MODELS_DIR)/all-mpnet-base-v2
 
-.PHONY: help install models protos web browser lint run test bench fuzz token migrate lock manifests sdk clean
+.PHONY: help install models protos web docs browser lint run test bench fuzz token migrate lock manifests sdk clean
 
 help:
 	@echo "make run    - install what is missing, start the whole mesh, print the edge URL"
@@ -36,6 +36,7 @@ help:
 	@echo "make token USER=you@example.com - print a local access token (local mode only)"
 	@echo "make protos - regenerate code from protos/ ; make lint - buf lint + ruff"
 	@echo "make web    - build the browser app (edge/web/dist) the edge serves"
+	@echo "make docs   - build the API reference page (edge/docs/dist) the edge serves at /docs"
 	@echo "make sdk    - build the Python SDK wheel (sdk/ + openhr_client) into dist/"
 	@echo "make lock   - re-pin requirements*.lock after editing requirements*.txt (keeps existing pins)"
 	@echo "make manifests - re-render the Envoy config of deploy/k8s from edge/envoy/envoy.yaml.j2"
@@ -104,6 +105,18 @@ $(WEB)/dist/index.html: $(WEB)/src/gen/.stamp $(WEB_SOURCES)
 
 web: $(WEB)/dist/index.html
 
+# The API reference page (/docs): Swagger UI's prebuilt bundle from npm beside our page and its
+# script; index.html is copied last (it marks the build done). SCARF_ANALYTICS: no install telemetry.
+DOCS := edge/docs
+$(DOCS)/dist/index.html: $(DOCS)/package.json $(DOCS)/package-lock.json $(DOCS)/index.html $(DOCS)/init.js
+	cd $(DOCS) && SCARF_ANALYTICS=false npm ci --no-audit --no-fund --loglevel=error
+	rm -rf $(DOCS)/dist && mkdir -p $(DOCS)/dist
+	cp $(DOCS)/init.js $(DOCS)/node_modules/swagger-ui-dist/swagger-ui-bundle.js \
+	  $(DOCS)/node_modules/swagger-ui-dist/swagger-ui.css $(DOCS)/dist/
+	cp $(DOCS)/index.html $(DOCS)/dist/index.html
+
+docs: $(DOCS)/dist/index.html
+
 # The browser tests drive Debian's chromium (Playwright launches it; it downloads no browser).
 $(CHROMIUM):
 	$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq
@@ -120,7 +133,7 @@ lint: protos
 migrate: protos
 	$(PY) -m deploy.local.stack migrate
 
-run: protos models web
+run: protos models web docs
 	$(PY) -m deploy.local.stack run
 
 # USER is also the login name in the environment: only a USER given on the command line counts.
@@ -128,7 +141,7 @@ token: protos
 	@if [ "$(origin USER)" != "command line" ]; then echo "usage: make token USER=you@example.com" >&2; exit 2; fi
 	@$(PY) -m services.identity.devtoken "$(USER)"
 
-test: protos models web browser $(DEPLOY_VENV)/.installed
+test: protos models web docs browser $(DEPLOY_VENV)/.installed
 	$(BUF) lint
 	$(PY) -m pytest
 
@@ -152,8 +165,8 @@ bench: protos models
 # The full-size edge fuzz (tests/fuzz/edge_fuzz.py; `make test` runs a CI-sized sample): over
 # 10,000 generated requests; the report lands in .data/fuzz/.
 EXAMPLES ?= 200
-fuzz: protos models web
+fuzz: protos models web docs
 	$(PY) -m tests.fuzz.edge_fuzz --examples $(EXAMPLES)
 
 clean:
-	rm -rf $(GEN) .pytest_cache $(DEPLOY_VENV) build dist *.egg-info $(WEB)/dist $(WEB)/src/gen
+	rm -rf $(GEN) .pytest_cache $(DEPLOY_VENV) build dist *.egg-info $(WEB)/dist $(WEB)/src/gen $(DOCS)/dist

@@ -27,6 +27,7 @@ from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescript
 
 from edge.validation.rules import BodyRule, build_rules, load_descriptor_set
 from services.common import surface
+from services.common.field_paths import is_map
 
 TITLE = "OpenHR REST API"
 STATUS = "google.rpc.Status"
@@ -131,10 +132,6 @@ def _behaviors(field: FieldDescriptor) -> set[int]:
     return set(field.GetOptions().Extensions[field_behavior_pb2.field_behavior])
 
 
-def _is_map(field: FieldDescriptor) -> bool:
-    return field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.GetOptions().map_entry
-
-
 class _Schemas:
     """components.schemas: one schema per message and enum reached from an operation."""
 
@@ -164,7 +161,7 @@ class _Schemas:
 
     def field(self, field: FieldDescriptor) -> dict[str, Any]:
         """A field's schema as it appears in JSON, described by its comment."""
-        if _is_map(field):
+        if is_map(field):
             value = field.message_type.fields_by_name["value"]
             schema: dict[str, Any] = {"type": "object", "additionalProperties": self._single(value)}
         elif field.is_repeated:
@@ -210,7 +207,7 @@ def _query_parameters(schemas: _Schemas, message: Descriptor, bound: set[str], p
     parameters = []
     for field in message.fields:
         name = prefix + field.json_name
-        if field.name in bound or _is_map(field):
+        if field.name in bound or is_map(field):
             continue
         if field.type == FieldDescriptor.TYPE_MESSAGE and field.message_type.full_name not in _WELL_KNOWN:
             if not field.is_repeated:

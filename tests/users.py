@@ -3,6 +3,7 @@ accounts of the suites sign up with."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 
@@ -44,3 +45,9 @@ def rest_violations(body: dict) -> list[str]:
         if d.get("@type", "").endswith("/google.rpc.BadRequest")
         for v in d.get("fieldViolations", [])
     ]
+
+
+def json_name(path: str) -> str:
+    """A proto field path as REST callers read it: each name in lowerCamelCase, the proto3 JSON
+    mapping's rule ("profile.years_experience" -> "profile.yearsExperience")."""
+    return re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), path)

@@ -33,6 +33,7 @@ GEN_DIR = REPO_ROOT / "gen"
 DESCRIPTOR = GEN_DIR / "openhr.binpb"
 # The browser app as `make web` builds it; the edge serves it when it is there.
 WEB_DIST = REPO_ROOT / "edge" / "web" / "dist"
+DOCS_DIST = REPO_ROOT / "edge" / "docs" / "dist"
 OAUTH_PROVIDERS = ("github", "google")
 
 
@@ -47,6 +48,11 @@ def default_web_root(env: Mapping[str, str] = os.environ) -> Path | None:
     if given is not None:
         return Path(given) if given else None
     return WEB_DIST if (WEB_DIST / "index.html").exists() else None
+
+
+def built_docs_root() -> Path | None:
+    """The API reference page (/docs) once built (make docs)."""
+    return DOCS_DIST if (DOCS_DIST / "index.html").exists() else None
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,7 @@ class StackConfig:
     public_url: str | None = None  # None: the edge URL
     web_root: Path | None = None  # the built browser app the edge serves (None: none)
     oauth_providers: list[str] = field(default_factory=list)  # sign-in buttons the page shows
+    docs_root: Path | None = field(default_factory=built_docs_root)  # the API reference page (/docs)
     # What Envoy's jwt_authn requires (the services read the same variables).
     jwt_issuer: str = ServiceSettings.model_fields["jwt_issuer"].default
     jwt_audience: str = ServiceSettings.model_fields["jwt_audience"].default
@@ -259,6 +266,7 @@ class StackConfig:
                 service_keys=self.service_keys,
                 web_root=self.web_root,
                 oauth_providers=self.oauth_providers,
+                docs_root=self.docs_root,
             )
         )
         return path

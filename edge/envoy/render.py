@@ -35,6 +35,8 @@ import jinja2
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
+from edge import openapi
+from edge.envoy import local_replies
 from services.common import surface
 from services.common.service_auth import EDGE_NAME, ServiceTokenIssuer
 
@@ -108,10 +110,9 @@ def _template_regex(template: str) -> str:
     return "".join(out)
 
 
-def public_http_routes(descriptor_path: str | os.PathLike) -> list[dict[str, str]]:
-    """The REST routes (google.api.http, additional bindings included) of identity's public
-    methods, for jwt_authn's rules and the sign-in / sign-up rate limits: {rpc, method,
-    template, path_regex, regex}.
+def http_routes(descriptor_path: str | os.PathLike, services: Sequence[str]) -> list[dict[str, str]]:
+    """The REST routes (google.api.http, additional bindings included) of the given services'
+    methods: {service, rpc, method, template, path_regex, regex}.
 
     One spelling of a route is what the transcoder accepts: HCM normalizes the path first
     (percent-encoded unreserved characters decoded, dot segments resolved, slashes merged) but
@@ -119,17 +120,14 @@ def public_http_routes(descriptor_path: str | os.PathLike) -> list[dict[str, str
     too. `path_regex` matches the path alone (for a ":path" header add the query), `regex` is
     anchored (a route match never sees the query)."""
     descriptors = descriptor_pb2.FileDescriptorSet.FromString(Path(descriptor_path).read_bytes())
-    package, _, service_name = surface.IDENTITY_SERVICE.rpartition(".")
+    wanted = set(services)
     routes = []
     for file in descriptors.file:
-        if file.package != package:
-            continue
         for service in file.service:
-            if service.name != service_name:
+            full_name = f"{file.package}.{service.name}"
+            if full_name not in wanted:
                 continue
             for method in service.method:
-                if method.name not in surface.IDENTITY_PUBLIC_METHODS:
-                    continue
                 rule = method.options.Extensions[annotations_pb2.http]
                 for binding in (rule, *rule.additional_bindings):
                     verb = binding.WhichOneof("pattern")
@@ -139,6 +137,7 @@ def public_http_routes(descriptor_path: str | os.PathLike) -> list[dict[str, str
                     path_regex = _template_regex(template) + "/?"
                     routes.append(
                         {
+                            "service": full_name,
                             "rpc": method.name,
                             "method": verb.upper(),
                             "template": template,
@@ -147,6 +146,26 @@ def public_http_routes(descriptor_path: str | os.PathLike) -> list[dict[str, str
                         }
                     )
     return routes
+
+
+def public_http_routes(descriptor_path: str | os.PathLike) -> list[dict[str, str]]:
+    """The REST routes of identity's public methods, for jwt_authn's rules and the sign-in /
+    sign-up rate limits (see http_routes)."""
+    routes = http_routes(descriptor_path, [surface.IDENTITY_SERVICE])
+    return [route for route in routes if route["rpc"] in surface.IDENTITY_PUBLIC_METHODS]
+
+
+def protected_http_routes(descriptor_path: str | os.PathLike, services: Sequence[str]) -> list[dict[str, str]]:
+    """The REST routes of `services` that need a token (all but identity's public methods), one
+    {methods, regex} per path (methods: an anchored RE2 of its HTTP methods): jwt_authn asks a
+    token of these alone, so a path that is no route answers 404 before authentication. (One
+    rule per path: Envoy refuses a regex of all of them, RE2 program size above 100.)"""
+    public = {(r["method"], r["template"]) for r in public_http_routes(descriptor_path)}
+    by_path: dict[str, set[str]] = {}
+    for route in http_routes(descriptor_path, services):
+        if (route["method"], route["template"]) not in public:
+            by_path.setdefault(route["regex"], set()).add(route["method"])
+    return [{"methods": f"^({'|'.join(sorted(m))})$", "regex": regex} for regex, m in sorted(by_path.items())]
 
 
 # --- the browser app (web_root) -------------------------------------------------------------------
@@ -233,6 +252,69 @@ def web_routes(web_root: str | os.PathLike, oauth_providers: Sequence[str] = ())
     return routes
 
 
+# --- the API's own pages -------------------------------------------------------------------------
+# Served in every mode without a token: the OpenAPI document (generated from the same descriptor
+# set the transcoder loads, inlined in the config, so it always describes the routes this Envoy
+# serves), the health path for load balancers, and, given docs_root (`make docs`), the API
+# reference page (Swagger UI) over that document.
+OPENAPI_PATH = "/openapi.json"
+HEALTH_PATH = "/healthz"
+DOCS_PATH = "/docs"
+DOCS_DIST = Path(__file__).resolve().parents[1] / "docs" / "dist"
+# Swagger UI sets style attributes and draws data: images: it needs inline styles, nothing else.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+# A JSON document and a plain answer: no script may run in them.
+NO_CONTENT_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+def api_routes(descriptor_source: str | os.PathLike, docs_root: str | os.PathLike | None) -> list[dict[str, str]]:
+    """/openapi.json, /healthz (200 as long as Envoy serves: see README, "Health") and, with a
+    docs_root, /docs and its files."""
+    document = json.dumps(openapi.generate(descriptor_source), separators=(",", ":"), ensure_ascii=False)
+    routes = [
+        {
+            "match": "path",
+            "path": OPENAPI_PATH,
+            "inline": document,
+            "content_type": WEB_CONTENT_TYPES[".json"],
+            "cache_control": WEB_CACHE_REVALIDATE,
+            "csp": NO_CONTENT_CSP,
+        },
+        {
+            "match": "path",
+            "path": HEALTH_PATH,
+            "inline": "ok\n",
+            "content_type": WEB_CONTENT_TYPES[".txt"],
+            "cache_control": "no-store",
+            "csp": NO_CONTENT_CSP,
+        },
+    ]
+    if docs_root is None:
+        return routes
+    root = Path(docs_root).resolve()
+    if not (root / "index.html").is_file():
+        raise ValueError(f"docs_root {root} has no index.html: build the page first (make docs)")
+    for path in sorted(p for p in root.iterdir() if p.is_file()):
+        content_type = WEB_CONTENT_TYPES.get(path.suffix)
+        if content_type is None:
+            raise ValueError(f"docs_root: no content type for {path.name} (add it to WEB_CONTENT_TYPES)")
+        routes.append(
+            {
+                "match": "path",
+                "path": DOCS_PATH if path.name == "index.html" else f"{DOCS_PATH}/{path.name}",
+                "file": str(path),
+                "content_type": content_type,
+                "cache_control": WEB_CACHE_REVALIDATE,
+                "csp": DOCS_CSP,
+            }
+        )
+    return routes
+
+
 # The edge's token to identity's RateLimitService lives until Envoy's config is rendered again.
 EDGE_TOKEN_LIFETIME = 365 * 86400
 
@@ -276,12 +358,17 @@ def render(**values: Any) -> str:
         IDENTITY_PUBLIC_METHODS=surface.IDENTITY_PUBLIC_METHODS,
         UPLOAD_BUFFERS={path: surface.upload_buffer_limit(size) for path, size in surface.UPLOADS.items()},
     )
+    services = [service for c in values["clusters"] for service in surface.PUBLIC_SERVICES.get(c["name"], ())]
+    values["protected_http_routes"] = protected_http_routes(source, services)
+    values["LOCAL_REPLIES"] = local_replies.values()
     web_root, providers = values.pop("web_root", None), values.pop("oauth_providers", None)
-    values["web_routes"] = web_routes(web_root, providers or ()) if web_root else []
-    values["web_csp"] = WEB_CSP
+    web = [{**route, "csp": WEB_CSP} for route in web_routes(web_root, providers or ())] if web_root else []
+    values["static_routes"] = api_routes(source, values.pop("docs_root", None)) + web
     # Envoy refuses a direct_response body above the route config's limit (default 4 KiB).
-    files = [Path(route["file"]) for route in values["web_routes"] if "file" in route]
-    values["web_max_body"] = max((file.stat().st_size for file in files), default=0)
+    values["static_max_body"] = max(
+        Path(route["file"]).stat().st_size if "file" in route else len(route["inline"].encode())
+        for route in values["static_routes"]
+    )
     values.setdefault("access_log_path", "/dev/stdout")
     values.setdefault("cors_allowed_origins", [])
     return _env.get_template(TEMPLATE_NAME).render(**values)
@@ -328,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--oauth-provider", action="append", default=[], help="with --web-root: a configured sign-in provider"
     )
+    p.add_argument("--docs-root", help="built API reference page (make docs: edge/docs/dist) to serve at /docs")
     p.add_argument("--access-log-path", default="/dev/stdout")
     p.add_argument(
         "--dns-type",
@@ -379,6 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.web_root:
         values["web_root"] = args.web_root
         values["oauth_providers"] = args.oauth_provider
+    if args.docs_root:
+        values["docs_root"] = args.docs_root
     if args.descriptor_source:
         values["descriptor_path"] = args.descriptor
         values["descriptor_source"] = args.descriptor_source

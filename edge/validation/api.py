@@ -19,13 +19,19 @@ from edge.validation.rules import Rules
 from openhr.common.v1 import common_pb2
 from services.common import errors
 from services.common.errors import DomainError, FieldViolation
+from services.common.field_paths import json_path
 
 log = structlog.get_logger("validation")
 
 CHECKED = Counter(
     "openhr_validation_bodies_total",
     "REST request bodies checked by the edge validator, by outcome.",
-    ["outcome"],  # valid | rejected | unmatched (no binding: the transcoder answers 404) | not_json
+    ["outcome"],  # valid | rejected | unmatched (no binding: the transcoder answers 404)
+)
+QUERIES = Counter(
+    "openhr_validation_queries_total",
+    "REST query strings checked by the edge validator, by outcome.",
+    ["outcome"],  # valid | rejected | unmatched (no binding: the transcoder answers 404)
 )
 
 # Answers that let a message through unchanged, for the phases Envoy may be configured to send.
@@ -50,14 +56,14 @@ def _json(error: DomainError) -> bytes:
     return json.dumps(printed, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def status_json(violations: list[FieldViolation]) -> bytes:
+def status_json(violations: list[FieldViolation], what: str) -> bytes:
     """google.rpc.Status JSON as the services' own INVALID_ARGUMENT errors reach REST clients:
     code 3, a message naming the fields, ErrorInfo (reason ERROR_REASON_INVALID_FIELD) and a
     google.rpc.BadRequest with one field violation per field."""
     text = "; ".join(f"{v.field}: {v.description}" if v.field else v.description for v in violations)
     return _json(
         DomainError(
-            f"invalid request body: {text}",
+            f"{what}: {text}",
             grpc.StatusCode.INVALID_ARGUMENT,
             common_pb2.ERROR_REASON_INVALID_FIELD,
             list(violations),
@@ -109,6 +115,8 @@ class ExternalProcessorApi(external_processor_pb2_grpc.ExternalProcessorServicer
 
     def answer(self, request: ext_proc.ProcessingRequest) -> ext_proc.ProcessingResponse:
         phase = request.WhichOneof("request")
+        if phase == "request_headers":
+            return self.answer_query(request.request_headers.headers)
         if phase != "request_body":
             return _CONTINUE[phase]
         # Envoy evaluates the attributes when it sends the body: the transcoder (after this
@@ -127,8 +135,27 @@ class ExternalProcessorApi(external_processor_pb2_grpc.ExternalProcessorServicer
             return _CONTINUE[phase]
         violations = self.rules.check(rule, request.request_body.body)
         if not violations:
-            CHECKED.labels("valid" if violations == [] else "not_json").inc()
+            CHECKED.labels("valid").inc()
             return _CONTINUE[phase]
         CHECKED.labels("rejected").inc()
         log.info("body rejected", rpc=rule.rpc, fields=[v.field for v in violations])
-        return _immediate(400, status_json(violations), "request_body_invalid")
+        # REST callers read JSON names (the services' errors to them are renamed alike).
+        named = [FieldViolation(json_path(rule.request, v.field), v.description) for v in violations]
+        return _immediate(400, status_json(named, "invalid request body"), "request_body_invalid")
+
+    def answer_query(self, headers: base_pb2.HeaderMap) -> ext_proc.ProcessingResponse:
+        """The query string of a REST request (the query filter sends the headers of those that
+        have one, before the transcoder): every parameter must name a field and fit its type.
+        Parameters are named as the client wrote them."""
+        found = {h.key: (h.raw_value.decode(errors="replace") or h.value) for h in headers.headers}
+        path, _, query = found.get(":path", "").partition("?")
+        rule = self.rules.match(found.get(":method", ""), path)
+        if rule is None or not query:
+            QUERIES.labels("unmatched" if rule is None else "valid").inc()
+            return _CONTINUE["request_headers"]
+        violations = self.rules.check_query(rule, query)
+        QUERIES.labels("rejected" if violations else "valid").inc()
+        if not violations:
+            return _CONTINUE["request_headers"]
+        log.info("query rejected", rpc=rule.rpc, parameters=[v.field for v in violations])
+        return _immediate(400, status_json(violations, "invalid query string"), "request_query_invalid")

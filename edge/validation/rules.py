@@ -23,12 +23,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from google.api import annotations_pb2  # registers the google.api.http option
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from services.common.errors import FieldViolation
+from services.common.field_paths import element_type, field_named, is_map, proto_path
 
 # Path template grammar (google/api/http.proto):
 #   Template = "/" Segments [ Verb ] ; Segment = "*" | "**" | LITERAL | Variable ;
@@ -40,6 +42,15 @@ BODY_NOT_OBJECT = "the request body must be a JSON object"
 NO_BODY = "this method takes no request body"
 PATH_BOUND = "set by the URL path; not allowed in the body"
 UNKNOWN_FIELD = "unknown field"
+NOT_JSON = "the request body is not valid JSON"
+NOT_UTF8 = "the request body is not UTF-8 text"
+UNKNOWN_PARAMETER = "unknown query parameter"
+NOT_A_PARAMETER = "cannot be set in the query string"
+# How the transcoder reads a boolean query parameter (protobuf's safe_strtob), case aside.
+_QUERY_BOOLEANS = {
+    **dict.fromkeys(("true", "t", "yes", "y", "1"), True),
+    **dict.fromkeys(("false", "f", "no", "n", "0"), False),
+}
 # Our contracts nest a few levels; Python's JSON parser recurses (3,000 levels: RecursionError).
 MAX_JSON_DEPTH = 64
 TOO_DEEP = f"the request body is nested deeper than {MAX_JSON_DEPTH} levels"
@@ -242,7 +253,12 @@ _AT = re.compile(r"^(?P<text>.*?) at (?P<path>[A-Za-z_]\w*(?:\.\w+|\[[^\]]*\])*)
 # Python-isms in protobuf's messages, as a REST client would read them.
 _REWORDED = (
     (re.compile(r"expected string or bytes-like object.*", re.S), "expected a JSON string"),
-    (re.compile(r"(invalid literal for int\(\) with base 10|Couldn't parse integer).*", re.S), "expected an integer"),
+    (
+        re.compile(r"(invalid literal for int\(\) with base 10|Couldn't parse (integer|non-integer string)).*", re.S),
+        "expected an integer",
+    ),
+    (re.compile(r"Value out of range.*", re.S), "out of range"),
+    (re.compile(r"Expected true or false.*", re.S), "expected true or false"),
     (re.compile(r"(could not convert string to float|Couldn't parse float).*", re.S), "expected a number"),
 )
 
@@ -265,7 +281,19 @@ def _reword(text: str) -> str:
     return text
 
 
-def violation_from_parse_error(text: str) -> FieldViolation:
+def _enum_problem(value: str, enum: str, pool: descriptor_pool.DescriptorPool | None) -> str:
+    """What is wrong with an enum value, in the words of the JSON mapping: the names it takes
+    (never the enum's proto type name, when the pool knows it)."""
+    try:
+        names = [v.name for v in pool.FindEnumTypeByName(enum).values] if pool is not None else None
+    except KeyError:
+        names = None
+    if names is None:
+        return f"unknown value {json.dumps(value)} for enum {enum}"
+    return f"unknown value {json.dumps(value)}; expected one of {', '.join(names)}"
+
+
+def violation_from_parse_error(text: str, pool: descriptor_pool.DescriptorPool | None = None) -> FieldViolation:
     """The field a json_format.ParseError names, relative to the message parsed (JSON names
     as the client wrote them, list indexes kept: "skills[0].nme"), and what is wrong with it.
 
@@ -287,9 +315,7 @@ def violation_from_parse_error(text: str) -> FieldViolation:
                 description += f'; did you mean "{close[0]}"?'
         return FieldViolation(field, description)
     if match := _ENUM.search(rest):
-        return FieldViolation(
-            _relative(match["path"]), f"unknown value {json.dumps(match['value'])} for enum {match['enum']}"
-        )
+        return FieldViolation(_relative(match["path"]), _enum_problem(match["value"], match["enum"], pool))
     if match := _AT.match(rest.strip()):
         return FieldViolation(_relative(match["path"]), _reword(match["text"]))
     if chain:
@@ -299,54 +325,9 @@ def violation_from_parse_error(text: str) -> FieldViolation:
 
 # --------------------------------------------------------------------------- the rule set
 
-_PATH_SEGMENT = re.compile(r"(?P<name>[^.\[]+)(?P<index>(?:\[[^\]]*\])*)")
-
-
-def _field(message: Descriptor | None, key: str) -> FieldDescriptor | None:
-    """The field a JSON key names (its JSON name or its proto name), if any."""
-    if message is None:
-        return None
-    field = message.fields_by_name.get(key)
-    if field is None:
-        field = next((f for f in message.fields if f.json_name == key), None)
-    return field
-
-
-def _is_map(field: FieldDescriptor) -> bool:
-    return field.message_type is not None and field.message_type.GetOptions().map_entry
-
-
-def _element_type(field: FieldDescriptor) -> Descriptor | None:
-    """The message type of a field's values (a map's value type), None for scalars."""
-    if _is_map(field):
-        return field.message_type.fields_by_name["value"].message_type
-    return field.message_type
-
-
 def _is_plain_message(message: Descriptor | None) -> bool:
     """A message whose JSON form is an object of its fields (not a well-known type)."""
     return message is not None and not message.full_name.startswith("google.protobuf.")
-
-
-def proto_path(message: Descriptor, path: str) -> str:
-    """A field path as the client wrote it ("preferences.stage.stagez", "skills[0].nme") ->
-    as the services name fields in their errors: proto names from `message` on
-    ("preferences.stage.stagez", "skills[0].nme"; "yearsExperience" -> "years_experience").
-    Segments past an unknown field are kept as written."""
-    parts = []
-    current: Descriptor | None = message
-    for segment in _PATH_SEGMENT.finditer(path):
-        field = _field(current, segment["name"])
-        if field is None:
-            parts.append(segment[0])
-            current = None
-        elif field.is_repeated:  # a list or a map: an element's fields follow its index
-            parts.append(field.name + segment["index"])
-            current = _element_type(field) if segment["index"] else None
-        else:
-            parts.append(field.name + segment["index"])
-            current = field.message_type
-    return ".".join(parts)
 
 
 def _shape_violation(message: Descriptor, data: Mapping, path: str = "") -> FieldViolation | None:
@@ -354,12 +335,12 @@ def _shape_violation(message: Descriptor, data: Mapping, path: str = "") -> Fiel
     object, a list given no array. protobuf's Python parser iterates such values instead of
     rejecting them (a string for a message reads as its characters being field names)."""
     for key, value in data.items():
-        field = _field(message, key)
+        field = field_named(message, key)
         if field is None or value is None:
             continue  # unknown keys: the parser names them; null: the field's default
         where = _join(path, field.name)
-        element = _element_type(field)
-        if _is_map(field):
+        element = element_type(field)
+        if is_map(field):
             if not isinstance(value, dict):
                 return FieldViolation(where, "expected a JSON object")
             items = [(f"{where}[{json.dumps(k)}]", v) for k, v in value.items()]
@@ -447,19 +428,20 @@ class Rules:
                 descriptor_pool=self.pool,
             )
         except json_format.ParseError as exc:
-            found = violation_from_parse_error(str(exc))
+            found = violation_from_parse_error(str(exc), self.pool)
             return FieldViolation(proto_path(message, found.field), found.description)
         return None
 
-    def check(self, rule: BodyRule, body: bytes | str) -> list[FieldViolation] | None:
-        """What is wrong with a body sent to this binding: [] when nothing, None when it is
-        not JSON at all (left to the transcoder, which answers that with its own 400)."""
+    def check(self, rule: BodyRule, body: bytes | str) -> list[FieldViolation]:
+        """What is wrong with a body sent to this binding ([] when nothing)."""
         if json_depth_exceeds(body.encode() if isinstance(body, str) else body):
             return [FieldViolation("", TOO_DEEP)]
         try:
             data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return None
+        except UnicodeDecodeError:
+            return [FieldViolation("", NOT_UTF8)]
+        except json.JSONDecodeError as exc:  # its position only: the body is never echoed
+            return [FieldViolation("", f"{NOT_JSON}: {exc.msg.lower()} at line {exc.lineno} column {exc.colno}")]
         if not rule.body:
             # The transcoder ignores the body of a method that takes none: only an empty
             # one (null, {}) is accepted, rather than dropping what the client meant.
@@ -481,3 +463,55 @@ class Rules:
             return [] if found is None else [found]
         found = self._parse(rule.body_message, data)
         return [] if found is None else [FieldViolation(_join(rule.body, found.field), found.description)]
+
+    def check_query(self, rule: BodyRule, query: str) -> list[FieldViolation]:
+        """What is wrong with a REST request's query string, one violation per parameter named
+        as the client wrote it: a name that is no field of the request message (dotted paths
+        into nested messages, JSON or proto names, as the transcoder takes them), a message a
+        query cannot set, or a value its field's type does not take."""
+        values: dict[str, list[str]] = {}
+        for name, value in parse_qsl(query, keep_blank_values=True):
+            values.setdefault(name, []).append(value)
+        return [found for name, given in values.items() if (found := self._query_violation(rule, name, given))]
+
+    def _query_violation(self, rule: BodyRule, name: str, values: list[str]) -> FieldViolation | None:
+        current: Descriptor | None = rule.request
+        fields: list[FieldDescriptor] = []
+        for segment in name.split("."):
+            field = field_named(current, segment)
+            if field is None:
+                known = [f.json_name for f in current.fields] if current is not None else []
+                close = difflib.get_close_matches(segment, known, n=1, cutoff=0.6)
+                return FieldViolation(name, UNKNOWN_PARAMETER + (f'; did you mean "{close[0]}"?' if close else ""))
+            fields.append(field)
+            plain = field.type == FieldDescriptor.TYPE_MESSAGE and _is_plain_message(field.message_type)
+            current = field.message_type if plain and not field.is_repeated else None
+        leaf = fields[-1]
+        if is_map(leaf) or (leaf.type == FieldDescriptor.TYPE_MESSAGE and _is_plain_message(leaf.message_type)):
+            return FieldViolation(name, NOT_A_PARAMETER)
+        if leaf.type == FieldDescriptor.TYPE_MESSAGE and leaf.message_type.full_name not in _WRAPPERS:
+            return None  # a FieldMask, Timestamp, …: the transcoder's own parser reads them more leniently
+        value: object = [_query_value(leaf, v) for v in values] if leaf.is_repeated else _query_value(leaf, values[-1])
+        for field in reversed(fields):
+            value = {field.json_name: value}
+        try:
+            json_format.ParseDict(value, message_factory.GetMessageClass(rule.request)(), descriptor_pool=self.pool)
+        except json_format.ParseError as exc:
+            return FieldViolation(name, violation_from_parse_error(str(exc), self.pool).description)
+        return None
+
+
+# Well-known wrappers of one scalar, read from the query as that scalar.
+_WRAPPERS = {
+    f"google.protobuf.{name}Value"
+    for name in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")
+}
+
+
+def _query_value(field: FieldDescriptor, text: str) -> object:
+    """A query value as its JSON form for the parser: booleans read as the transcoder reads
+    them, everything else a string (the parser takes numbers and enum names as strings)."""
+    wrapped = field.message_type.fields_by_name.get("value", field) if field.message_type is not None else field
+    if wrapped.type == FieldDescriptor.TYPE_BOOL:
+        return _QUERY_BOOLEANS.get(text.lower(), text)
+    return text

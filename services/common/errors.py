@@ -6,6 +6,8 @@ Domain code raises these; the error interceptor turns them into a status with
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -52,6 +54,15 @@ class DomainError(Exception):
             details.append(_pack(bad))
         return status_pb2.Status(code=self.code.value[0], message=self.message, details=details)
 
+    def renamed(self, rename: Callable[[str], str]) -> DomainError:
+        """The same error naming its fields by `rename` (REST callers: JSON names, see
+        field_paths.json_path), in its violations and in a message that lists them."""
+        if not self.violations:
+            return self
+        violations = [FieldViolation(rename(v.field), v.description) for v in self.violations]
+        message = _listing(violations) if self.message == _listing(self.violations) else self.message
+        return dataclasses.replace(self, message=message, violations=violations)
+
 
 def _pack(message) -> any_pb2.Any:
     packed = any_pb2.Any()
@@ -59,11 +70,14 @@ def _pack(message) -> any_pb2.Any:
     return packed
 
 
+def _listing(violations: list[FieldViolation]) -> str:
+    return "invalid request: " + "; ".join(f"{v.field}: {v.description}" for v in violations)
+
+
 def invalid_argument(*violations: FieldViolation) -> DomainError:
     """One error naming every bad field; the message names them too, for REST clients."""
-    text = "; ".join(f"{v.field}: {v.description}" for v in violations)
     return DomainError(
-        f"invalid request: {text}",
+        _listing(list(violations)),
         grpc.StatusCode.INVALID_ARGUMENT,
         common_pb2.ERROR_REASON_INVALID_FIELD,
         list(violations),

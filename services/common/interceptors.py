@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -20,7 +21,7 @@ from grpc_status import rpc_status
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from services.common import auth, errors, service_auth
+from services.common import auth, errors, field_paths, service_auth
 from services.common.metrics import RPC_HANDLED, RPC_LATENCY, RPC_STARTED
 from services.common.revocations import Revocations
 
@@ -182,6 +183,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             raise
         except Exception as exc:
             error = as_domain_error(exc)
+            if metadata.get(field_paths.TRANSCODED_HEADER) and (request := field_paths.request_message(method)):
+                error = error.renamed(partial(field_paths.json_path, request))  # a REST caller: JSON names
             code = error.code
             if code == grpc.StatusCode.INTERNAL:
                 log.error("unhandled error", exc_info=exc)

@@ -3,12 +3,15 @@ request id Envoy gave them, and the edge Envoy's counters."""
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote
 
 import grpc
 import httpx
+from google.protobuf import json_format
+from google.rpc import status_pb2
 
 from deploy.local.ephemeral import Mesh
 from tests.grpcweb import HEADERS as GRPC_WEB_HEADERS
@@ -90,3 +93,28 @@ async def envoy_stat(mesh: Mesh, name: str) -> int:
     """One counter of the edge Envoy's admin /stats (e.g. http.edge.ext_proc.streams_started)."""
     stats = await envoy_stats(f"http://127.0.0.1:{mesh.config.admin_port}", f"^{re.escape(name)}$")
     return stats.get(name, 0)
+
+
+def error_details(answer: Answer) -> list[dict]:
+    """google.rpc.Status.details of an error answer in the proto3 JSON mapping, whatever the
+    transport: a REST body's `details`, else the status in grpc-status-details-bin (gRPC
+    trailers, grpc-web headers of a trailers-only answer) - checked to agree with grpc-status and
+    grpc-message, as gRPC clients that read the details require."""
+    if answer.body is not None:
+        return answer.body["details"]
+    raw = answer.headers["grpc-status-details-bin"]
+    if isinstance(raw, str):
+        raw = base64.b64decode(raw + "=" * (-len(raw) % 4))
+    status = status_pb2.Status.FromString(raw)
+    assert (status.code, status.message) == (answer.grpc_status, answer.message), (status, answer)
+    return json_format.MessageToDict(status, always_print_fields_with_no_presence=True)["details"]
+
+
+def error_info(reason: str) -> dict:
+    """google.rpc.ErrorInfo as the services (and the edge) put it in an error's details."""
+    return {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": reason,
+        "domain": "openhr.dev",
+        "metadata": {},
+    }

@@ -221,7 +221,9 @@ def test_all_clusters_stream_routes_have_no_timeout(descriptor):
         "/openhr.enrichment.v1.EnrichmentService/CreateEnrichmentJob": 4 * (5 * 1024 * 1024 // 3 + 1) + 64 * 1024
     }
     streams = {
-        r["match"]["path"]: r["route"] for r in routes if "path" in r["match"] and r["match"]["path"] not in uploads
+        r["match"]["path"]: r["route"]
+        for r in routes
+        if "path" in r["match"] and "route" in r and r["match"]["path"] not in uploads
     }
     assert set(streams) == {
         "/openhr.matching.v1.MatchingService/StreamMatchFeed",

@@ -26,6 +26,7 @@ from google.protobuf import descriptor_pb2
 from deploy.local.ephemeral import AUDIENCE, ISSUER, Mesh
 from deploy.local.infra import free_port
 from deploy.local.stack import DESCRIPTOR
+from edge.envoy import local_replies
 from edge.envoy.render import public_http_routes, render
 from openhr.enrichment.v1 import enrichment_pb2
 from openhr.identity.v1 import identity_pb2
@@ -34,6 +35,8 @@ from tests.edge.edge_calls import (
     UNAUTHENTICATED,
     UNIMPLEMENTED,
     envoy_stat,
+    error_details,
+    error_info,
     grpc_call,
     grpc_web_call,
     rest_call,
@@ -78,6 +81,7 @@ def test_auth_and_rate_limits_come_with_the_identity_cluster() -> None:
         "grpc_web",
         "jwt_authn",
         "ratelimit",
+        "query_validation",
         "ext_proc",
         "grpc_json_transcoder",
         "router",
@@ -189,11 +193,16 @@ async def test_a_bad_token_is_refused_at_the_edge_over_rest_grpc_and_grpc_web(
     rest_get, rest_post, grpc_answer, web = answers
     for answer in (rest_get, rest_post):
         assert answer.status == 401, answer
-        assert answer.body == {"code": UNAUTHENTICATED, "message": answer.message, "details": []}, answer.body
         assert answer.headers["content-type"] == "application/json"
     assert grpc_answer.grpc_status == UNAUTHENTICATED, grpc_answer
     assert web.grpc_status == UNAUTHENTICATED, web
-    assert all(a.message for a in answers)
+    # The services' error shape over every transport: the same message, ErrorInfo with
+    # ERROR_REASON_UNAUTHENTICATED (REST body; gRPC / grpc-web grpc-status-details-bin).
+    jwt_failure = {"missing": "Jwt is missing", "expired": "Jwt is expired"}.get(bad)
+    message = local_replies.TOKEN_FAILURES.get(jwt_failure, local_replies.INVALID_TOKEN)
+    for answer in answers:
+        assert answer.message == message, answer
+        assert error_details(answer) == [error_info("ERROR_REASON_UNAUTHENTICATED")], answer
     # Neither the profile service nor the REST body validator saw any of them.
     control = await rest_call(rest, "GET", "/v1/profiles/me", token=user.token)
     assert control.status == 404, control  # authenticated; no profile yet
@@ -261,12 +270,17 @@ async def test_public_auth_routes_need_no_token(mesh: Mesh, rest, edge_channel) 
 
 
 async def test_methods_of_a_signed_in_user_need_a_token(mesh: Mesh, rest, edge_channel) -> None:
+    answers = []
     for path in ("/v1/auth/password:change", "/v1/auth/email:resend"):
         answer = await rest_call(rest, "POST", path, json={})
-        assert (answer.status, answer.message) == (401, "Jwt is missing"), answer
+        assert answer.status == 401, answer
+        answers.append(answer)
     for method in ("ChangePassword", "ResendVerificationEmail"):
-        assert (await grpc_call(edge_channel, f"{IDENTITY}/{method}")).grpc_status == UNAUTHENTICATED
-        assert (await grpc_web_call(rest, f"{IDENTITY}/{method}")).grpc_status == UNAUTHENTICATED
+        answers.append(await grpc_call(edge_channel, f"{IDENTITY}/{method}"))
+        answers.append(await grpc_web_call(rest, f"{IDENTITY}/{method}"))
+    for answer in answers:
+        assert (answer.grpc_status, answer.message) == (UNAUTHENTICATED, local_replies.MISSING_TOKEN), answer
+        assert error_details(answer) == [error_info("ERROR_REASON_UNAUTHENTICATED")], answer
 
 
 async def test_cors_preflights_need_no_token(rest) -> None:
@@ -297,18 +311,17 @@ INTERNAL = [
 
 async def test_internal_rpcs_are_unreachable_from_the_edge(mesh: Mesh, rest, edge_channel) -> None:
     """With or without a valid token, over gRPC, grpc-web and REST (JSON to the gRPC path):
-    refused by Envoy, never seen by a service."""
+    refused by Envoy as no route (before authentication), never seen by a service."""
     user = new_user(mesh, "internal")
     refused = []
     for path in INTERNAL:
         for token in (None, user.token):
-            expected = UNAUTHENTICATED if token is None else UNIMPLEMENTED
             answer = await grpc_call(edge_channel, path, token=token)
-            assert answer.grpc_status == expected, (path, answer)
+            assert answer.grpc_status == UNIMPLEMENTED, (path, answer)
             web = await grpc_web_call(rest, path, token=token)
-            assert web.grpc_status == expected, (path, web)
+            assert web.grpc_status == UNIMPLEMENTED, (path, web)
             as_rest = await rest_call(rest, "POST", path, token=token, json={})
-            assert as_rest.status == (401 if token is None else 404), (path, as_rest)
+            assert as_rest.status == 404, (path, as_rest)
             refused += [answer.request_id, web.request_id, as_rest.request_id]
     # Health is no API of the edge either, and needs no token to be told so.
     assert (await grpc_call(edge_channel, "/grpc.health.v1.Health/Check")).grpc_status == UNIMPLEMENTED

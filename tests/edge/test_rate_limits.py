@@ -25,11 +25,20 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from deploy.local.ephemeral import Mesh, start_mesh
 from deploy.local.stack import DESCRIPTOR, edge_ready
+from edge.envoy import local_replies
 from edge.envoy.render import public_http_routes
 from openhr.enrichment.v1 import enrichment_pb2
 from openhr.identity.v1 import identity_pb2
 from services.common.settings import REPO_ROOT
-from tests.edge.edge_calls import RESOURCE_EXHAUSTED, envoy_stats, grpc_call, grpc_web_call, rest_call
+from tests.edge.edge_calls import (
+    RESOURCE_EXHAUSTED,
+    envoy_stats,
+    error_details,
+    error_info,
+    grpc_call,
+    grpc_web_call,
+    rest_call,
+)
 from tests.envoy_process import RunningEnvoy, running_envoy
 from tests.logs import assert_never_reached
 from tests.metrics import sample
@@ -49,6 +58,15 @@ LIMITS = {
 SEARCH = "/openhr.enrichment.v1.SkillsService/SearchSkills"
 LOGIN = "/openhr.identity.v1.IdentityService/Login"
 DECISIONS = "openhr_rate_limit_decisions_total"
+# What every edge 429 carries, as the services' errors do: ErrorInfo (ERROR_REASON_RATE_LIMITED)
+# and RetryInfo (REST body; gRPC / grpc-web grpc-status-details-bin).
+RATE_LIMITED_DETAILS = [
+    error_info("ERROR_REASON_RATE_LIMITED"),
+    {
+        "@type": "type.googleapis.com/google.rpc.RetryInfo",
+        "retryDelay": f"{local_replies.RATE_LIMIT_RETRY_DELAY_SECONDS}s",
+    },
+]
 _addresses = (f"127.0.{n // 250}.{n % 250 + 2}" for n in itertools.count(10))
 
 
@@ -197,8 +215,11 @@ async def test_a_burst_per_user_passes_exactly_the_limit_over_rest(limited_mesh:
         assert all(a.headers["x-ratelimit-limit"].startswith("5,") for a in passed)
         for answer in refused:
             assert answer.status == 429, answer
-            assert answer.body == {"code": RESOURCE_EXHAUSTED, "message": answer.message, "details": []}
-            assert answer.message.startswith("too many requests")
+            assert answer.body == {
+                "code": RESOURCE_EXHAUSTED,
+                "message": local_replies.RATE_LIMITED_MESSAGE,
+                "details": RATE_LIMITED_DETAILS,
+            }
             assert_limited(answer, 5)
         # Another user from the same address is not limited; the refused ones never reached
         # the enrichment service.
@@ -216,6 +237,7 @@ async def test_a_burst_per_user_over_grpc_and_grpc_web(limited_mesh: Mesh, edge_
     assert [a.grpc_status for a in answers] == [0] * 5 + [RESOURCE_EXHAUSTED], answers
     assert answers[4].headers["x-ratelimit-remaining"] == "0"
     assert_limited(answers[5], 5)
+    assert error_details(answers[5]) == RATE_LIMITED_DETAILS
 
     user = limited_mesh.token()
     async with client_from(limited_mesh) as client:
@@ -224,6 +246,7 @@ async def test_a_burst_per_user_over_grpc_and_grpc_web(limited_mesh: Mesh, edge_
     # A grpc-web client reads a trailers-only answer: HTTP 200, the status in the headers.
     assert answers[5].status == 200
     assert_limited(answers[5], 5)
+    assert error_details(answers[5]) == RATE_LIMITED_DETAILS
 
 
 @pytest.mark.usefixtures("every_answer_counted")
@@ -298,7 +321,9 @@ async def test_sign_in_is_limited_per_client_address(limited_mesh: Mesh) -> None
         assert [a.status for a in attempts[:3]] == [401] * 3
         assert all(a.body["details"] for a in attempts[:3])  # identity's answer
         # ... the fourth is Envoy's, and so is every later one over REST or grpc-web.
-        assert attempts[3].status == 429 and attempts[3].body["details"] == []
+        assert attempts[3].status == 429, attempts[3]
+        assert attempts[3].body["message"] == local_replies.RATE_LIMITED_MESSAGE
+        assert attempts[3].body["details"] == RATE_LIMITED_DETAILS
         assert_limited(attempts[3], 3)
         login = identity_pb2.LoginRequest(email=new_email(), password="wrong-pass-1").SerializeToString()
         assert (await grpc_web_call(client, LOGIN, login)).grpc_status == RESOURCE_EXHAUSTED
@@ -356,7 +381,7 @@ async def test_sign_in_and_sign_up_limits_hold_for_every_spelling_of_the_route(
             for _ in range(limit + 1)
         ]
     assert all(a.status != 429 for a in answers[:limit]), answers
-    assert answers[limit].status == 429 and answers[limit].body["details"] == [], answers[limit]
+    assert answers[limit].status == 429 and answers[limit].body["details"] == RATE_LIMITED_DETAILS, answers[limit]
     assert_limited(answers[limit], limit)
 
 
@@ -373,11 +398,11 @@ async def test_every_public_route_is_public_in_every_spelling(limited_mesh: Mesh
             spelled = await rest_call(
                 client, route["method"], httpx.URL(limited_mesh.edge_url + ROUTE_VARIANTS[variant](path)), content=b"{}"
             )
-        assert canonical.message != "Jwt is missing", (path, canonical)
+        assert canonical.message != local_replies.MISSING_TOKEN, (path, canonical)
         # Either the same method answers the same, or the transcoder knows no such route.
         assert (spelled.status, spelled.message) in {
             (canonical.status, canonical.message),
-            (404, f"Could not resolve {ROUTE_VARIANTS[variant](path)} to a method."),
+            (404, local_replies.NOT_FOUND_MESSAGE),
         }, (path, spelled)
 
 

@@ -192,10 +192,10 @@ async def test_bad_draft_requests_are_refused_with_the_reason(mesh: Mesh, rest, 
     hidden = await _profile(rest, other, visibility="VISIBILITY_PRIVATE")
     cases = [
         ({}, 400, ["purpose"]),
-        ({"purpose": "TEXT_PURPOSE_FIRST_MESSAGE"}, 400, ["profile_id"]),
-        ({"purpose": "TEXT_PURPOSE_FIRST_MESSAGE", "profileId": "not-a-uuid"}, 400, ["profile_id"]),
-        ({"purpose": "TEXT_PURPOSE_FIRST_MESSAGE", "profileId": mine["profileId"]}, 400, ["profile_id"]),
-        ({"purpose": "TEXT_PURPOSE_PROFILE_SUMMARY", "profileId": mine["profileId"]}, 400, ["profile_id"]),
+        ({"purpose": "TEXT_PURPOSE_FIRST_MESSAGE"}, 400, ["profileId"]),
+        ({"purpose": "TEXT_PURPOSE_FIRST_MESSAGE", "profileId": "not-a-uuid"}, 400, ["profileId"]),
+        ({"purpose": "TEXT_PURPOSE_FIRST_MESSAGE", "profileId": mine["profileId"]}, 400, ["profileId"]),
+        ({"purpose": "TEXT_PURPOSE_PROFILE_SUMMARY", "profileId": mine["profileId"]}, 400, ["profileId"]),
         ({"purpose": "TEXT_PURPOSE_FIRST_MESSAGE", "profileId": hidden["profileId"]}, 404, []),
         ({"purpose": "TEXT_PURPOSE_FIRST_MESSAGE", "profileId": str(uuid.uuid4())}, 404, []),
     ]

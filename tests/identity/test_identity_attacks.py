@@ -89,7 +89,7 @@ async def test_display_name_is_bounded(rest, db) -> None:
     response = await rest.post(
         "/v1/auth/signup", json={"email": new_email(), "password": PASSWORD, "displayName": "n" * 81}
     )
-    assert response.status_code == 400 and rest_violations(response.json()) == ["display_name"]
+    assert response.status_code == 400 and rest_violations(response.json()) == ["displayName"]
     assert await _counts(db) == before
 
 

@@ -124,7 +124,7 @@ async def test_expired_refresh_token_is_refused(rest, db) -> None:
 async def test_unknown_and_malformed_refresh_tokens(rest) -> None:
     assert (await refresh(rest, "never-issued")).status_code == 401
     oversized = await refresh(rest, "r" * 300)
-    assert oversized.status_code == 400 and rest_violations(oversized.json()) == ["refresh_token"]
+    assert oversized.status_code == 400 and rest_violations(oversized.json()) == ["refreshToken"]
     missing = await rest.post("/v1/auth/refresh", json={})
     assert missing.status_code == 401, missing.text
 
@@ -158,7 +158,7 @@ async def test_password_reset_link_works_once_and_signs_out_everywhere(mesh: Mes
     token = await next_link(mesh, account.email, "reset-password")
 
     weak = await rest.post("/v1/auth/password:reset", json={"token": token, "newPassword": "password1"})
-    assert weak.status_code == 400 and rest_violations(weak.json()) == ["new_password"], weak.text
+    assert weak.status_code == 400 and rest_violations(weak.json()) == ["newPassword"], weak.text
 
     new_password = "amber-lantern-orchard"
     reset = await rest.post("/v1/auth/password:reset", json={"token": token, "newPassword": new_password})
@@ -213,7 +213,7 @@ async def test_change_password_keeps_this_session_and_ends_the_others(rest, db) 
         json={"currentPassword": PASSWORD, "newPassword": "iloveyou"},
         headers=account.headers,
     )
-    assert common.status_code == 400 and rest_violations(common.json()) == ["new_password"], common.text
+    assert common.status_code == 400 and rest_violations(common.json()) == ["newPassword"], common.text
 
     changed = await rest.post(
         "/v1/auth/password:change",

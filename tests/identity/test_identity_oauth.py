@@ -508,7 +508,7 @@ async def test_redirect_uri_must_be_configured(mesh: Mesh, rest) -> None:
     assert parse_qs(urlsplit(allowed["authorizationUrl"]).query)["redirect_uri"] == [callback]
     response = await rest.get("/v1/auth/oauth/github:start", params={"redirectUri": "https://evil.example/cb"})
     body = _refused(response, 400, 3, "must be one of the configured redirect URIs")
-    assert rest_violations(body) == ["redirect_uri"]
+    assert rest_violations(body) == ["redirectUri"]
 
 
 @asynccontextmanager

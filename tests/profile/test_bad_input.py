@@ -30,7 +30,7 @@ from jwt.algorithms import OKPAlgorithm
 from deploy.local.ephemeral import AUDIENCE, ISSUER, Mesh
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
 from tests.connections import connect
-from tests.users import User, new_user, rest_violations
+from tests.users import User, json_name, new_user, rest_violations
 
 # The limits, as stated in services/profile/validation.py and the proto comments.
 MAX_DISPLAY_NAME = 80
@@ -147,7 +147,8 @@ def rest_reasons(body: dict) -> list[str]:
 
 def assert_rest_error(response, status: int, *, violation: str | None = None, mentions: str | None = None) -> dict:
     """`violation`: a field our service names in BadRequest; `mentions`: text the message must
-    hold (for errors Envoy's transcoder answers itself, whose details are empty)."""
+    hold. Both by proto names: REST callers read them as JSON names (camelCase)."""
+    violation, mentions = (json_name(text) if text is not None else None for text in (violation, mentions))
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json"), response.headers
     assert_no_leak(response.text)

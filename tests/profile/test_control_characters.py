@@ -31,7 +31,7 @@ async def test_profile_text_with_control_characters_is_refused(mesh: Mesh, rest,
     user = new_user(mesh, "ctrl")
     _refused(
         await rest.post("/v1/profiles", json={"displayName": f"Ada{bad}"}, headers=user.headers),
-        "profile.display_name",
+        "profile.displayName",
     )
     profile = await _profile(rest, user, headline="fine", summary="two\nlines\tand a tab")
     pid = profile["profileId"]
@@ -39,7 +39,7 @@ async def test_profile_text_with_control_characters_is_refused(mesh: Mesh, rest,
         answer = await rest.patch(
             f"/v1/profiles/{pid}", params={"updateMask": field}, json={json_name: f"x{bad}y"}, headers=user.headers
         )
-        _refused(answer, f"profile.{field}")
+        _refused(answer, f"profile.{json_name}")
     city = await rest.patch(
         f"/v1/profiles/{pid}",
         params={"updateMask": "location"},
@@ -74,6 +74,6 @@ async def test_a_sign_up_display_name_with_control_characters_is_refused(rest, b
         "password": "violet-kettle-harbour",
         "displayName": f"Ada{bad}",
     }
-    _refused(await rest.post("/v1/auth/signup", json=body), "display_name")
+    _refused(await rest.post("/v1/auth/signup", json=body), "displayName")
     answer = await rest.post("/v1/auth/signup", json={**body, "displayName": "Ada"})
     assert answer.status_code == 200, answer.text  # nothing was stored the first time

@@ -80,8 +80,8 @@ async def test_a_huge_update_mask_is_a_bad_request(mesh: Mesh, rest) -> None:
 async def test_urls_with_user_info_or_private_addresses_are_refused(mesh: Mesh, rest, url: str) -> None:
     user = new_user(mesh, "url")
     for field, body in [
-        ("profile.avatar_url", {"avatarUrl": url}),
-        ("profile.links.website_url", {"links": {"websiteUrl": url}}),
+        ("profile.avatarUrl", {"avatarUrl": url}),
+        ("profile.links.websiteUrl", {"links": {"websiteUrl": url}}),
     ]:
         answer = await rest.post("/v1/profiles", json={"displayName": "Url", **body}, headers=user.headers)
         assert answer.status_code == 400, answer.text

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from envoy.config.core.v3 import base_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext_proc
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format
@@ -21,16 +22,20 @@ from edge.validation import api
 from edge.validation.app import edge_services
 from edge.validation.rules import (
     NO_BODY,
+    NOT_A_PARAMETER,
+    NOT_JSON,
+    NOT_UTF8,
     PATH_BOUND,
     UNKNOWN_FIELD,
+    UNKNOWN_PARAMETER,
     BodyRule,
     FieldViolation,
     Rules,
     build_rules,
     compile_template,
-    proto_path,
     violation_from_parse_error,
 )
+from services.common.field_paths import json_path, proto_path
 from services.common.settings import REPO_ROOT
 from services.common.surface import PUBLIC_SERVICES
 
@@ -234,9 +239,55 @@ def test_body_must_be_an_object(rules: Rules) -> None:
     ]
 
 
-@pytest.mark.parametrize("body", [b"{bad", b"", b"   ", b"not json", b'{"displayName": "A" "x": 1}', b"\xff\xfe{"])
-def test_not_json_is_left_to_the_transcoder(rules: Rules, body: bytes) -> None:
-    assert check(rules, "POST", "/v1/profiles", body) is None
+@pytest.mark.parametrize(
+    ("body", "description"),
+    [
+        (b"{bad", "expecting property name enclosed in double quotes at line 1 column 2"),
+        (b"   ", "expecting value at line 1 column 4"),
+        (b"not json", "expecting value at line 1 column 1"),
+        (b'{"displayName": "A"\n "x": 1}', "expecting ',' delimiter at line 2 column 2"),
+    ],
+)
+def test_not_json_says_where_it_breaks_and_never_echoes_the_body(rules: Rules, body: bytes, description: str) -> None:
+    assert check(rules, "POST", "/v1/profiles", body) == [FieldViolation("", f"{NOT_JSON}: {description}")]
+
+
+def test_not_utf8_is_not_json(rules: Rules) -> None:
+    assert check(rules, "POST", "/v1/profiles", b"\xff\xfe{") == [FieldViolation("", NOT_UTF8)]
+
+
+def query(rules: Rules, method: str, path: str, text: str) -> list[FieldViolation]:
+    return rules.check_query(rules.match(method, path), text)
+
+
+def test_query_parameters_name_fields_of_the_request(rules: Rules) -> None:
+    search = "/v1/skills:search"
+    assert query(rules, "GET", search, "query=py&limit=5&category=SKILL_CATEGORY_ENGINEERING") == []
+    assert query(rules, "GET", search, "query=py&limit=2&category=1") == []  # enum numbers, like the transcoder
+    assert query(rules, "GET", search, "limit=abc") == [FieldViolation("limit", "expected an integer")]
+    assert query(rules, "GET", search, "limit=1.5") == [FieldViolation("limit", "expected an integer")]
+    assert query(rules, "GET", search, "limit=99999999999") == [FieldViolation("limit", "out of range")]
+    assert query(rules, "GET", search, "q=py") == [FieldViolation("q", UNKNOWN_PARAMETER)]
+    did_you_mean = f'{UNKNOWN_PARAMETER}; did you mean "query"?'
+    assert query(rules, "GET", search, "quer=py") == [FieldViolation("quer", did_you_mean)]
+    [bad] = query(rules, "GET", search, "category=NOPE")
+    assert bad.field == "category" and bad.description.startswith('unknown value "NOPE"; expected one of ')
+    assert "SKILL_CATEGORY_ENGINEERING" in bad.description and "openhr." not in bad.description
+
+
+def test_query_parameters_by_json_or_proto_name_nested_repeated_and_boolean(rules: Rules) -> None:
+    matches = "/v1/matches"
+    assert query(rules, "GET", matches, "pageSize=5&page_size=5&remoteOnly=true&remote_only=0") == []
+    assert query(rules, "GET", matches, "roles=ROLE_ADVISOR&roles=ROLE_EARLY_ENGINEER&minScore=0.5") == []
+    assert query(rules, "GET", matches, "remoteOnly=maybe") == [FieldViolation("remoteOnly", "expected true or false")]
+    assert query(rules, "GET", matches, "minScore=high") == [FieldViolation("minScore", "expected a number")]
+    [bad] = query(rules, "GET", matches, "roles=ROLE_ADVISOR&roles=ROLE_NOPE")
+    assert bad.field == "roles" and bad.description.startswith('unknown value "ROLE_NOPE"')
+    # Two bad parameters: two violations, in the order given.
+    assert [v.field for v in query(rules, "GET", matches, "x=1&pageSize=z")] == ["x", "pageSize"]
+    # A nested message is set field by field (dotted), never whole.
+    assert query(rules, "PATCH", "/v1/profiles/p1", "updateMask=headline,skills") == []
+    assert query(rules, "POST", "/v1/profiles", "profile=x") == [FieldViolation("profile", NOT_A_PARAMETER)]
 
 
 def test_path_bound_fields_are_not_body_fields(rules: Rules) -> None:
@@ -375,7 +426,7 @@ def test_extractor_on_what_protobuf_says(rules: Rules) -> None:
         (
             "Failed to parse c field: Invalid enum value Z for enum type a.E at B.c.",
             "c",
-            'unknown value "Z" for enum a.E',
+            'unknown value "Z" for enum a.E',  # no pool given: it cannot list the names
         ),
         ("Failed to parse n field: Couldn't parse integer: 1.5 at B.n.", "n", "expected an integer"),
         # no "at …": the chain of field names
@@ -391,13 +442,27 @@ def test_extractor_is_tolerant(text: str, field: str, description: str | None) -
         assert violation.description == description
 
 
-def test_proto_path(rules: Rules) -> None:
-    profile = rules.match("POST", "/v1/profiles").body_message
-    assert proto_path(profile, "yearsExperience") == "years_experience"
-    assert proto_path(profile, "preferences.stage.stagez") == "preferences.stage.stagez"
-    assert proto_path(profile, "skills[3].endorsementCount") == "skills[3].endorsement_count"
-    assert proto_path(profile, "bogus.deeper") == "bogus.deeper"
-    assert proto_path(profile, "") == ""
+@pytest.mark.parametrize(
+    ("path", "proto", "json"),
+    [
+        ("profile.years_experience", "profile.years_experience", "profile.yearsExperience"),
+        ("profile.yearsExperience", "profile.years_experience", "profile.yearsExperience"),
+        (
+            "profile.skills[3].endorsementCount",
+            "profile.skills[3].endorsement_count",
+            "profile.skills[3].endorsementCount",
+        ),
+        ("profile.preferences.stage.stagez", "profile.preferences.stage.stagez", "profile.preferences.stage.stagez"),
+        ("request_id", "request_id", "requestId"),
+        ("bogus.deeper_name", "bogus.deeper_name", "bogus.deeper_name"),  # unknown: kept as written
+        ("", "", ""),
+    ],
+)
+def test_field_paths_in_both_spellings(rules: Rules, path: str, proto: str, json: str) -> None:
+    """The one renaming of field paths: proto names for gRPC callers, JSON names for REST ones
+    (the services' errors and the validator's)."""
+    create = rules.match("POST", "/v1/profiles").request
+    assert (proto_path(create, path), json_path(create, path)) == (proto, json)
 
 
 # --------------------------------------------------------------------------- the servicer
@@ -442,10 +507,9 @@ def test_servicer_rejects_with_google_rpc_status(rules: Rules) -> None:
     [
         _body_request(b'{"displayName": "A"}', f"{PROFILE}/CreateProfile", original=("POST", "/v1/profiles")),
         _body_request(b'{"displayName": "A"}', "/v1/profiles"),  # untranscoded: the REST path itself
-        _body_request(b"{bad", f"{PROFILE}/CreateProfile", original=("POST", "/v1/profiles")),
         _body_request(b'{"bogus": 1}', "/v1/unknown"),  # no binding: the transcoder answers 404
     ],
-    ids=["valid", "valid-untranscoded", "not-json", "unmatched"],
+    ids=["valid", "valid-untranscoded", "unmatched"],
 )
 def test_servicer_lets_through(rules: Rules, request_) -> None:
     answer = api.ExternalProcessorApi(rules).answer(request_)
@@ -460,11 +524,46 @@ def test_servicer_without_attributes_fails_closed(rules: Rules) -> None:
     assert json.loads(answer.immediate_response.body)["code"] == 13
 
 
+def test_servicer_rejects_a_body_that_is_not_json_without_echoing_it(rules: Rules) -> None:
+    answer = api.ExternalProcessorApi(rules).answer(
+        _body_request(b"{secret-text", f"{PROFILE}/CreateProfile", original=("POST", "/v1/profiles"))
+    )
+    body = json.loads(answer.immediate_response.body)
+    assert answer.immediate_response.status.code == 400 and body["code"] == 3
+    assert "secret-text" not in answer.immediate_response.body.decode()
+    [bad] = [d for d in body["details"] if d["@type"] == "type.googleapis.com/google.rpc.BadRequest"]
+    [violation] = bad["fieldViolations"]
+    assert (violation["field"], violation["description"]) == (
+        "",
+        f"{NOT_JSON}: expecting property name enclosed in double quotes at line 1 column 2",
+    )
+
+
+def _headers_request(method: str, path: str) -> ext_proc.ProcessingRequest:
+    headers = [base_pb2.HeaderValue(key=k, raw_value=v.encode()) for k, v in ((":method", method), (":path", path))]
+    return ext_proc.ProcessingRequest(
+        request_headers=ext_proc.HttpHeaders(headers=base_pb2.HeaderMap(headers=headers), end_of_stream=True)
+    )
+
+
+def test_servicer_checks_query_strings_from_the_headers(rules: Rules) -> None:
+    servicer = api.ExternalProcessorApi(rules)
+    for path in ("/v1/skills:search?query=py&limit=3", "/v1/skills:search", "/v1/unknown?x=1"):
+        assert servicer.answer(_headers_request("GET", path)).WhichOneof("response") == "request_headers", path
+    answer = servicer.answer(_headers_request("GET", "/v1/skills:search?query=py&limit=abc&q=1"))
+    assert answer.immediate_response.status.code == 400
+    body = json.loads(answer.immediate_response.body)
+    assert body["message"] == "invalid query string: limit: expected an integer; q: unknown query parameter"
+    [bad] = [d for d in body["details"] if d["@type"] == "type.googleapis.com/google.rpc.BadRequest"]
+    assert [v["field"] for v in bad["fieldViolations"]] == ["limit", "q"]
+    assert answer.dynamic_metadata["openhr.validation"]["rejected"] is True
+
+
 def test_servicer_continues_other_phases(rules: Rules) -> None:
     answer = api.ExternalProcessorApi(rules).answer(
-        ext_proc.ProcessingRequest(request_headers=ext_proc.HttpHeaders(end_of_stream=False))
+        ext_proc.ProcessingRequest(response_headers=ext_proc.HttpHeaders(end_of_stream=False))
     )
-    assert answer.WhichOneof("response") == "request_headers"
+    assert answer.WhichOneof("response") == "response_headers"
 
 
 def test_envoy_sends_the_attributes_the_servicer_reads() -> None:
