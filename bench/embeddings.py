@@ -272,8 +272,9 @@ def _floor_lines(result: dict) -> list[str]:
         "- Texts per CPU-second is the figure that survives a shared machine: wall-clock texts/s follows "
         "the share of the 2 cores each process gets among everything else running (torch's OpenMP threads "
         "spin-wait and keep theirs; the service's threads sleep between runs).",
-        "- Batch 64: both paths spend it in the same fp32 matrix multiplications (6 layers, 22 M weights: "
-        "~45 MFLOP per token), which torch (oneDNN) and ONNX Runtime (MLAS) both run near the core's peak: "
+        "- Batch 64: both paths spend it in the same fp32 matrix multiplications (6 layers of 1.77 M "
+        "weights: ~21 MFLOP per token, ~1.5 GFLOP for a 68-token summary), "
+        "which torch (oneDNN) and ONNX Runtime (MLAS) both run as tuned GEMM kernels: "
         "in-process at load 3 they took about the same time (skills b64 51 vs 56 ms, summaries b64 761 vs "
         "628 ms, torch vs ONNX on 2 intra-op threads). So >= 2x at batch 64 on a quiet machine needs less "
         "arithmetic per text, and all that does less failed the 0.999 parity bar on the fixed set: dynamic "
@@ -291,9 +292,11 @@ def _floor_lines(result: dict) -> list[str]:
         "- Batch 1: torch's per-call overhead (module dispatch, thread wake-ups) dominates a short text; "
         "ONNX Runtime's is small, so short texts and concurrent requests are where >= 2x holds.",
         f"- Summary batch-1 p99 <= 20 ms: one summary costs {summary_ms:.1f} ms of CPU in the model alone in "
-        "this run, single-threaded: the latency floor of a lone summary on an idle core (a lone text is one "
-        "chunk, so it runs on one core). Under this run's load, p99 is set by waiting for a core. If a quiet "
-        "run shows the encoder's summaries-b1 time above 20 ms and st-onnx's (2 intra-op threads) below, "
-        "the fix is a second session with 2 intra-op threads for lone texts (+~100 MB for MiniLM).",
+        "this run, single-threaded (~1.5 GFLOP: ~75 GFLOP/s, a fair share of one core's fp32 peak), and a "
+        "lone text is one chunk, so it runs on one core: the goal sits at the floor of one core of this CPU, "
+        "and under load p99 is set by waiting for a core. Running a lone text on 2 intra-op threads "
+        "instead was measured side by side (in-process, load 7, 40 calls each): p50 20.2 vs 23.2 ms, but "
+        "p90 41.7 vs 35.4 ms, for +100 MB (a second session); not taken. If the quiet run shows the "
+        "encoder's summaries-b1 time above 20 ms and st-onnx's (2 intra-op threads) well below, take it.",
     ]
     return lines
