@@ -27,11 +27,12 @@ from services.common.user_data import UserDataApi
 from services.enrichment import handlers, store
 from services.enrichment.api import MAX_EMBED_TEXTS, EnrichmentApi, EnrichmentInternalApi, SkillsApi, export_user
 from services.enrichment.embedder import Embedder
+from services.enrichment.encoder import Encoder
 from services.enrichment.github import ETagCache, GitHubClient
 from services.enrichment.job_events import JobNotifications
 from services.enrichment.jobs import JobRunner, JobSettings
 from services.enrichment.llm import Llm, LlmSettings
-from services.enrichment.models import DEFAULT_MODEL, Encoder, spec_for
+from services.enrichment.models import DEFAULT_MODEL, spec_for
 from services.enrichment.narratives import TextWriter
 from services.enrichment.profile_embeddings import ProfileEmbeddings
 from services.enrichment.profiles import ProfileReader
@@ -46,7 +47,8 @@ class EnrichmentSettings(ServiceSettings, LlmSettings):
     # The embedding model (services/enrichment/models.py). Changing it re-embeds every profile
     # in the background; the old model's vectors stay until the new ones exist.
     model: str = Field(DEFAULT_MODEL, validation_alias="ENRICHMENT_MODEL")
-    # Threads running the model at once (each takes a whole batch), and ONNX Runtime threads per run.
+    # Micro-batches encoded at once, and single-threaded model runs per micro-batch (its texts
+    # split by length into that many chunks, run at once: one core each).
     embed_workers: int = Field(1, ge=1, validation_alias="ENRICHMENT_EMBED_WORKERS")
     embed_threads: int = Field(os.cpu_count() or 1, ge=1, validation_alias="ENRICHMENT_EMBED_THREADS")
     embed_cache_size: int = Field(10_000, ge=0, validation_alias="ENRICHMENT_EMBED_CACHE_SIZE")

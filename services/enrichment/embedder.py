@@ -23,7 +23,8 @@ import structlog
 from cachetools import LRUCache
 from prometheus_client import Counter, Histogram
 
-from services.enrichment.models import Encoder, ModelSpec
+from services.enrichment.encoder import Encoder
+from services.enrichment.models import ModelSpec
 
 log = structlog.get_logger("embedder")
 EMBED_TEXTS = Counter("openhr_embedding_texts_total", "Texts embedded, by cache outcome.", ["model", "cache"])
@@ -141,3 +142,5 @@ class Embedder:
             await asyncio.gather(*(self._work() for _ in range(self._workers)))
         finally:
             self._pool.shutdown(wait=False, cancel_futures=True)
+            if self._encoder is not None:
+                self._encoder.close()
