@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
         log("starting the mesh (embedded Postgres, Redis, services, Envoy)")
         t0 = time.perf_counter()
-        mesh = start_mesh(REPO_ROOT / ".data" / "bench", extra_env=EMBEDDINGS_MESH_ENV)
+        # The services at their default log level (a test mesh logs every RPC: DEBUG).
+        mesh = start_mesh(REPO_ROOT / ".data" / "bench", extra_env={**EMBEDDINGS_MESH_ENV, "OPENHR_LOG_LEVEL": "INFO"})
         try:
             log(f"mesh up in {time.perf_counter() - t0:.1f}s; edge {mesh.edge_url}")
             result = signin = embeddings = None

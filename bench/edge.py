@@ -28,7 +28,15 @@ def without_access_log(config: dict) -> None:
     _hcm(config).pop("access_log", None)
 
 
-AUTH_FILTERS = ("envoy.filters.http.jwt_authn", "envoy.filters.http.ratelimit")
+AUTH_FILTERS = (
+    "envoy.filters.http.jwt_authn",
+    "envoy.filters.http.lua",
+    "envoy.filters.http.local_ratelimit",
+    "envoy.filters.http.ratelimit",
+)
+
+# The runtime keys of the local-reply mappers that answer a 429 (edge/envoy/envoy.yaml.j2).
+LIMIT_REPLY_KEYS = ("edge.local_reply.grpc429", "edge.local_reply.rest429")
 
 
 def _mentions(node, needles: tuple[str, ...]) -> bool:
@@ -57,15 +65,16 @@ def _strip_route_auth(node) -> None:
 
 
 def without_auth_and_rate_limits(config: dict) -> None:
-    """The edge without `jwt_authn` and the global rate-limit call (identity's RateLimitService), and
-    without what only exists for them: their local-reply mappers (jwt_authn's 401s, the gRPC answer to a
-    429), per-route settings and the `edge_jwks` cluster. Services still verify the bearer token."""
+    """The edge without `jwt_authn` and the rate limits (Envoy's local buckets, the retry-after Lua, the global
+    call to identity's RateLimitService), and without what only exists for them: their local-reply mappers
+    (jwt_authn's 401s, the answers to a 429), per-route settings and the `edge_jwks` cluster. Services still
+    verify the bearer token."""
     hcm = _hcm(config)
     hcm["http_filters"] = [f for f in hcm["http_filters"] if f["name"] not in AUTH_FILTERS]
     mappers = hcm.get("local_reply_config", {}).get("mappers")
     if mappers is not None:
         hcm["local_reply_config"]["mappers"] = [
-            m for m in mappers if not _mentions(m, ("envoy.filters.http.jwt_authn", "edge.local_reply.grpc429"))
+            m for m in mappers if not _mentions(m, ("envoy.filters.http.jwt_authn", *LIMIT_REPLY_KEYS))
         ]
     _strip_route_auth(hcm.get("route_config", {}))
     clusters = config["static_resources"]["clusters"]

@@ -17,12 +17,20 @@ Two modes (BENCH_PEER_MODE):
                        commit 82a5550): the JWT verified on every request, BEGIN, set_config, three
                        selects (profile, skills, endorsement counts), COMMIT - 6 round trips.
 
+Both modes apply the edge's limits as a FastAPI app's users would add them: the `limits` library
+(fixed one-minute windows) on the mesh's Redis, per client address and per user (the token's subject),
+with the mesh's OPENHR_RATE_IP_PER_MIN / OPENHR_RATE_USER_PER_MIN; the two counts go to Redis
+together (two INCRs in flight at once: one round trip of latency), after the token check like the edge.
+Over either: 429 with retry-after. Redis down: the request goes on (fail open, like the edge).
+
 Run by `start_peer()` under uvicorn in its own process, one worker, like each of our services.
 Configuration from the environment: BENCH_PEER_DATABASE_URL, BENCH_PEER_JWKS, BENCH_PEER_ISSUER,
-BENCH_PEER_AUDIENCE, BENCH_PEER_POOL_MAX (default 10, as OPENHR_DB_POOL_SIZE), BENCH_PEER_MODE."""
+BENCH_PEER_AUDIENCE, BENCH_PEER_POOL_MAX (default 10, as OPENHR_DB_POOL_SIZE), BENCH_PEER_MODE,
+BENCH_PEER_REDIS_URL (none: no limits) and the two OPENHR_RATE_* above."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import os
@@ -37,12 +45,17 @@ from pathlib import Path
 
 import asyncpg
 import jwt
-from fastapi import FastAPI, Header, HTTPException
+from fastapi import FastAPI, Header, HTTPException, Request
 from jwt import PyJWK
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import FixedWindowRateLimiter
+from redis.exceptions import RedisError
 
 # The service's own auth and SQL, so that the same-work peer does exactly what GetProfile does.
 from services.common.auth import TokenVerifier
 from services.common.db import _open_statement
+from services.common.edge_rates import EdgeRates
 from services.common.errors import DomainError
 from services.profile.store import _PROFILES
 
@@ -166,8 +179,34 @@ async def lifespan(app: FastAPI):
         init=_init_connection,
         server_settings={"application_name": f"bench-peer-{MODE}"},
     )
+    app.state.limits = _limits(os.environ.get("BENCH_PEER_REDIS_URL"))
     yield
     await app.state.pool.close()
+
+
+class Limits:
+    """Per client address and per user, as the edge limits them (limits' fixed windows in Redis)."""
+
+    def __init__(self, redis_url: str, rates: EdgeRates) -> None:
+        self._limiter = FixedWindowRateLimiter(RedisStorage(redis_url, implementation="redispy", key_prefix="peer"))
+        self._ip, self._user = RateLimitItemPerMinute(rates.ip_per_min), RateLimitItemPerMinute(rates.user_per_min)
+
+    async def check(self, address: str, user: str) -> None:
+        try:
+            allowed = await asyncio.gather(
+                self._limiter.hit(self._ip, "ip", address), self._limiter.hit(self._user, "user", user)
+            )
+        except (RedisError, OSError):
+            return  # fail open
+        for ok, item, key in zip(allowed, (self._ip, self._user), (address, user), strict=True):
+            if not ok:
+                stats = await self._limiter.get_window_stats(item, "ip" if item is self._ip else "user", key)
+                retry = str(max(1, int(stats.reset_time - time.time()) + 1))
+                raise HTTPException(429, "too many requests", headers={"retry-after": retry})
+
+
+def _limits(redis_url: str | None) -> Limits | None:
+    return Limits(redis_url, EdgeRates.from_env(os.environ)) if redis_url else None
 
 
 app = FastAPI(lifespan=lifespan)
@@ -179,8 +218,10 @@ async def healthz():
 
 
 @app.get("/profiles/{profile_id}")
-async def get_profile(profile_id: str, authorization: str = Header("")):
+async def get_profile(request: Request, profile_id: str, authorization: str = Header("")):
     caller = await app.state.verifier.user_id(authorization)
+    if app.state.limits is not None:
+        await app.state.limits.check(request.client.host, caller)
     try:
         profile_id = str(uuid.UUID(profile_id))
     except ValueError:
@@ -283,10 +324,13 @@ def start_peer(
     jwks: Path,
     log_path: Path,
     mode: str = "same-work",
+    redis_url: str | None = None,
+    rates: EdgeRates | None = None,
     extra_args: list[str] = (),
     timeout: float = 30,
 ) -> subprocess.Popen:
-    """uvicorn with its defaults (uvloop + httptools when installed, access log on), one worker."""
+    """uvicorn with its defaults (uvloop + httptools when installed, access log on), one worker;
+    with `redis_url`, the edge's limits at `rates` (default: their defaults)."""
     env = {
         **os.environ,
         "BENCH_PEER_MODE": mode,
@@ -294,6 +338,13 @@ def start_peer(
         "BENCH_PEER_JWKS": str(jwks),
         "PYTHONUNBUFFERED": "1",
     }
+    if redis_url:
+        rates = rates or EdgeRates()
+        env.update(
+            BENCH_PEER_REDIS_URL=redis_url,
+            OPENHR_RATE_IP_PER_MIN=str(rates.ip_per_min),
+            OPENHR_RATE_USER_PER_MIN=str(rates.user_per_min),
+        )
     argv = [
         sys.executable, "-m", "uvicorn", "bench.peer:app", "--host", "127.0.0.1", "--port", str(port),
         "--workers", "1", *extra_args,

@@ -11,7 +11,8 @@ from bench.machine import markdown as machine_markdown
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 CPU_GROUPS = (
-    "client", "envoy", "envoy_noauth", "identity", "profile", "fastapi", "fastapi_naive", "postgres", "other",
+    "client", "envoy", "envoy_noauth", "identity", "profile", "fastapi", "fastapi_naive", "postgres", "redis",
+    "other",
 )  # fmt: skip
 
 
@@ -98,7 +99,7 @@ def analysis_lines(result: dict, concurrency: int = 32) -> list[str]:
     stolen = other_cores(result)
     if stolen is not None:
         lines.append(
-            f"- **Machine noise:** CPU outside the named groups (other people's processes, kernel threads, Redis, "
+            f"- **Machine noise:** CPU outside the named groups (other people's processes, kernel threads, "
             f"the enrichment service) took a median of {stolen:.2f} cores during the cells (highest per-path median "
             f"{max_other_cores(result):.2f})"
             + (
@@ -159,11 +160,11 @@ def analysis_lines(result: dict, concurrency: int = 32) -> list[str]:
             else "outside the round-to-round spread"
         )
         lines.append(
-            f"- **Edge auth + rate limits:** the same config without jwt_authn and the rate-limit call gives "
+            f"- **Edge auth + rate limits:** the same config without jwt_authn and the rate-limit filters gives "
             f"{ratio(f'envoy_rest_noauth/envoy_rest@{concurrency}')}x the throughput of the mesh's Envoy ({spread}, "
             f"{verdict}); Envoy CPU {cpu('envoy_rest_noauth', 'envoy_noauth'):,.0f} vs "
-            f"{cpu('envoy_rest', 'envoy'):,.0f} us per request, and identity answers the rate-limit call with "
-            f"{cpu('envoy_rest', 'identity'):,.0f} us of its CPU per request (vs "
+            f"{cpu('envoy_rest', 'envoy'):,.0f} us per request, and identity (the global rate-limit service, asked "
+            f"for sign-in and sign-up only) spends {cpu('envoy_rest', 'identity'):,.0f} us of its CPU per read (vs "
             f"{cpu('envoy_rest_noauth', 'identity'):,.0f} us without it). Latency: see 'Edge auth + rate limit "
             "cost'."
         )
@@ -270,8 +271,8 @@ def print_get_profile(result: dict) -> None:
     print("\n".join(analysis_lines(result)))
     goal = result["goal"]
     print(
-        f"\ngoal: {goal['statement']}\n  -> ratio {goal['ratio']}, p99 {goal['p99_ms']} ms: "
-        f"{'MET' if goal['met'] else 'NOT MET'}"
+        f"\ngoal: {goal['statement']}\n  -> REST/peer {goal['ratio']}, gRPC/peer {goal['grpc_ratio']}, "
+        f"open-loop p99 gap {goal['p99_gap_ms']} ms: {'MET' if goal['met'] else 'NOT MET'}"
     )
 
 
@@ -293,9 +294,11 @@ def get_profile_markdown(result: dict, machine: dict, findings: str = "") -> str
         f"Postgres 18 + pgvector, Redis, profile + enrichment services, Envoy, free ports), seeds "
         f"{setup['profiles']} profiles through gRPC (each by its own user, 2-8 skills, endorsements on ~30%; "
         f"{setup['seed_seconds']} s), starts the FastAPI peer (`bench/peer.py`: uvicorn, 1 worker, its defaults "
-        "uvloop + httptools + access log, asyncpg pool of 10 like the service) on the same Postgres and, for "
-        "diagnosis, a second peer in its naive mode and a second Envoy with the mesh's rendered config minus "
-        "jwt_authn and the rate-limit filter (`envoy_rest_noauth`).",
+        "uvloop + httptools + access log, asyncpg pool of 10 like the service) on the same Postgres, with the "
+        "edge's per-address and per-user limits (the `limits` library, fixed windows on the mesh's Redis, the "
+        "mesh's values) and, for diagnosis, a second peer in its naive mode and a second Envoy with the mesh's "
+        "rendered config minus jwt_authn and the rate-limit filters (`envoy_rest_noauth`). The services run at "
+        "their default log level (INFO: no line per successful RPC).",
         "- **Same work on every path.** The peer (same-work mode) checks the token with the service's own "
         "`TokenVerifier` (PyJWT, EdDSA, the mesh's JWKS, verified tokens cached until expiry) and runs the "
         "service's own transaction and SQL, imported from `services/common/db.py` and `services/profile/store.py`: "
@@ -326,7 +329,7 @@ def get_profile_markdown(result: dict, machine: dict, findings: str = "") -> str
         "and the httpx row shows what a heavier client costs.",
         "- CPU per request: user+system CPU of each process group (from /proc, all threads and child processes) over "
         "the cell divided by the successful requests. `other` is machine busy time not in a named group (other "
-        "processes on the box, kernel softirq, Redis, the enrichment service).",
+        "processes on the box, kernel softirq, the enrichment service).",
         "",
         "## Results",
         "",
@@ -340,20 +343,22 @@ def get_profile_markdown(result: dict, machine: dict, findings: str = "") -> str
         "",
         f"> {goal['statement']}",
         "",
-        f"This run: ratio **{goal['ratio']}** ({'met' if goal['ratio_met'] else 'missed'}), p99 at 32 in flight "
-        f"**{goal['p99_ms']} ms** ({'met' if goal['p99_met'] else 'missed'}) - goal "
+        f"This run: REST / peer **{goal['ratio']}** ({'met' if goal['ratio_met'] else 'missed'}), direct gRPC / "
+        f"peer **{goal['grpc_ratio']}** ({'met' if goal['grpc_met'] else 'missed'}), REST p99 minus the peer's at "
+        f"the open-loop rate **{goal['p99_gap_ms']} ms** ({'met' if goal['p99_met'] else 'missed'}) - goal "
         f"**{'MET' if goal['met'] else 'NOT MET'}**.",
         "",
         "### Edge auth + rate limit cost",
         "",
         "What `envoy.filters.http.jwt_authn` (token verified at the edge, EdDSA against identity's JWKS) and "
-        "`envoy.filters.http.ratelimit` (a gRPC call to identity's RateLimitService, which counts in Redis, on "
-        "every request) add to an authenticated `GET /v1/profiles/{id}`: `envoy_rest` (the mesh's Envoy) against "
-        "`envoy_rest_noauth`, a second Envoy from the same rendered config minus those two filters, their "
+        "the rate limits (`local_ratelimit` token buckets per address and per user in Envoy; the global "
+        "`ratelimit` call to identity is made for sign-in and sign-up only) add to an authenticated "
+        "`GET /v1/profiles/{id}`: `envoy_rest` (the mesh's Envoy) against "
+        "`envoy_rest_noauth`, a second Envoy from the same rendered config minus those filters, their "
         "local-reply mappers and the `edge_jwks` cluster (the profile service still verifies the token), "
         "measured in the same rounds. Added = with minus without, per round (same round, same ids), median "
         "across rounds. The bench mesh lifts the limits (`deploy/local/ephemeral.py` UNLIMITED_RATES) so "
-        "nothing is refused, but the rate-limit call is made on every request. At 32 in flight the closed-loop "
+        "nothing is refused, but every request is counted. At 32 in flight the closed-loop "
         "latency follows throughput (Little's law); the open-loop row is latency at a load both carry.",
         "",
         *auth_cost_lines(result),

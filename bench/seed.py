@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import grpc
 
 from openhr.profile.v1 import profile_pb2, profile_pb2_grpc
+from services.common.db import Database, app_role
+from services.profile import store
 
 FIRST = (
     "Amara Ben Chen Dana Elif Farid Greta Hiro Ines Jonas Kavya Liam Maya Nils Olu Priya Quinn Rafael Sana Tomas "
@@ -211,17 +213,23 @@ async def seed_profiles(
     enrichment_token,
     count: int,
     *,
+    database_url: str | None = None,
     concurrency: int = 16,
     endorse_share: float = 0.3,
     seed: int = 7,
 ) -> list[SeededProfile]:
     """Creates `count` profiles with skills (and endorsements on some) through gRPC; returns them in order.
     `token_for(email)` mints an access token; `enrichment_token()` the enrichment service's token
-    (skills arrive as enrichment merges them: MergeEnrichedSkills answers no user)."""
+    (skills arrive as enrichment merges them: MergeEnrichedSkills answers no user). Only matched users
+    endorse each other: with `database_url` (the profile schema's), each endorsing pair is first made a
+    match in the profile service's read model, as its MatchCreated consumer does (services/profile/app.py;
+    a like and a like back through matching would need both profiles embedded first); without it, no
+    endorsements."""
     rng = random.Random(seed)
     plans = [profile_for(i, rng) for i in range(count)]
     created: list[SeededProfile | None] = [None] * count
     skill_ids: dict[int, list[str]] = {}
+    user_ids: dict[int, str] = {}
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(count):
         queue.put_nowait(i)
@@ -253,6 +261,7 @@ async def seed_profiles(
                     timeout=30,
                 )
                 skill_ids[i] = [s.skill_id for s in merged.skills]
+                user_ids[i] = response.profile.user_id
                 created[i] = SeededProfile(i, email, response.profile.profile_id)
 
         await asyncio.gather(*(create_worker() for _ in range(concurrency)))
@@ -263,6 +272,16 @@ async def seed_profiles(
             for i in range(count)
             if count > 1 and rng.random() < endorse_share
         ]
+        if database_url is None:
+            endorsements = []
+        else:
+            db = Database(database_url, app_role=app_role(store.SCHEMA), application_name="bench-seed")
+            try:
+                for owner, endorser, _ in endorsements:
+                    async with db.transaction(user_ids[owner]) as tx:
+                        await store.add_connection(tx, user_ids[owner], user_ids[endorser])
+            finally:
+                await db.close()
         sem = asyncio.Semaphore(concurrency)
 
         async def endorse(owner: int, endorser: int, skill_id: str) -> None:

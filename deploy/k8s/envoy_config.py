@@ -18,10 +18,12 @@ from pathlib import Path
 from deploy.k8s.edge_init import TOKEN_PLACEHOLDER
 from deploy.local.stack import DESCRIPTOR, SERVICES
 from edge.envoy.render import render
+from services.common.edge_rates import EdgeRates
 
 K8S_DIR = Path(__file__).resolve().parent
 BASE = K8S_DIR / "base"
 RENDERED = BASE / "edge" / "envoy.yaml"
+ENV_FILE = BASE / "config" / "openhr.env"
 
 # Paths and ports inside the Envoy pod (base/edge/envoy.yaml's Deployment mounts them).
 LISTEN_PORT = 8443
@@ -34,6 +36,12 @@ TLS_DIR = "/etc/envoy/tls"
 def deployed_services(base: Path = BASE) -> list[str]:
     """The services that have manifests (a folder under base/services/)."""
     return sorted(path.name for path in (base / "services").iterdir() if (path / "kustomization.yaml").exists())
+
+
+def env_file(path: Path = ENV_FILE) -> dict[str, str]:
+    """NAME=value lines of a kustomize env file (comments and blank lines skipped)."""
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
 def k8s_config(descriptor_source: Path = DESCRIPTOR, base: Path = BASE) -> str:
@@ -60,6 +68,8 @@ def k8s_config(descriptor_source: Path = DESCRIPTOR, base: Path = BASE) -> str:
         trusted_hops=0,
         # The pod's init step (deploy/k8s/edge_init.py) puts the edge's service token here.
         rate_limit_token=TOKEN_PLACEHOLDER,
+        # The per-address and per-user limits live in Envoy: the same variables the services' config sets.
+        edge_rates=EdgeRates.from_env(env_file(base / "config" / "openhr.env")),
     )
 
 

@@ -29,13 +29,14 @@ from deploy.local.stack import (
     wait_until_ready,
 )
 from services.common.devkeys import mint_token, user_id_for
+from services.common.edge_rates import EdgeRates
 from services.common.settings import REPO_ROOT, ServiceSettings
 
 ISSUER = ServiceSettings.model_fields["jwt_issuer"].default
 AUDIENCE = ServiceSettings.model_fields["jwt_audience"].default
 # A throwaway mesh serves a whole test suite (or a benchmark) from one address and a few users:
-# the edge's rate limits (services/identity/ratelimit.py) are lifted unless `extra_env` sets them
-# (tests/edge/test_rate_limits.py runs a mesh of its own with small ones).
+# the rate limits (Envoy's, services/common/edge_rates.py, and identity's, services/identity/ratelimit.py)
+# are lifted unless `extra_env` sets them (tests/edge/test_rate_limits.py runs a mesh of its own with small ones).
 UNLIMITED_RATES = {
     "OPENHR_RATE_IP_PER_MIN": "1000000000",
     "OPENHR_RATE_USER_PER_MIN": "1000000000",
@@ -43,6 +44,9 @@ UNLIMITED_RATES = {
     "OPENHR_RATE_SIGNUP_IP_PER_MIN": "1000000000",
     "OPENHR_RATE_LOGIN_FAILURES": "1000000000",
 }
+# Tests follow requests through the services' logs by request id: every RPC's line, which services
+# write at DEBUG when it succeeded quickly (services/common/interceptors.py). A bench overrides it.
+TEST_LOGGING = {"OPENHR_LOG_LEVEL": "DEBUG"}
 # Throwaway meshes share one model cache (the exported ONNX graphs and the taxonomy's vectors,
 # services/enrichment/models.py), so only the first test session on a machine computes it.
 SHARED_MODEL_CACHE = {"ENRICHMENT_MODEL_CACHE": str(REPO_ROOT / ".data" / "models")}
@@ -106,6 +110,7 @@ class Mesh:
                 env={
                     **os.environ,
                     **UNLIMITED_RATES,
+                    **TEST_LOGGING,
                     **TEST_JOB_TIMINGS,
                     **SHARED_MODEL_CACHE,
                     **GENEROUS_TIMEOUTS,
@@ -166,6 +171,7 @@ def config_on_free_ports(data_dir: Path) -> StackConfig:
         smtp_port=free_port(),
         rate_limit_timeout=EDGE_TIMEOUT,
         validation_timeout=EDGE_TIMEOUT,
+        access_log="/dev/stdout",  # into the envoy process's log file, which tests read
     )
     config.database_url = config.postgres.url
     config.redis_url = config.redis.url
@@ -181,6 +187,7 @@ def start_mesh(data_dir: Path, extra_env: dict[str, str] | None = None) -> Mesh:
     # the providers this mesh's identity is configured for.
     config.web_root = default_web_root()
     config.oauth_providers = oauth_providers({**os.environ, **(extra_env or {})})
+    config.edge_rates = EdgeRates.from_env({**UNLIMITED_RATES, **(extra_env or {})})
     mesh = Mesh(config=config, postgres=config.postgres, redis=config.redis, extra_env=dict(extra_env or {}))
     try:
         mesh.postgres.start()

@@ -524,6 +524,11 @@ class LocalRedis:
     def log_file(self) -> Path:
         return self.data_dir / "redis.log"
 
+    @property
+    def pid(self) -> int | None:
+        """The redis-server this object started (None: not started here)."""
+        return self._proc.pid if self._proc is not None else None
+
     def start(self, timeout: float = 10) -> None:
         """Start redis-server and wait until it answers PING; no-op if ours is running."""
         if self.is_running():

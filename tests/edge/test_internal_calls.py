@@ -186,13 +186,12 @@ async def _refused(call) -> grpc.StatusCode:
 
 
 async def test_the_rate_limit_service_answers_envoy_only(mesh: Mesh, rest) -> None:
-    """Anyone reaching identity's port could otherwise lock a user out (hits_addend) or clear
-    nothing but learn counts: without Envoy's token, ShouldRateLimit is refused."""
+    """Anyone reaching identity's port could otherwise lock an address out of sign-in (hits_addend)
+    or learn counts: without Envoy's token, ShouldRateLimit is refused."""
     victim = new_user(mesh, "victim")
+    entries = [{"key": "auth", "value": "login"}, {"key": "remote_address", "value": "127.0.0.1"}]
     request = rls_pb2.RateLimitRequest(
-        domain="openhr",
-        hits_addend=2_000_000_000,
-        descriptors=[ratelimit_pb2.RateLimitDescriptor(entries=[{"key": "user", "value": victim.user_id}])],
+        domain="openhr", hits_addend=2_000_000_000, descriptors=[ratelimit_pb2.RateLimitDescriptor(entries=entries)]
     )
     async with grpc.aio.insecure_channel(mesh.target("identity")) as channel:
         stub = rls_pb2_grpc.RateLimitServiceStub(channel)

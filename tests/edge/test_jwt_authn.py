@@ -35,6 +35,7 @@ from tests.edge.edge_calls import (
     UNAUTHENTICATED,
     UNIMPLEMENTED,
     envoy_stat,
+    envoy_stats,
     error_details,
     error_info,
     grpc_call,
@@ -80,6 +81,8 @@ def test_auth_and_rate_limits_come_with_the_identity_cluster() -> None:
         "cors",
         "grpc_web",
         "jwt_authn",
+        "lua",
+        "local_ratelimit",
         "ratelimit",
         "query_validation",
         "ext_proc",
@@ -93,7 +96,8 @@ def test_auth_and_rate_limits_come_with_the_identity_cluster() -> None:
     assert provider["remote_jwks"]["http_uri"]["uri"] == "http://127.0.0.1:18080/.well-known/jwks.json"
     assert _filters(render(**_values(["profile"]))) == ["cors", "grpc_web", "grpc_json_transcoder", "router"]
     assert "jwt_authn" not in _filters(render(**_values(["identity", "profile"], auth=False)))
-    assert "ratelimit" not in _filters(render(**_values(["identity", "profile"], rate_limits=False)))
+    unlimited = _filters(render(**_values(["identity", "profile"], rate_limits=False)))
+    assert not {"lua", "local_ratelimit", "ratelimit"} & set(unlimited)
     for switch in ("auth", "rate_limits"):
         with pytest.raises(ValueError, match="needs the identity cluster"):
             render(**_values(["profile"], **{switch: True}))
@@ -416,19 +420,25 @@ async def test_envoy_started_before_identity_gets_the_jwks_once_identity_is_up(m
                     )
                     assert ok.grpc_status == 0 and "x-ratelimit-limit" in ok.headers, ok
 
-                    # Identity gone: the cached JWKS still verifies; the rate-limit call fails and
-                    # the request goes on (failure_mode_deny: false).
+                    # Identity gone: the cached JWKS still verifies, and Envoy's own limits still
+                    # count (their headers); a sign-up's rate-limit call to identity fails and the
+                    # request goes on (failure_mode_deny: false), to find identity down: 503.
                     await forwarder.close()
                     for _ in range(3):
                         answer = await rest_call(
                             client, "GET", "/v1/skills:search", token=token, params={"query": "py"}
                         )
                         assert answer.status == 200, answer
-                        assert "x-ratelimit-limit" not in answer.headers
+                        assert "x-ratelimit-limit" in answer.headers, answer
                         ok = await grpc_call(
                             channel, "/openhr.enrichment.v1.SkillsService/SearchSkills", search, token=token
                         )
                         assert ok.grpc_status == 0, ok
+                    signup = {"email": f"down-{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD}
+                    unavailable = await rest_call(client, "POST", "/v1/auth/signup", json=signup)
+                    assert unavailable.status == 503, unavailable
+                    stats = await envoy_stats(edge.admin, r"\.ratelimit\.edge\.failure_mode_allowed$")
+                    assert sum(stats.values()) >= 1, stats
                     assert (await rest_call(client, "GET", "/v1/skills:search", params={"query": "py"})).status == 401
     finally:
         await forwarder.close()
