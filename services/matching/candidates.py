@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
+import numpy as np
 
 from openhr.matching.v1 import matching_pb2
 from openhr.profile.v1 import profile_pb2
@@ -65,6 +66,19 @@ def filters_for(me: ranking.Person, request: matching_pb2.ListMatchesRequest) ->
     )
 
 
+def search_queries(me: Viewer) -> list[tuple[str, np.ndarray]]:
+    """The two searches of my candidate pool: what I seek against what they offer, what I offer
+    against what they seek. Someone who says nothing of what they look for (no "looking for"
+    text, roles or industries sought: no seek vector) searches offers with their own offer
+    instead: people in their field, whom the ranking's complementarity then orders (what they
+    bring that I lack first). Without it, two such people never met, and they only ever found
+    people who state a seek. Likewise a missing offer is stood in for by the seek. The ranking's
+    semantic factor uses only the seek-offer directions that exist (ranking.semantic_fit)."""
+    seek = me.seek if me.seek is not None else me.offer
+    offer = me.offer if me.offer is not None else me.seek
+    return [("offer", seek), ("seek", offer)]
+
+
 class Ranker:
     def __init__(
         self,
@@ -94,8 +108,7 @@ class Ranker:
         user_id = me.candidate.person.user_id
         if me.offer is None and me.seek is None:
             return await store.recent(tx, user_id, self._pool_size, filters)
-        queries = [(column, query) for column, query in (("offer", me.seek), ("seek", me.offer)) if query is not None]
-        found = await self._index.nearest(tx, user_id, queries, self._pool_size, filters)
+        found = await self._index.nearest(tx, user_id, search_queries(me), self._pool_size, filters)
         return list(dict.fromkeys(user for hits in found for user in hits))
 
     async def rank(self, user_id: str, request: matching_pb2.ListMatchesRequest) -> list[Ranked]:

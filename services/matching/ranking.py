@@ -206,9 +206,26 @@ def skill_words(me: Person, them: Person) -> tuple[tuple[str, ...], tuple[str, .
     return shared[:TOP_SKILLS], complementary[:TOP_SKILLS]
 
 
+def _semantic_detail(cosines: Cosines) -> str:
+    """The sentence for the semantic part of skill fit, naming the direction that exists."""
+    mine, theirs = cosines
+    if mine is None and theirs is None:
+        return "Neither of you says what you look for yet"
+    if mine is not None and semantic_fit((mine, None)) >= 0.5:
+        return "What they offer is close to what you look for"
+    if theirs is not None and semantic_fit((None, theirs)) >= 0.5:
+        return "What you offer is close to what they look for"
+    if mine is None:
+        return "Little overlap of what you offer with what they look for"
+    return "Little overlap with what you look for"
+
+
 def skill_fit(
-    me: Person, them: Person, semantic: float | None, words: tuple[tuple[str, ...], tuple[str, ...]]
+    me: Person, them: Person, cosines: Cosines, words: tuple[tuple[str, ...], tuple[str, ...]]
 ) -> tuple[float, str]:
+    """Semantic fit (the seek-offer directions that exist; neutral when neither does) and
+    complementarity, half each."""
+    semantic = semantic_fit(cosines)
     comp = complementarity(me, them)
     score = 0.5 * (NEUTRAL if semantic is None else semantic) + 0.5 * comp
     roles = me.preferences.roles_sought
@@ -219,10 +236,8 @@ def skill_fit(
         detail = f"Brings what you look for: {', '.join(complementary[:3])}"
     elif shared:
         detail = f"Shares your skills: {', '.join(shared[:3])}"
-    elif semantic is not None and semantic >= 0.5:
-        detail = "What they offer is close to what you look for"
     else:
-        detail = "Little overlap with what you look for"
+        detail = _semantic_detail(cosines)
     return _clamp(score), detail
 
 
@@ -378,7 +393,7 @@ def meets_must_haves(me: Person, them: Person, at: datetime) -> bool:
 def fit(me: Person, them: Person, weights: Weights, at: datetime, cosines: Cosines = NO_COSINES) -> Fit:
     """How well `them` fits `me`, from my point of view (my preferences weigh)."""
     words = skill_words(me, them)
-    skill_score, skill_detail = skill_fit(me, them, semantic_fit(cosines), words)
+    skill_score, skill_detail = skill_fit(me, them, cosines, words)
     tz_score, tz_detail, _hours = working_together(me, them, at)
     equity_score, equity_detail = equity_alignment(me, them)
     stage_score, stage_detail = stage_alignment(me, them)

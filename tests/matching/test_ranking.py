@@ -127,6 +127,26 @@ def test_semantic_fit_averages_both_directions() -> None:
     assert close.score > far.score
 
 
+def test_skill_fit_sentence_names_the_direction_that_exists() -> None:
+    """Someone who says nothing of what they look for has no seek vector: the sentence says
+    which side's wish was compared, or that neither was stated (no skills in common here)."""
+    me, them = person("me"), person()
+
+    def sentence(cosines: ranking.Cosines) -> str:
+        return factor(ranking.fit(me, them, Weights(), WINTER, cosines), matching_pb2.FACTOR_SKILL_FIT).detail
+
+    assert sentence((None, None)) == "Neither of you says what you look for yet"
+    assert sentence((0.6, None)) == "What they offer is close to what you look for"
+    assert sentence((None, 0.6)) == "What you offer is close to what they look for"
+    assert sentence((0.1, 0.6)) == "What you offer is close to what they look for"
+    assert sentence((None, 0.1)) == "Little overlap of what you offer with what they look for"
+    assert sentence((0.1, 0.1)) == "Little overlap with what you look for"
+    # The one direction that exists decides the semantic part alone; none is neutral.
+    unstated = ranking.fit(me, them, Weights(), WINTER, ranking.NO_COSINES)
+    assert ranking.fit(me, them, Weights(), WINTER, (None, 0.6)).score > unstated.score
+    assert ranking.fit(me, them, Weights(), WINTER, (None, 0.1)).score < unstated.score
+
+
 def test_score_is_the_weighted_sum_and_ties_order_by_user_id() -> None:
     me = person("me", timezone="UTC")
     twins = [person(uid, timezone="UTC") for uid in ("b", "a")]
