@@ -27,6 +27,8 @@ import statistics
 import time
 from dataclasses import dataclass
 
+import asyncpg
+
 from bench.cpu import CpuMeter
 from bench.edge import ExtraEnvoy, without_auth_and_rate_limits
 from bench.http1 import Http1Client, HttpError
@@ -36,6 +38,7 @@ from bench.seed import seed_profiles
 from deploy.local.ephemeral import Mesh
 from deploy.local.infra import free_port
 from services.common.service_auth import ServiceTokenIssuer
+from tests.waiting import eventually
 
 # Issue 12's goal.
 GOAL_RATIO = 1.0
@@ -43,6 +46,23 @@ GOAL_GRPC_RATIO = 1.2
 GOAL_CONCURRENCY = 32
 GOAL_OPEN_RATE = 150.0
 GOAL_P99_GAP_MS = 2.0
+EMBED_WAIT_SECONDS = 600.0
+EMBEDDED_PROFILES = "SELECT count(*) FROM enrichment.profile_vectors WHERE kind = 'offer'"
+
+
+async def embedded(database_url: str, profiles: int) -> float:
+    """Seconds until enrichment holds an offer vector for `profiles` profiles."""
+    started = time.perf_counter()
+    connection = await asyncpg.connect(database_url)
+    try:
+
+        async def all_embedded() -> bool:
+            return await connection.fetchval(EMBEDDED_PROFILES) >= profiles
+
+        await eventually(all_embedded, within=EMBED_WAIT_SECONDS, interval=1.0, message="seeded profiles embedded")
+    finally:
+        await connection.close()
+    return time.perf_counter() - started
 
 
 @dataclass(frozen=True)
@@ -153,6 +173,10 @@ class Bench:
             database_url=mesh.config.effective_database_url,
         )
         seed_seconds = time.perf_counter() - t0
+        # Every seeded profile is embedded by the enrichment service (ProfileChanged): wait for that
+        # to finish, or its model and its Postgres writes would share the cores with the cells.
+        embed_seconds = await embedded(mesh.config.effective_database_url, len(seeded))
+        self.log(f"enrichment embedded the seeded profiles {embed_seconds:.1f}s after seeding")
         self.ids = [p.profile_id for p in seeded]
         # Readers: 64 bench users (each worker w reads as user w % 64), all of them profile owners too.
         self.tokens = [token_for(f"bench-{i}@example.com") for i in range(min(64, len(seeded)))]
