@@ -9,7 +9,8 @@ mesh's enrichment already calls, with an `octocat` account set up here.
 Not run: "Sign-in with GitHub or Google" (its callback needs the code and state a browser brings
 back from the provider's consent page: tests/identity drive that against the stand-in), the
 grpcurl block (a Go binary, not installed here), and "Chat" (two interactive terminals; its
-curl calls come with `make token` users and the repair CLI, covered by tests/messaging)."""
+curl calls set up `make token` users for the repair CLI, whose OpenConversation
+tests/messaging/test_chat.py covers)."""
 
 from __future__ import annotations
 
